@@ -1,0 +1,1 @@
+"""poller: AWS Lambda event source mappings, run anywhere."""

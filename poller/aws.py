@@ -1,0 +1,74 @@
+"""AWS clients for sources and destinations: one aiobotocore session per worker.
+
+Clients are created lazily per service, share the ``[aws]`` settings (region, endpoint, static
+credentials for emulators) and are closed together by :meth:`AwsClients.aclose`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import anyio
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from poller.config import AwsConfig
+
+__all__ = ["AwsClients"]
+
+
+class AwsClients:
+    """Creates and caches aiobotocore clients for the services a worker uses."""
+
+    def __init__(self, aws: AwsConfig, *, endpoint_url: str | None = None) -> None:
+        self._aws = aws
+        # "embedded" is resolved by the runtime into a real URL before clients are created.
+        self._endpoint_url = endpoint_url if endpoint_url is not None else aws.endpoint_url
+        if self._endpoint_url == "embedded":
+            raise ValueError("the embedded endpoint must be started before clients are created")
+        self._session = get_session()
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        self._lock = anyio.Lock()
+
+    @property
+    def region(self) -> str:
+        """The region clients talk to."""
+        return self._aws.region
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The endpoint clients talk to; None for real AWS."""
+        return self._endpoint_url
+
+    async def client(self, service: str) -> Any:
+        """The shared client for ``service`` ("kinesis", "sqs", "sns", "s3", ...)."""
+        async with self._lock:
+            existing = self._clients.get(service)
+            if existing is not None:
+                return existing
+            kwargs: dict[str, Any] = {
+                "region_name": self._aws.region,
+                "config": AioConfig(
+                    retries={"max_attempts": 2, "mode": "standard"},
+                    max_pool_connections=64,
+                    connect_timeout=5,
+                    read_timeout=30,
+                ),
+            }
+            if self._endpoint_url:
+                kwargs["endpoint_url"] = self._endpoint_url
+            if self._aws.access_key_id and self._aws.secret_access_key:
+                kwargs["aws_access_key_id"] = self._aws.access_key_id
+                kwargs["aws_secret_access_key"] = self._aws.secret_access_key
+            client = await self._stack.enter_async_context(
+                self._session.create_client(service, **kwargs)
+            )
+            self._clients[service] = client
+            return client
+
+    async def aclose(self) -> None:
+        """Close every client created so far."""
+        self._clients.clear()
+        await self._stack.aclose()

@@ -1,0 +1,236 @@
+"""The seams of the engine: what it needs from sources, targets, stores and destinations.
+
+The engine imports no client library. Everything source-specific reaches it through these
+Protocols, which live here (not in ``poller.sources``) so that imports only ever point down:
+runtime -> sources/targets/destinations/stores -> engine -> records/config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from poller.config import StartingPosition
+from poller.records import Batch, Record
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "Discard",
+    "DiscardSink",
+    "EventRenderer",
+    "IdempotencyStore",
+    "Invocation",
+    "PartitionInfo",
+    "PartitionReader",
+    "PartitionSource",
+    "ReadResult",
+    "ResponseContext",
+    "StartAt",
+    "Store",
+    "Target",
+]
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionInfo:
+    """A partition (shard) as listed by the source, with its lineage."""
+
+    id: str
+    #: Parent partitions (a split has one, a merge two); they finish before this one starts.
+    parents: tuple[str, ...] = ()
+    #: True when the source says the partition is closed (it has an ending sequence number).
+    closed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StartAt:
+    """Where a partition reader starts: after a checkpoint, else at the starting position."""
+
+    starting_position: StartingPosition
+    #: Resume strictly after this position (the stored checkpoint); wins over starting_position.
+    after: str | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """What one read of a partition returned."""
+
+    records: Sequence[Record]
+    #: How far behind the tip the reader is, in ms (Kinesis MillisBehindLatest); 0 = caught up.
+    behind_ms: int = 0
+    #: The partition is closed and every record of it has now been read.
+    ended: bool = False
+    #: Partitions the source named as children when this one ended (may be empty).
+    children: tuple[PartitionInfo, ...] = ()
+
+
+class PartitionReader(Protocol):
+    """Reads one partition in order. Handles its own iterators, renewal and throttling backoff."""
+
+    async def read(self) -> ReadResult:
+        """Return the next records (possibly none). Never skips a record."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the reader."""
+        ...
+
+
+class EventRenderer(Protocol):
+    """Renders records in the AWS shapes a Lambda-style handler and on-failure records use."""
+
+    def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
+        """The Lambda event for one invocation, e.g. ``{"Records": [...]}``."""
+        ...
+
+    def item_identifier(self, record: Record) -> str:
+        """What ``batchItemFailures[].itemIdentifier`` names this record by."""
+        ...
+
+    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
+        """The on-failure record's batch info: its key (``KinesisBatchInfo``) and body."""
+        ...
+
+
+class PartitionSource(EventRenderer, Protocol):
+    """A log source (Kinesis, DynamoDB Streams): partitions that keep order and can be re-read."""
+
+    #: Short name used in logs and metrics ("kinesis").
+    kind: str
+    #: Fewest seconds between two reads of one partition (Kinesis: 0.2 = 5 reads/s).
+    min_read_interval: float
+
+    async def list_partitions(self) -> Sequence[PartitionInfo]:
+        """Every partition the source has now, with lineage (follows pagination)."""
+        ...
+
+    async def open_reader(self, partition: PartitionInfo, start: StartAt) -> PartitionReader:
+        """A reader positioned at ``start`` on ``partition``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release clients."""
+        ...
+
+
+# --- targets -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """Facts about one invocation that a target passes on to the handler (Lambda context)."""
+
+    request_id: str
+    #: Monotonic deadline (``anyio.current_time()`` clock) of this invocation.
+    deadline: float
+    function_name: str
+    function_arn: str
+
+
+class Target(Protocol):
+    """How a batch reaches user code. Returns the raw outcome; never raises for handler errors."""
+
+    async def invoke(self, batch: Batch, invocation: Invocation) -> Any:
+        """Hand the batch over; return an :class:`~poller.engine.outcome.Outcome`."""
+        ...
+
+
+# --- destinations --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseContext:
+    """The ``responseContext`` of an on-failure record."""
+
+    status_code: int = 200
+    executed_version: str = "$LATEST"
+    function_error: str | None = "Unhandled"
+
+
+@dataclass(frozen=True, slots=True)
+class Discard:
+    """Records the engine gave up on, and why: becomes one on-failure record."""
+
+    mapping_id: str
+    partition: str
+    records: tuple[Record, ...]
+    #: RetryAttemptsExhausted | RecordAgeExceeded | MaximumPayloadSizeExceeded
+    condition: str
+    #: How many times these records were handed to the target (approximateInvokeCount).
+    invoke_count: int
+    #: The last invocation's request id, or a fresh one when never invoked.
+    request_id: str
+    #: None when the records were never invoked (RecordAgeExceeded before ingestion).
+    response: ResponseContext | None
+    #: Epoch seconds when the records were discarded.
+    timestamp: float
+    #: The last event handed over (the S3 destination stores it as ``payload``).
+    payload: Mapping[str, Any] | None = field(default=None, repr=False)
+
+
+class DiscardSink(Protocol):
+    """Takes discarded records somewhere durable. Raises when it could not; the engine retries."""
+
+    async def deliver(self, discard: Discard) -> None:
+        """Record the discard (send the on-failure record) or raise."""
+        ...
+
+
+# --- stores --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The last position of a partition whose records are all done."""
+
+    position: str
+    ordinal: int
+    #: The partition is closed and fully processed: its children may start.
+    finished: bool = False
+
+
+class CheckpointStore(Protocol):
+    """Durable checkpoints per (mapping, partition) that only move forward."""
+
+    async def get_checkpoint(self, mapping_id: str, partition: str) -> Checkpoint | None:
+        """The stored checkpoint, or None when the partition was never checkpointed."""
+        ...
+
+    async def put_checkpoint(self, mapping_id: str, partition: str, checkpoint: Checkpoint) -> None:
+        """Store ``checkpoint`` unless the stored one is further (or finished): never backwards."""
+        ...
+
+
+class IdempotencyStore(Protocol):
+    """Positions known to have succeeded, so retries and re-reads skip them."""
+
+    async def remember_succeeded(
+        self, mapping_id: str, partition: str, positions: Sequence[str], expires_at: float
+    ) -> None:
+        """Record that these positions succeeded; forget them after ``expires_at`` (epoch s)."""
+        ...
+
+    async def succeeded_among(
+        self, mapping_id: str, partition: str, positions: Sequence[str]
+    ) -> frozenset[str]:
+        """Which of ``positions`` are recorded as succeeded and not yet expired."""
+        ...
+
+
+class Store(CheckpointStore, IdempotencyStore, Protocol):
+    """A whole state store (memory, SQLite; DynamoDB later)."""
+
+    async def purge_expired(self, now: float) -> int:
+        """Delete idempotency records that expired before ``now``; return how many."""
+        ...
+
+    async def aclose(self) -> None:
+        """Flush and close."""
+        ...
