@@ -46,6 +46,8 @@ class PartitionInfo:
     parents: tuple[str, ...] = ()
     #: True when the source says the partition is closed (it has an ending sequence number).
     closed: bool = False
+    #: The last position of a closed partition, when the source knows it.
+    ending_position: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

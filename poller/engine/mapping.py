@@ -1,0 +1,175 @@
+"""One stream mapping: which partitions run, in what order, and when new ones appear.
+
+Partitions start only when every parent listed by the source has finished (the KCL convention, so a
+key's records are handed over in order across a split or merge); a parent the source no longer lists
+has aged out and does not block. Partitions are listed again every ``discovery_interval`` and as soon
+as one finishes, so children start without waiting. Shards known at the first listing start at the
+mapping's StartingPosition; shards that appear later start at TRIM_HORIZON so nothing written to them
+is skipped. A partition with a checkpoint always resumes after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from poller.config import ResolvedMapping, StartingPosition
+from poller.engine.backoff import Backoff
+from poller.engine.metrics import MappingCounters
+from poller.engine.partition import PartitionRunner
+from poller.engine.protocols import DiscardSink, PartitionInfo, PartitionSource, Store, Target
+
+__all__ = ["StreamMappingRunner"]
+
+_LIST_ERROR_BACKOFF = Backoff(1.0, 60.0)
+
+
+class StreamMappingRunner:
+    """Runs every partition of one log-source mapping until the worker stops."""
+
+    def __init__(
+        self,
+        *,
+        mapping: ResolvedMapping,
+        source: PartitionSource,
+        store: Store,
+        target: Target,
+        sink: DiscardSink,
+        counters: MappingCounters | None = None,
+        discovery_interval: float = 30.0,
+        idle_poll: float = 1.0,
+        function_name: str = "poller",
+        function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:poller",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.mapping = mapping
+        self.counters = counters or MappingCounters()
+        self._source = source
+        self._store = store
+        self._target = target
+        self._sink = sink
+        self._discovery_interval = discovery_interval
+        self._idle_poll = idle_poll
+        self._function_name = function_name
+        self._function_arn = function_arn
+        self._clock = clock
+        self._running: dict[str, PartitionRunner] = {}
+        self._finished: set[str] = set()
+        self._listed_once = False
+        self._initial: set[str] | None = None
+        self._stopping = anyio.Event()
+        self._wake = anyio.Event()
+        self._log = structlog.get_logger("poller.engine").bind(mapping=mapping.mapping_id)
+
+    # --- status ----------------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Every running partition is caught up with nothing unsettled."""
+        return self._listed_once and all(r.idle for r in self._running.values())
+
+    @property
+    def partitions(self) -> dict[str, PartitionRunner]:
+        """The partitions running now, by id."""
+        return dict(self._running)
+
+    @property
+    def finished_partitions(self) -> frozenset[str]:
+        """Partitions known to be closed and fully processed."""
+        return frozenset(self._finished)
+
+    def stop(self) -> None:
+        """Stop fetching; in-flight batches finish, then :meth:`run` returns."""
+        self._stopping.set()
+        self._wake.set()
+
+    # --- run ---------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; partitions start and finish as lineage allows."""
+        self._log.info("mapping starting", source=self._source.kind)
+        async with anyio.create_task_group() as group:
+            failures = 0
+            while not self._stopping.is_set():
+                self._wake = anyio.Event()
+                try:
+                    partitions = await self._source.list_partitions()
+                except Exception as error:
+                    failures += 1
+                    self.counters.polling_errors += 1
+                    delay = _LIST_ERROR_BACKOFF.delay(failures)
+                    self._log.error(
+                        "cannot list partitions", error=str(error), retry_in=round(delay, 2)
+                    )
+                    with anyio.move_on_after(delay):
+                        await self._stopping.wait()
+                    continue
+                failures = 0
+                await self._start_ready(partitions, group)
+                self._listed_once = True
+                self.counters.iterator_age_ms = max(
+                    (r.behind_ms for r in self._running.values()), default=0
+                )
+                with anyio.move_on_after(self._discovery_interval):
+                    await self._wake.wait()
+        self._log.info("mapping stopped")
+
+    async def _start_ready(self, listed: Sequence[PartitionInfo], group: TaskGroup) -> None:
+        known = {p.id for p in listed}
+        if self._initial is None:
+            self._initial = set(known)
+        mapping_id = self.mapping.mapping_id
+        for info in listed:
+            if info.id in self._finished or info.id in self._running:
+                continue
+            checkpoint = await self._store.get_checkpoint(mapping_id, info.id)
+            if checkpoint is not None and checkpoint.finished:
+                self._finished.add(info.id)
+        for info in listed:
+            if info.id in self._finished or info.id in self._running:
+                continue
+            waiting_for = [p for p in info.parents if p in known and p not in self._finished]
+            if waiting_for:
+                continue
+            position = (
+                self.mapping.starting_position
+                if info.id in self._initial
+                else StartingPosition.TRIM_HORIZON
+            )
+            runner = PartitionRunner(
+                mapping=self.mapping,
+                source=self._source,
+                partition=info,
+                store=self._store,
+                target=self._target,
+                sink=self._sink,
+                stopping=self._stopping,
+                counters=self.counters,
+                starting_position=position,
+                idle_poll=self._idle_poll,
+                function_name=self._function_name,
+                function_arn=self._function_arn,
+                clock=self._clock,
+            )
+            self._running[info.id] = runner
+            group.start_soon(self._run_partition, runner)
+
+    async def _run_partition(self, runner: PartitionRunner) -> None:
+        partition = runner.partition.id
+        try:
+            finished = await runner.run()
+        except Exception as error:
+            # A store or source failure outside the read loop: the partition is started again
+            # from its checkpoint at the next listing; nothing was settled past the checkpoint.
+            self._log.error("partition crashed; restarting at next listing", shard=partition,
+                            error=f"{type(error).__name__}: {error}")
+            finished = False
+        finally:
+            self._running.pop(partition, None)
+        if finished:
+            self._finished.add(partition)
+            self._wake.set()

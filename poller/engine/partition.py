@@ -1,0 +1,298 @@
+"""One partition (shard) from checkpoint to end: fetch ahead, cut batches, process, checkpoint.
+
+Three kinds of task cooperate per partition:
+
+* the *fetcher* reads the source and pushes record chunks into one bounded buffer, so the next
+  batch is ready when the current one returns; it polls again at once while the reader is behind,
+  waits ``idle_poll`` when caught up, and never reads faster than the source allows;
+* one *lane* per ParallelizationFactor cuts batches and runs them through the
+  :class:`~poller.engine.processor.BatchProcessor`; records of one partition key always go to the
+  same lane, so per-key order holds, and each lane has one batch in flight;
+* the :class:`~poller.engine.watermark.Watermark` turns settled records into a checkpoint that only
+  covers a settled prefix.
+
+While a batch fails, its lane stops cutting new batches and the buffer fills, so the partition blocks
+(other partitions run in their own tasks and go on).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Sequence
+
+import anyio
+import structlog
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from poller.config import ResolvedMapping, StartingPosition
+from poller.engine.backoff import Backoff
+from poller.engine.batching import Batcher
+from poller.engine.metrics import MappingCounters
+from poller.engine.processor import BatchProcessor
+from poller.engine.protocols import (
+    Checkpoint,
+    DiscardSink,
+    PartitionInfo,
+    PartitionReader,
+    PartitionSource,
+    StartAt,
+    Store,
+    Target,
+)
+from poller.engine.watermark import Watermark
+from poller.records import Record
+
+__all__ = ["PartitionRunner"]
+
+_READ_ERROR_BACKOFF = Backoff(0.5, 30.0)
+
+
+class PartitionRunner:
+    """Processes one partition until it ends (returns True) or the worker stops (False)."""
+
+    def __init__(
+        self,
+        *,
+        mapping: ResolvedMapping,
+        source: PartitionSource,
+        partition: PartitionInfo,
+        store: Store,
+        target: Target,
+        sink: DiscardSink,
+        stopping: anyio.Event,
+        counters: MappingCounters,
+        starting_position: StartingPosition,
+        idle_poll: float = 1.0,
+        function_name: str = "poller",
+        function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:poller",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.partition = partition
+        self._mapping = mapping
+        self._source = source
+        self._store = store
+        self._target = target
+        self._sink = sink
+        self._stopping = stopping
+        self._counters = counters
+        self._starting_position = starting_position
+        self._idle_poll = idle_poll
+        self._function_name = function_name
+        self._function_arn = function_arn
+        self._clock = clock
+        self._watermark = Watermark()
+        self._checkpoint: Checkpoint | None = None
+        self._fetched = 0
+        self._settled = 0
+        self._in_flight = 0
+        self._caught_up = False
+        self._ended = False
+        #: MillisBehindLatest of the last read (the partition's iterator age).
+        self.behind_ms = 0
+        self._processors: list[BatchProcessor] = []
+        self._log = structlog.get_logger("poller.engine").bind(
+            mapping=mapping.mapping_id, shard=partition.id
+        )
+
+    # --- status ----------------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Caught up with the source and nothing read is still unsettled."""
+        return self._caught_up and self._settled >= self._fetched and self._in_flight == 0
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The last checkpoint written (or loaded) for this partition."""
+        return self._checkpoint
+
+    @property
+    def blocked(self) -> bool:
+        """True while a lane waits to retry a failed batch."""
+        return any(p.retrying for p in self._processors)
+
+    # --- run ---------------------------------------------------------------------------------------
+
+    async def run(self) -> bool:
+        """Process the partition; True when it ended and is fully checkpointed as finished."""
+        mapping_id = self._mapping.mapping_id
+        checkpoint = await self._store.get_checkpoint(mapping_id, self.partition.id)
+        self._checkpoint = checkpoint
+        if checkpoint is not None and checkpoint.finished:
+            return True
+        start = StartAt(
+            starting_position=self._starting_position,
+            after=checkpoint.position if checkpoint is not None and checkpoint.position else None,
+            timestamp=self._mapping.starting_position_timestamp,
+        )
+        self._log.info(
+            "partition starting",
+            resume_after=start.after,
+            starting_position=None if start.after else start.starting_position.value,
+        )
+        reader = await self._open_reader(start)
+        if reader is None:
+            return False
+        send, receive = anyio.create_memory_object_stream[Sequence[Record]](max_buffer_size=1)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._fetch, reader, send)
+                await self._process(receive)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await reader.aclose()
+        if self._ended and self._settled >= self._fetched and not self._stopping.is_set():
+            await self._finish()
+            return True
+        return False
+
+    async def _open_reader(self, start: StartAt) -> PartitionReader | None:
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                return await self._source.open_reader(self.partition, start)
+            except Exception as error:
+                attempt += 1
+                self._counters.polling_errors += 1
+                delay = _READ_ERROR_BACKOFF.delay(attempt)
+                self._log.error(
+                    "cannot open partition reader", error=str(error), retry_in=round(delay, 2)
+                )
+                with anyio.move_on_after(delay):
+                    await self._stopping.wait()
+        return None
+
+    async def _finish(self) -> None:
+        last = self._checkpoint
+        finished = Checkpoint(
+            position=last.position if last else "",
+            ordinal=last.ordinal if last else 0,
+            finished=True,
+        )
+        await self._store.put_checkpoint(self._mapping.mapping_id, self.partition.id, finished)
+        self._checkpoint = finished
+        self._log.info("partition finished", last_position=finished.position or None)
+
+    # --- fetching ----------------------------------------------------------------------------------
+
+    async def _fetch(self, reader: PartitionReader, send: ObjectSendStream[Sequence[Record]]) -> None:
+        min_interval = self._source.min_read_interval
+        next_read = 0.0
+        failures = 0
+        async with send:
+            while not self._stopping.is_set():
+                wait = next_read - anyio.current_time()
+                if wait > 0:
+                    with anyio.move_on_after(wait):
+                        await self._stopping.wait()
+                    if self._stopping.is_set():
+                        break
+                next_read = anyio.current_time() + min_interval
+                try:
+                    result = await reader.read()
+                except Exception as error:
+                    failures += 1
+                    self._counters.polling_errors += 1
+                    delay = _READ_ERROR_BACKOFF.delay(failures)
+                    self._log.error("read failed", error=str(error), retry_in=round(delay, 2))
+                    next_read = anyio.current_time() + delay
+                    continue
+                failures = 0
+                records = result.records
+                self.behind_ms = result.behind_ms
+                if records:
+                    self._fetched += len(records)
+                    self._counters.polled_events += len(records)
+                    self._caught_up = False
+                    await send.send(records)
+                if result.ended:
+                    self._ended = True
+                    self._log.info("partition end reached", children=[c.id for c in result.children])
+                    return
+                if result.behind_ms <= 0:
+                    self._caught_up = not records
+                    next_read = max(next_read, anyio.current_time() + self._idle_poll)
+
+    # --- processing --------------------------------------------------------------------------------
+
+    async def _process(self, receive: ObjectReceiveStream[Sequence[Record]]) -> None:
+        lanes = self._mapping.parallelization_factor
+        if lanes == 1:
+            await self._lane(receive, register=True)
+            return
+        sends: list[ObjectSendStream[Sequence[Record]]] = []
+        async with anyio.create_task_group() as group:
+            for _ in range(lanes):
+                lane_send, lane_receive = anyio.create_memory_object_stream[Sequence[Record]](
+                    max_buffer_size=1
+                )
+                sends.append(lane_send)
+                group.start_soon(self._lane, lane_receive, False)
+            try:
+                async for chunk in receive:
+                    if self._stopping.is_set():
+                        break
+                    self._watermark.register(chunk)
+                    groups: list[list[Record]] = [[] for _ in range(lanes)]
+                    for record in chunk:
+                        groups[zlib.crc32(record.key.encode()) % lanes].append(record)
+                    for index, records in enumerate(groups):
+                        if records:
+                            await sends[index].send(records)
+            except anyio.BrokenResourceError:
+                pass  # a lane stopped early because the worker is stopping
+            finally:
+                for stream in sends:
+                    await stream.aclose()
+
+    async def _lane(self, receive: ObjectReceiveStream[Sequence[Record]], register: bool) -> None:
+        mapping = self._mapping
+        processor = BatchProcessor(
+            mapping=mapping,
+            partition=self.partition.id,
+            target=self._target,
+            renderer=self._source,
+            sink=self._sink,
+            settle=self._settle,
+            stopping=self._stopping,
+            counters=self._counters,
+            idempotency=self._store,
+            function_name=self._function_name,
+            function_arn=self._function_arn,
+            clock=self._clock,
+        )
+        self._processors.append(processor)
+        batcher = Batcher(
+            receive,
+            batch_size=mapping.batch_size,
+            window=mapping.batching_window,
+            max_bytes=mapping.max_payload_bytes,
+        )
+        async with receive:
+            while not self._stopping.is_set():
+                cut = await batcher.next_batch()
+                if cut is None or self._stopping.is_set():
+                    return
+                if register:
+                    self._watermark.register(cut.records)
+                self._in_flight += 1
+                try:
+                    finished = await processor.process(cut)
+                finally:
+                    self._in_flight -= 1
+                if not finished:
+                    return
+
+    async def _settle(self, records: Sequence[Record], succeeded: bool) -> None:
+        self._settled += len(records)
+        last = self._watermark.settle(records)
+        if last is None:
+            return
+        checkpoint = Checkpoint(position=last.position, ordinal=last.ordinal)
+        current = self._checkpoint
+        if current is not None and current.ordinal >= checkpoint.ordinal and current.position:
+            return
+        self._checkpoint = checkpoint
+        await self._store.put_checkpoint(self._mapping.mapping_id, self.partition.id, checkpoint)

@@ -1,0 +1,175 @@
+"""An in-memory log source: partitions are lists you append to. For tests and benchmarks.
+
+It implements the same :class:`~poller.engine.protocols.PartitionSource` seam as Kinesis, so the
+whole engine (batching, retries, lineage, checkpoints) runs against it without a server. Records are
+:class:`~poller.records.KinesisRecord` and events are rendered in the Kinesis shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from poller.config import StartingPosition
+from poller.engine.protocols import PartitionInfo, ReadResult, StartAt
+from poller.records import KinesisRecord, Record
+
+__all__ = ["MemoryPartition", "MemorySource"]
+
+_ENVELOPE_BYTES = 300
+
+
+def _iso_ms(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class MemoryPartition:
+    """One partition's records, in order. Append with :meth:`put`; :meth:`close` ends it."""
+
+    def __init__(self, partition_id: str, parents: tuple[str, ...] = ()) -> None:
+        self.id = partition_id
+        self.parents = parents
+        self.records: list[Record] = []
+        self.closed = False
+        self._next = 1
+
+    def put(self, data: bytes, key: str = "k", *, arrival: float | None = None) -> Record:
+        """Append a record; positions are increasing integers per partition."""
+        if self.closed:
+            raise ValueError(f"partition {self.id} is closed")
+        position = self._next
+        self._next += 1
+        record = KinesisRecord(
+            partition=self.id,
+            position=str(position),
+            ordinal=position,
+            key=key,
+            data=data,
+            arrival=time.time() if arrival is None else arrival,
+            size=len(data) * 4 // 3 + len(key) + _ENVELOPE_BYTES,
+        )
+        self.records.append(record)
+        return record
+
+    def close(self) -> None:
+        """End the partition: readers report ``ended`` once they have read everything."""
+        self.closed = True
+
+    @property
+    def info(self) -> PartitionInfo:
+        """The partition as the source lists it."""
+        last = self.records[-1].position if self.closed and self.records else None
+        return PartitionInfo(self.id, self.parents, self.closed, last)
+
+
+class _MemoryReader:
+    def __init__(self, partition: MemoryPartition, start: StartAt, limit: int) -> None:
+        self._partition = partition
+        self._limit = limit
+        records = partition.records
+        if start.after is not None:
+            after = int(start.after)
+            self._index = next((i for i, r in enumerate(records) if r.ordinal > after), len(records))
+        elif start.starting_position is StartingPosition.LATEST:
+            self._index = len(records)
+        elif start.starting_position is StartingPosition.AT_TIMESTAMP and start.timestamp:
+            moment = start.timestamp.timestamp()
+            self._index = next(
+                (i for i, r in enumerate(records) if r.arrival >= moment), len(records)
+            )
+        else:
+            self._index = 0
+        self.reads = 0
+
+    async def read(self) -> ReadResult:
+        self.reads += 1
+        records = self._partition.records
+        chunk = records[self._index : self._index + self._limit]
+        self._index += len(chunk)
+        left = len(records) - self._index
+        ended = self._partition.closed and left == 0
+        return ReadResult(chunk, behind_ms=1000 if left else 0, ended=ended)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class MemorySource:
+    """A :class:`~poller.engine.protocols.PartitionSource` over in-memory partitions."""
+
+    kind = "memory"
+
+    def __init__(
+        self,
+        partitions: Sequence[MemoryPartition] = (),
+        *,
+        arn: str = "arn:aws:kinesis:us-east-1:000000000000:stream/memory",
+        region: str = "us-east-1",
+        read_limit: int = 10000,
+        min_read_interval: float = 0.0,
+    ) -> None:
+        self.partitions: dict[str, MemoryPartition] = {p.id: p for p in partitions}
+        self.arn = arn
+        self.region = region
+        self.read_limit = read_limit
+        self.min_read_interval = min_read_interval
+        self.readers: list[_MemoryReader] = []
+
+    def add(self, partition: MemoryPartition) -> MemoryPartition:
+        """Add a partition (a new shard after a reshard)."""
+        self.partitions[partition.id] = partition
+        return partition
+
+    async def list_partitions(self) -> Sequence[PartitionInfo]:
+        return [p.info for p in self.partitions.values()]
+
+    async def open_reader(self, partition: PartitionInfo, start: StartAt) -> _MemoryReader:
+        reader = _MemoryReader(self.partitions[partition.id], start, self.read_limit)
+        self.readers.append(reader)
+        return reader
+
+    async def aclose(self) -> None:
+        return None
+
+    def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
+        arn, region = self.arn, self.region
+        return {
+            "Records": [
+                {
+                    "kinesis": {
+                        "kinesisSchemaVersion": "1.0",
+                        "partitionKey": r.key,
+                        "sequenceNumber": r.position,
+                        "data": base64.b64encode(r.data).decode("ascii"),
+                        "approximateArrivalTimestamp": r.arrival,
+                    },
+                    "eventSource": "aws:kinesis",
+                    "eventVersion": "1.0",
+                    "eventID": f"{r.partition}:{r.position}",
+                    "eventName": "aws:kinesis:record",
+                    "invokeIdentityArn": "arn:aws:iam::000000000000:role/poller",
+                    "awsRegion": region,
+                    "eventSourceARN": arn,
+                }
+                for r in records
+            ]
+        }
+
+    def item_identifier(self, record: Record) -> str:
+        return record.position
+
+    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
+        first, last = records[0], records[-1]
+        return "KinesisBatchInfo", {
+            "shardId": first.partition,
+            "startSequenceNumber": first.position,
+            "endSequenceNumber": last.position,
+            "approximateArrivalOfFirstRecord": _iso_ms(first.arrival),
+            "approximateArrivalOfLastRecord": _iso_ms(last.arrival),
+            "batchSize": len(records),
+            "streamArn": self.arn,
+        }
