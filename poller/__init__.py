@@ -1,1 +1,61 @@
-"""poller: AWS Lambda event source mappings, run anywhere."""
+"""poller: AWS Lambda event source mappings, run anywhere.
+
+The public API, re-exported from the modules that define it.
+"""
+
+from poller.config import (
+    AwsConfig,
+    DestinationConfig,
+    MappingConfig,
+    OnFailure,
+    PollerConfig,
+    StoreConfig,
+    WorkerConfig,
+    load_config,
+    load_esm_json,
+    parse_config,
+)
+from poller.engine.outcome import Failed, PartiallyFailed, Succeeded
+from poller.errors import (
+    ConfigError,
+    DestinationError,
+    HandlerImportError,
+    PollerError,
+    SourceError,
+    SourceNotFoundError,
+    StoreError,
+)
+from poller.records import Batch, KinesisRecord, Record
+from poller.runtime import Worker
+from poller.targets import LambdaContext
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AwsConfig",
+    "Batch",
+    "ConfigError",
+    "DestinationConfig",
+    "DestinationError",
+    "Failed",
+    "HandlerImportError",
+    "KinesisRecord",
+    "LambdaContext",
+    "MappingConfig",
+    "OnFailure",
+    "PartiallyFailed",
+    "PollerConfig",
+    "PollerError",
+    "Record",
+    "SourceError",
+    "SourceNotFoundError",
+    "StoreConfig",
+    "StoreError",
+    "Succeeded",
+    "Worker",
+    "WorkerConfig",
+    "__version__",
+    "load_config",
+    "load_esm_json",
+    "parse_config",
+]

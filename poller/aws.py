@@ -7,6 +7,7 @@ credentials for emulators) and are closed together by :meth:`AwsClients.aclose`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -21,8 +22,17 @@ __all__ = ["AwsClients"]
 class AwsClients:
     """Creates and caches aiobotocore clients for the services a worker uses."""
 
-    def __init__(self, aws: AwsConfig, *, endpoint_url: str | None = None) -> None:
+    def __init__(
+        self,
+        aws: AwsConfig,
+        *,
+        endpoint_url: str | None = None,
+        wrap: Callable[[str, Any], Any] | None = None,
+    ) -> None:
         self._aws = aws
+        # The client-call seam: ``wrap(service, client)`` may return a wrapper (fault injection in
+        # tests, instrumentation in a host service) that every source and destination then uses.
+        self._wrap = wrap
         # "embedded" is resolved by the runtime into a real URL before clients are created.
         self._endpoint_url = endpoint_url if endpoint_url is not None else aws.endpoint_url
         if self._endpoint_url == "embedded":
@@ -62,9 +72,10 @@ class AwsClients:
             if self._aws.access_key_id and self._aws.secret_access_key:
                 kwargs["aws_access_key_id"] = self._aws.access_key_id
                 kwargs["aws_secret_access_key"] = self._aws.secret_access_key
-            client = await self._stack.enter_async_context(
-                self._session.create_client(service, **kwargs)
-            )
+            create_client: Any = self._session.create_client
+            client = await self._stack.enter_async_context(create_client(service, **kwargs))
+            if self._wrap is not None:
+                client = self._wrap(service, client)
             self._clients[service] = client
             return client
 

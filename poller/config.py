@@ -116,9 +116,7 @@ class ARN:
         return cls(parts[1], parts[2], parts[3], parts[4], parts[5])
 
     def __str__(self) -> str:
-        return (
-            f"arn:{self.partition}:{self.service}:{self.region}:{self.account}:{self.resource}"
-        )
+        return f"arn:{self.partition}:{self.service}:{self.region}:{self.account}:{self.resource}"
 
 
 def _in_range(lo: float, hi: float, *, also: float | None = None) -> AfterValidator:
@@ -198,7 +196,9 @@ class MappingConfig(_Model):
     Fields left as ``None`` take the source's AWS default; :meth:`resolved` applies them.
     """
 
-    uuid: str | None = Field(default=None, alias="UUID", validation_alias=AliasChoices("UUID", "uuid"))
+    uuid: str | None = Field(
+        default=None, alias="UUID", validation_alias=AliasChoices("UUID", "uuid")
+    )
     event_source_arn: str = Field(alias="EventSourceArn")
     handler: str | None = None
     enabled: bool = True
@@ -243,9 +243,13 @@ class MappingConfig(_Model):
             if self.starting_position is None:
                 problems.append(
                     "StartingPosition: missing; a stream mapping needs one of "
-                    "TRIM_HORIZON, LATEST" + (", AT_TIMESTAMP" if kind is SourceKind.KINESIS else "")
+                    "TRIM_HORIZON, LATEST"
+                    + (", AT_TIMESTAMP" if kind is SourceKind.KINESIS else "")
                 )
-            if kind is SourceKind.DYNAMODB and self.starting_position is StartingPosition.AT_TIMESTAMP:
+            if (
+                kind is SourceKind.DYNAMODB
+                and self.starting_position is StartingPosition.AT_TIMESTAMP
+            ):
                 problems.append(
                     "StartingPosition: 'AT_TIMESTAMP' is not supported for DynamoDB Streams "
                     "(allowed: TRIM_HORIZON, LATEST)"
@@ -381,9 +385,15 @@ class ResolvedMapping:
 class AwsConfig(_Model):
     """``[aws]``: region, endpoint and (for emulators) static credentials."""
 
-    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=None, populate_by_name=True, extra="forbid", frozen=True
+    )
 
-    region: str = Field(default_factory=lambda: os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+    region: str = Field(
+        default_factory=lambda: (
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        )
+    )
     #: ``None`` for real AWS, an URL for an emulator, ``"embedded"`` for an in-process moto server.
     endpoint_url: str | None = None
     access_key_id: str | None = None
@@ -409,24 +419,28 @@ class AwsConfig(_Model):
 class StoreConfig(_Model):
     """``[store]``: where checkpoints and idempotency records live."""
 
-    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=None, populate_by_name=True, extra="forbid", frozen=True
+    )
 
     url: str = "sqlite:///./.poller/state.db"
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if value == "memory://" or (value.startswith("sqlite:///") and len(value) > len("sqlite:///")):
+        if value == "memory://" or (
+            value.startswith("sqlite:///") and len(value) > len("sqlite:///")
+        ):
             return value
-        raise ValueError(
-            f"{value!r} is not a store URL (allowed: 'sqlite:///PATH' or 'memory://')"
-        )
+        raise ValueError(f"{value!r} is not a store URL (allowed: 'sqlite:///PATH' or 'memory://')")
 
 
 class WorkerConfig(_Model):
     """``[worker]``: runtime behaviour of the process."""
 
-    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=None, populate_by_name=True, extra="forbid", frozen=True
+    )
 
     #: How long SIGTERM waits for in-flight batches before abandoning them.
     shutdown_grace_seconds: Annotated[float, _in_range(0, 3600)] = 30.0
@@ -439,7 +453,9 @@ class WorkerConfig(_Model):
 class LoggingConfig(_Model):
     """``[logging]``: level, format and whether payloads may be logged."""
 
-    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=None, populate_by_name=True, extra="forbid", frozen=True
+    )
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -449,7 +465,9 @@ class LoggingConfig(_Model):
 class PollerConfig(_Model):
     """A whole config file: ``[aws]``, ``[store]``, ``[worker]``, ``[logging]``, ``[[mappings]]``."""
 
-    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=None, populate_by_name=True, extra="forbid", frozen=True
+    )
 
     aws: AwsConfig = Field(default_factory=AwsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -504,7 +522,9 @@ def _problems(error: ValidationError, prefix: str = "") -> list[str]:
             message = "unknown field (check the spelling against the AWS field names)"
         elif kind == "missing":
             message = "missing; this field is required"
-        elif "input" in item and kind not in ("value_error",) and not isinstance(item["input"], dict):
+        elif (
+            "input" in item and kind not in ("value_error",) and not isinstance(item["input"], dict)
+        ):
             message = f"{item['input']!r}: {message}"
         for part in message.split("\n"):
             lines.append(f"{where}: {part}" if where else part)
@@ -534,7 +554,11 @@ def load_config(path: str | Path) -> PollerConfig:
 
 
 def load_esm_json(
-    text: str, *, handler: str | None, aws: AwsConfig | None = None, store: StoreConfig | None = None
+    text: str,
+    *,
+    handler: str | None,
+    aws: AwsConfig | None = None,
+    store: StoreConfig | None = None,
 ) -> PollerConfig:
     """Build a config from the JSON that ``aws lambda get-event-source-mapping`` prints.
 

@@ -12,6 +12,7 @@ Every server listens on 127.0.0.1 only, on a free port, and is stopped by its PI
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -53,7 +54,7 @@ def _wait_http(url: str, deadline: float, proc: subprocess.Popen[bytes], log: Pa
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status < 500:
                     return
-        except Exception as error:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception as error:
             last = error
         time.sleep(0.05)
     raise RuntimeError(f"server did not answer {url} in time ({last}); log:\n{_tail(log)}")
@@ -106,10 +107,8 @@ def _kill(pid: int, grace: float = 5.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def stop(server: RunningServer) -> None:

@@ -20,7 +20,9 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 def _servers_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("poller_test_servers", ROOT / "scripts" / "servers.py")
+    spec = importlib.util.spec_from_file_location(
+        "poller_test_servers", ROOT / "scripts" / "servers.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

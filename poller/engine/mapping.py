@@ -63,6 +63,8 @@ class StreamMappingRunner:
         self._initial: set[str] | None = None
         self._stopping = anyio.Event()
         self._wake = anyio.Event()
+        #: Set when :meth:`run` has returned (every partition stopped).
+        self.done = anyio.Event()
         self._log = structlog.get_logger("poller.engine").bind(mapping=mapping.mapping_id)
 
     # --- status ----------------------------------------------------------------------------------
@@ -92,6 +94,13 @@ class StreamMappingRunner:
     async def run(self) -> None:
         """Run until :meth:`stop`; partitions start and finish as lineage allows."""
         self._log.info("mapping starting", source=self._source.kind)
+        try:
+            await self._run()
+        finally:
+            self.done.set()
+        self._log.info("mapping stopped")
+
+    async def _run(self) -> None:
         async with anyio.create_task_group() as group:
             failures = 0
             while not self._stopping.is_set():
@@ -116,7 +125,6 @@ class StreamMappingRunner:
                 )
                 with anyio.move_on_after(self._discovery_interval):
                     await self._wake.wait()
-        self._log.info("mapping stopped")
 
     async def _start_ready(self, listed: Sequence[PartitionInfo], group: TaskGroup) -> None:
         known = {p.id for p in listed}
@@ -165,8 +173,11 @@ class StreamMappingRunner:
         except Exception as error:
             # A store or source failure outside the read loop: the partition is started again
             # from its checkpoint at the next listing; nothing was settled past the checkpoint.
-            self._log.error("partition crashed; restarting at next listing", shard=partition,
-                            error=f"{type(error).__name__}: {error}")
+            self._log.error(
+                "partition crashed; restarting at next listing",
+                shard=partition,
+                error=f"{type(error).__name__}: {error}",
+            )
             finished = False
         finally:
             self._running.pop(partition, None)

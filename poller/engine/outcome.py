@@ -149,6 +149,8 @@ def parse_typed_result(
                 function_error=None,
             )
         if found is None:
-            return Failed(f"failed item {item!r} is not a record of this batch", function_error=None)
+            return Failed(
+                f"failed item {item!r} is not a record of this batch", function_error=None
+            )
         failed.add(found)
     return PartiallyFailed(tuple(sorted(failed)))

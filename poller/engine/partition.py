@@ -177,7 +177,9 @@ class PartitionRunner:
 
     # --- fetching ----------------------------------------------------------------------------------
 
-    async def _fetch(self, reader: PartitionReader, send: ObjectSendStream[Sequence[Record]]) -> None:
+    async def _fetch(
+        self, reader: PartitionReader, send: ObjectSendStream[Sequence[Record]]
+    ) -> None:
         min_interval = self._source.min_read_interval
         next_read = 0.0
         failures = 0
@@ -209,7 +211,9 @@ class PartitionRunner:
                     await send.send(records)
                 if result.ended:
                     self._ended = True
-                    self._log.info("partition end reached", children=[c.id for c in result.children])
+                    self._log.info(
+                        "partition end reached", children=[c.id for c in result.children]
+                    )
                     return
                 if result.behind_ms <= 0:
                     self._caught_up = not records

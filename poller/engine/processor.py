@@ -47,10 +47,10 @@ from poller.engine.protocols import (
 from poller.records import Batch, Record
 
 __all__ = [
+    "PAYLOAD_SIZE_EXCEEDED",
     "RECORD_AGE_EXCEEDED",
     "RETRY_ATTEMPTS_EXHAUSTED",
     "BatchProcessor",
-    "PAYLOAD_SIZE_EXCEEDED",
     "Settle",
 ]
 

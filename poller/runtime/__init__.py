@@ -1,0 +1,5 @@
+"""The Worker that runs mappings, and the embedded AWS endpoint."""
+
+from poller.runtime.worker import Worker
+
+__all__ = ["Worker"]

@@ -73,7 +73,9 @@ class _MemoryReader:
         records = partition.records
         if start.after is not None:
             after = int(start.after)
-            self._index = next((i for i, r in enumerate(records) if r.ordinal > after), len(records))
+            self._index = next(
+                (i for i, r in enumerate(records) if r.ordinal > after), len(records)
+            )
         elif start.starting_position is StartingPosition.LATEST:
             self._index = len(records)
         elif start.starting_position is StartingPosition.AT_TIMESTAMP and start.timestamp:

@@ -1,0 +1,73 @@
+"""SQS on-failure destination: the record is the message body.
+
+The queue URL is looked up from the ARN (name and owner account) on the first delivery and kept,
+so a destination queue in another account works and steady-state delivery is one call. A failed
+lookup is not cached: the next attempt looks again, which lets a queue created late be picked up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import structlog
+
+from poller.aws import AwsClients
+from poller.config import ARN
+from poller.destinations.base import delivery_errors
+from poller.destinations.record import encode_record
+from poller.engine.protocols import Discard
+
+__all__ = ["SqsDestination"]
+
+log = structlog.get_logger(__name__)
+
+
+class SqsDestination:
+    """Sends on-failure records to an SQS standard queue."""
+
+    __slots__ = ("_arn", "_clients", "_lock", "_parsed", "_queue_url")
+
+    def __init__(self, arn: str, clients: AwsClients) -> None:
+        self._arn = arn
+        self._parsed = ARN.parse(arn)
+        self._clients = clients
+        self._queue_url: str | None = None
+        self._lock = anyio.Lock()
+
+    @property
+    def arn(self) -> str:
+        """The queue ARN."""
+        return self._arn
+
+    @property
+    def includes_payload(self) -> bool:
+        """SQS records carry no payload (AWS sends the batch info only)."""
+        return False
+
+    async def send(self, record: Mapping[str, Any], *, discard: Discard) -> None:
+        """SendMessage with the JSON record as body; DestinationError when it fails."""
+        with delivery_errors(self._arn):
+            client = await self._clients.client("sqs")
+            queue_url = await self._resolve(client)
+            response = await client.send_message(
+                QueueUrl=queue_url, MessageBody=encode_record(record)
+            )
+        log.debug(
+            "on-failure record sent to SQS",
+            destination=self._arn,
+            mapping=discard.mapping_id,
+            partition=discard.partition,
+            message_id=response.get("MessageId"),
+        )
+
+    async def _resolve(self, client: Any) -> str:
+        async with self._lock:
+            if self._queue_url is None:
+                response = await client.get_queue_url(
+                    QueueName=self._parsed.resource,
+                    QueueOwnerAWSAccountId=self._parsed.account,
+                )
+                self._queue_url = str(response["QueueUrl"])
+            return self._queue_url

@@ -1,0 +1,169 @@
+"""From a validated mapping to running parts: source, target, on-failure sink, runner.
+
+This is the one place that knows which source module reads which ARN, so adding a source means
+adding a branch here and a module under ``poller/sources``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import structlog
+
+from poller.aws import AwsClients
+from poller.config import ARN, MappingConfig, PollerConfig, ResolvedMapping, SourceKind
+from poller.destinations import OnFailureSink, destination_for
+from poller.engine.mapping import StreamMappingRunner
+from poller.engine.metrics import MappingCounters
+from poller.engine.protocols import Discard, DiscardSink, PartitionSource, Store, Target
+from poller.errors import ConfigError, HandlerImportError
+from poller.sources.kinesis import KinesisOptions, KinesisSource
+from poller.targets import load_handler, target_for
+
+__all__ = ["HandlerRef", "build_runner", "resolve_handlers"]
+
+_log = structlog.get_logger("poller.runtime")
+
+#: A handler given through the Python API: a typed or Lambda-style callable, or a Target.
+HandlerRef = Callable[..., Any] | Target
+
+
+def resolve_handlers(
+    config: PollerConfig, handlers: Mapping[str, HandlerRef] | None
+) -> dict[str, HandlerRef]:
+    """Import or look up every enabled mapping's handler now, before anything starts."""
+    given = dict(handlers or {})
+    resolved: dict[str, HandlerRef] = {}
+    problems: list[str] = []
+    for index, mapping in enumerate(config.mappings):
+        mapping_id = mapping.mapping_id
+        handler = given.pop(mapping_id, None)
+        if handler is None and mapping.uuid is None and mapping.handler in given:
+            handler = given.pop(mapping.handler)  # registered under its Handler reference
+        if handler is None and mapping.handler is not None:
+            try:
+                handler = load_handler(mapping.handler)
+            except HandlerImportError as error:
+                problems.append(f"mappings[{index}].Handler: {error}")
+                continue
+        if handler is None:
+            problems.append(
+                f"mappings[{index}]: no Handler given and no handler registered for UUID "
+                f"{mapping_id!r}"
+            )
+            continue
+        resolved[mapping_id] = handler
+    if given:
+        problems.append(
+            f"handlers registered for unknown mappings: {', '.join(sorted(given))} "
+            "(register handlers by the mapping's UUID)"
+        )
+    if problems:
+        raise ConfigError(problems)
+    return resolved
+
+
+def function_name_of(mapping: MappingConfig | ResolvedMapping) -> str:
+    """The Lambda-style function name: the handler's function, else the mapping id."""
+    if mapping.handler:
+        return mapping.handler.rpartition(":")[2].replace(".", "-") or "handler"
+    return mapping.mapping_id
+
+
+class DroppingSink:
+    """No on-failure destination: discarded records are logged (with positions) and dropped.
+
+    This is AWS's behaviour without a destination; the log line is the only record of them.
+    """
+
+    def __init__(self, counters: MappingCounters) -> None:
+        self._counters = counters
+        self._log = _log.bind(sink="none")
+
+    async def deliver(self, discard: Discard) -> None:
+        self._counters.dropped_events += len(discard.records)
+        self._log.warning(
+            "discarded records dropped (no on-failure destination configured)",
+            mapping=discard.mapping_id,
+            shard=discard.partition,
+            condition=discard.condition,
+            first=discard.records[0].position,
+            last=discard.records[-1].position,
+            records=len(discard.records),
+        )
+
+
+class CountingSink:
+    """Counts what reached the on-failure destination."""
+
+    def __init__(self, inner: DiscardSink, counters: MappingCounters) -> None:
+        self._inner = inner
+        self._counters = counters
+
+    async def deliver(self, discard: Discard) -> None:
+        await self._inner.deliver(discard)
+        self._counters.on_failure_delivered_events += len(discard.records)
+
+
+async def build_source(
+    mapping: ResolvedMapping, clients: AwsClients, *, idle_poll: float
+) -> PartitionSource:
+    """The source that reads the mapping's event source ARN."""
+    if mapping.source_kind is SourceKind.KINESIS:
+        return KinesisSource(
+            mapping.event_source_arn,
+            await clients.client("kinesis"),
+            ARN.parse(mapping.event_source_arn).region or clients.region,
+            KinesisOptions(idle_read_interval=max(idle_poll, 0.2)),
+        )
+    raise ConfigError(f"EventSourceArn: {mapping.source_kind.value} sources are not supported yet")
+
+
+async def build_runner(
+    mapping: ResolvedMapping,
+    handler: HandlerRef,
+    *,
+    clients: AwsClients,
+    store: Store,
+    discovery_interval: float,
+    idle_poll: float,
+    limiter: anyio.CapacityLimiter,
+    source: PartitionSource | None = None,
+) -> StreamMappingRunner:
+    """Everything one mapping needs, assembled."""
+    counters = MappingCounters()
+    source = source or await build_source(mapping, clients, idle_poll=idle_poll)
+    arn = ARN.parse(mapping.event_source_arn)
+    name = function_name_of(mapping)
+    function_arn = f"arn:{arn.partition}:lambda:{arn.region}:{arn.account}:function:{name}"
+    target = target_for(
+        handler,
+        source,
+        report_batch_item_failures=mapping.report_batch_item_failures,
+        limiter=limiter,
+        name=f"mapping {mapping.mapping_id}",
+    )
+    sink: DiscardSink
+    if mapping.on_failure_destination:
+        sink = CountingSink(
+            OnFailureSink(
+                source, function_arn, destination_for(mapping.on_failure_destination, clients)
+            ),
+            counters,
+        )
+    else:
+        sink = DroppingSink(counters)
+    return StreamMappingRunner(
+        mapping=mapping,
+        source=source,
+        store=store,
+        target=target,
+        sink=sink,
+        counters=counters,
+        discovery_interval=discovery_interval,
+        idle_poll=idle_poll,
+        function_name=name,
+        function_arn=function_arn,
+    )

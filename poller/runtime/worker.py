@@ -1,0 +1,218 @@
+"""The Worker: runs every mapping of a config, and stops them gracefully.
+
+Two ways to run it:
+
+* ``await worker.run()`` runs until :meth:`Worker.stop` (the CLI calls ``stop`` on SIGTERM/SIGINT),
+  or until every mapping has been idle for ``exit_when_idle`` seconds.
+* In a host asyncio service: ``await worker.start()`` returns once the mappings run, and
+  ``await worker.stop_and_wait()`` shuts them down; ``async with Worker(...)`` does both.
+
+Stopping means: no new reads or batches, in-flight batches finish within
+``shutdown_grace_seconds`` (then they are abandoned and their records are read again on the next
+start), checkpoints are already saved as records settle, clients and the store are closed.
+Everything that can be refused (config, handler imports, store URL) is refused in the constructor
+or at the start of :meth:`run`, before any record is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any, Self
+
+import anyio
+import structlog
+
+from poller.aws import AwsClients
+from poller.config import PollerConfig
+from poller.engine.mapping import StreamMappingRunner
+from poller.engine.protocols import PartitionSource, Store
+from poller.runtime.embedded import EmbeddedAws, create_resources
+from poller.runtime.wiring import HandlerRef, build_runner, resolve_handlers
+from poller.stores import open_store
+
+__all__ = ["Worker"]
+
+_log = structlog.get_logger("poller.runtime")
+
+
+class Worker:
+    """Runs the mappings of a :class:`~poller.config.PollerConfig`."""
+
+    def __init__(
+        self,
+        config: PollerConfig,
+        *,
+        handlers: Mapping[str, HandlerRef] | None = None,
+        store: Store | None = None,
+        wrap_client: Callable[[str, Any], Any] | None = None,
+        sources: Mapping[str, PartitionSource] | None = None,
+        embedded_shards: int = 1,
+        max_handler_threads: int = 64,
+    ) -> None:
+        """Validate handlers now; ``handlers`` maps a mapping's UUID to a typed or Lambda handler.
+
+        ``wrap_client(service, client)`` wraps every AWS client (the seam tests use to inject
+        faults); ``sources`` replaces the source of a mapping by UUID (an in-memory source in
+        tests); ``store`` replaces the configured store.
+        """
+        self.config = config
+        self._handlers = resolve_handlers(config, handlers)
+        self._store_override = store
+        self._wrap_client = wrap_client
+        self._sources = dict(sources or {})
+        self._embedded_shards = embedded_shards
+        self._max_threads = max_handler_threads
+        self._runners: list[StreamMappingRunner] = []
+        self._stop_requested = anyio.Event()
+        self._started = anyio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopped_by_idle = False
+
+    # --- status ----------------------------------------------------------------------------------
+
+    @property
+    def runners(self) -> list[StreamMappingRunner]:
+        """The running mappings."""
+        return list(self._runners)
+
+    @property
+    def idle(self) -> bool:
+        """Every mapping is caught up with nothing in flight."""
+        return bool(self._runners) and all(r.idle for r in self._runners)
+
+    @property
+    def stopped_by_idle(self) -> bool:
+        """True when :meth:`run` returned because of ``exit_when_idle``."""
+        return self._stopped_by_idle
+
+    def status(self) -> dict[str, Any]:
+        """Per mapping: partitions with checkpoints, idle and blocked flags, and counters."""
+        report: dict[str, Any] = {}
+        for runner in self._runners:
+            report[runner.mapping.mapping_id] = {
+                "idle": runner.idle,
+                "partitions": {
+                    pid: {
+                        "checkpoint": p.checkpoint.position if p.checkpoint else None,
+                        "idle": p.idle,
+                        "blocked": p.blocked,
+                        "behind_ms": p.behind_ms,
+                    }
+                    for pid, p in runner.partitions.items()
+                },
+                "finished_partitions": sorted(runner.finished_partitions),
+                "metrics": runner.counters.snapshot(),
+            }
+        return report
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to stop gracefully (safe to call more than once)."""
+        self._stop_requested.set()
+
+    async def run(self, *, exit_when_idle: float | None = None) -> None:
+        """Run every enabled mapping until stopped (or idle for ``exit_when_idle`` seconds)."""
+        async with contextlib.AsyncExitStack() as stack:
+            endpoint = self.config.aws.endpoint_url
+            embedded: EmbeddedAws | None = None
+            if self.config.aws.embedded:
+                embedded = EmbeddedAws()
+                endpoint = await anyio.to_thread.run_sync(embedded.start)
+                stack.callback(embedded.stop)
+            clients = AwsClients(self.config.aws, endpoint_url=endpoint, wrap=self._wrap_client)
+            stack.push_async_callback(clients.aclose)
+            if embedded is not None:
+                await create_resources(self.config, clients, shards=self._embedded_shards)
+            store = self._store_override or open_store(self.config.store.url)
+            if self._store_override is None:
+                stack.push_async_callback(store.aclose)
+            limiter = anyio.CapacityLimiter(self._max_threads)
+            worker_settings = self.config.worker
+            self._runners = []
+            for mapping_config in self.config.mappings:
+                mapping = mapping_config.resolved()
+                if not mapping.enabled:
+                    _log.info("mapping disabled; not started", mapping=mapping.mapping_id)
+                    continue
+                runner = await build_runner(
+                    mapping,
+                    self._handlers[mapping.mapping_id],
+                    clients=clients,
+                    store=store,
+                    discovery_interval=worker_settings.shard_discovery_seconds,
+                    idle_poll=worker_settings.idle_poll_seconds,
+                    limiter=limiter,
+                    source=self._sources.get(mapping.mapping_id),
+                )
+                self._runners.append(runner)
+            _log.info("worker started", mappings=[r.mapping.mapping_id for r in self._runners])
+            self._started.set()
+            async with anyio.create_task_group() as outer:
+                if exit_when_idle is not None:
+                    outer.start_soon(self._stop_when_idle, exit_when_idle)
+                async with anyio.create_task_group() as inner:
+                    for runner in self._runners:
+                        inner.start_soon(runner.run)
+                    inner.start_soon(self._shutdown_on_request, inner.cancel_scope, worker_settings)
+                outer.cancel_scope.cancel()
+        _log.info("worker stopped")
+
+    async def _shutdown_on_request(self, scope: anyio.CancelScope, settings: Any) -> None:
+        await self._stop_requested.wait()
+        _log.info(
+            "stopping: no new batches; waiting for in-flight ones",
+            grace_seconds=settings.shutdown_grace_seconds,
+        )
+        for runner in self._runners:
+            runner.stop()
+        with anyio.move_on_after(settings.shutdown_grace_seconds):
+            for runner in self._runners:
+                await runner.done.wait()
+        if not all(r.done.is_set() for r in self._runners):
+            _log.warning("grace period over; abandoning in-flight batches (they will be re-read)")
+        scope.cancel()
+
+    async def _stop_when_idle(self, seconds: float) -> None:
+        idle_since: float | None = None
+        while not self._stop_requested.is_set():
+            now = anyio.current_time()
+            if self.idle:
+                idle_since = idle_since if idle_since is not None else now
+                if now - idle_since >= seconds:
+                    _log.info("every mapping idle; exiting", idle_seconds=seconds)
+                    self._stopped_by_idle = True
+                    self.stop()
+                    return
+            else:
+                idle_since = None
+            await anyio.sleep(min(0.05, seconds / 4) if seconds > 0 else 0.01)
+
+    # --- host-loop API ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start :meth:`run` as a task of the running asyncio loop; return once mappings run."""
+        if self._task is not None:
+            raise RuntimeError("worker already started")
+        self._task = asyncio.get_running_loop().create_task(self.run())
+        started = asyncio.ensure_future(self._started.wait())
+        done, _ = await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            started.cancel()
+            self._task.result()  # raises the start-up error
+
+    async def stop_and_wait(self) -> None:
+        """Stop gracefully and wait until everything is closed."""
+        self.stop()
+        if self._task is not None:
+            task, self._task = self._task, None
+            await task
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop_and_wait()
