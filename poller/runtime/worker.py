@@ -69,6 +69,7 @@ class Worker:
         self._started = anyio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped_by_idle = False
+        self._endpoint_url: str | None = None
 
     # --- status ----------------------------------------------------------------------------------
 
@@ -81,6 +82,11 @@ class Worker:
     def idle(self) -> bool:
         """Every mapping is caught up with nothing in flight."""
         return bool(self._runners) and all(r.idle for r in self._runners)
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The AWS endpoint in use once started (the embedded server's URL with "embedded")."""
+        return self._endpoint_url
 
     @property
     def stopped_by_idle(self) -> bool:
@@ -122,6 +128,7 @@ class Worker:
                 embedded = EmbeddedAws()
                 endpoint = await anyio.to_thread.run_sync(embedded.start)
                 stack.callback(embedded.stop)
+            self._endpoint_url = endpoint
             clients = AwsClients(self.config.aws, endpoint_url=endpoint, wrap=self._wrap_client)
             stack.push_async_callback(clients.aclose)
             if embedded is not None:
