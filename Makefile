@@ -1,0 +1,45 @@
+# The two commands of the quick start: `make demo` and `make test`. Each does all set-up itself
+# (virtualenv, install, servers) on a machine with only Python 3.11+, make and git.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-dev
+CODE   := poller tests benchmarks examples scripts
+
+.PHONY: demo test lint typecheck unit bench venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## demo: run the example mapping on the embedded endpoint and print what happened per shard
+demo: $(STAMP)
+	cd examples/demo && ../../$(PY) run_demo.py
+
+## test: lint, format check, mypy --strict, then the whole suite (starts and stops its servers)
+test: lint typecheck
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy --strict poller
+
+## unit: the fast tests only (no servers)
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q tests/unit
+
+## bench: the benchmarks (tables on stdout, JSON in benchmarks/results/)
+bench: $(STAMP)
+	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/kinesis.py
+
+clean:
+	rm -rf $(VENV) .poller .servers .pytest_cache .mypy_cache .ruff_cache .hypothesis
