@@ -102,6 +102,8 @@ def _kill(pid: int, grace: float = 5.0) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap our own child, or it lingers as a zombie
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:

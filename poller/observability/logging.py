@@ -16,7 +16,7 @@ import structlog
 
 __all__ = ["configure_logging", "redact_payloads"]
 
-_PAYLOAD_KEYS = frozenset({"data", "payload", "body", "records", "record_data"})
+_PAYLOAD_KEYS = frozenset({"data", "payload", "body", "record_data"})
 
 
 def redact_payloads(

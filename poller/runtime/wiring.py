@@ -116,7 +116,8 @@ async def build_source(
             mapping.event_source_arn,
             await clients.client("kinesis"),
             ARN.parse(mapping.event_source_arn).region or clients.region,
-            KinesisOptions(idle_read_interval=max(idle_poll, 0.2)),
+            # The engine paces reads (idle poll, catch-up); the reader keeps AWS's 5 reads/s guard.
+            KinesisOptions(min_read_interval=0.2, idle_read_interval=0.2),
         )
     raise ConfigError(f"EventSourceArn: {mapping.source_kind.value} sources are not supported yet")
 
