@@ -126,7 +126,8 @@ def _in_range(lo: float, hi: float, *, also: float | None = None) -> AfterValida
         if value is None or value == also:
             return value
         if not lo <= value <= hi:
-            raise ValueError(f"{value!r} is out of range (allowed {allowed})")
+            shown = int(value) if isinstance(value, float) and value.is_integer() else value
+            raise ValueError(f"{shown!r} is out of range (allowed {allowed})")
         return value
 
     return AfterValidator(check)
@@ -163,13 +164,18 @@ class _Model(BaseModel):
 
 
 class OnFailure(_Model):
-    """``DestinationConfig.OnFailure``: where discarded batches are recorded."""
+    """``DestinationConfig.OnFailure``: where discarded batches are recorded.
 
-    destination: str
+    ``OnFailure = {}`` (as ``get-event-source-mapping`` prints it when none is set) means none.
+    """
+
+    destination: str | None = None
 
     @field_validator("destination")
     @classmethod
-    def _check_destination(cls, value: str) -> str:
+    def _check_destination(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         arn = ARN.parse(value)
         if arn.service not in {"sqs", "sns", "s3"}:
             raise ValueError(

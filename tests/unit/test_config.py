@@ -1,0 +1,247 @@
+"""Config: AWS names and snake_case, AWS defaults, ranges, cross-field rules, precise errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from poller.config import (
+    ConfigError,
+    SourceKind,
+    StartingPosition,
+    load_config,
+    load_esm_json,
+    parse_config,
+)
+
+STREAM = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
+
+
+def one(**fields: Any) -> dict[str, Any]:
+    mapping = {"EventSourceArn": STREAM, "StartingPosition": "TRIM_HORIZON"}
+    mapping.update(fields)
+    return {"mappings": [mapping]}
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    return caught.value.problems
+
+
+def test_the_documented_example_parses_with_aws_meaning(tmp_path: Path) -> None:
+    path = tmp_path / "poller.toml"
+    path.write_text(
+        """
+[aws]
+region = "us-east-1"
+endpoint_url = "http://127.0.0.1:5000"
+
+[store]
+url = "sqlite:///./.poller/state.db"
+
+[[mappings]]
+UUID = "orders"
+EventSourceArn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
+Handler = "handlers:handle"
+StartingPosition = "TRIM_HORIZON"
+BatchSize = 5
+MaximumRetryAttempts = 2
+BisectBatchOnFunctionError = false
+FunctionResponseTypes = ["ReportBatchItemFailures"]
+DestinationConfig = { OnFailure = { Destination = "arn:aws:sqs:us-east-1:123456789012:dlq" } }
+"""
+    )
+    config = load_config(path)
+    resolved = config.mappings[0].resolved()
+    assert resolved.mapping_id == "orders"
+    assert resolved.source_kind is SourceKind.KINESIS
+    assert resolved.batch_size == 5
+    assert resolved.maximum_retry_attempts == 2
+    assert resolved.report_batch_item_failures
+    assert resolved.on_failure_destination == "arn:aws:sqs:us-east-1:123456789012:dlq"
+    assert resolved.function_timeout == 60.0
+    assert config.aws.endpoint_url == "http://127.0.0.1:5000"
+
+
+def test_kinesis_defaults_are_aws_defaults() -> None:
+    resolved = parse_config(one()).mappings[0].resolved()
+    assert resolved.batch_size == 100
+    assert resolved.batching_window == 0
+    assert resolved.maximum_retry_attempts == -1
+    assert resolved.maximum_record_age == -1
+    assert resolved.parallelization_factor == 1
+    assert not resolved.bisect_on_error
+    assert not resolved.report_batch_item_failures
+
+
+def test_snake_case_spellings_are_accepted() -> None:
+    config = parse_config(
+        {
+            "mappings": [
+                {
+                    "event_source_arn": STREAM,
+                    "starting_position": "LATEST",
+                    "batch_size": 7,
+                    "maximum_batching_window_in_seconds": 2,
+                    "bisect_batch_on_function_error": True,
+                    "function_response_types": ["ReportBatchItemFailures"],
+                    "parallelization_factor": 3,
+                    "function_timeout": 5,
+                    "idempotency": True,
+                }
+            ]
+        }
+    )
+    resolved = config.mappings[0].resolved()
+    assert (resolved.batch_size, resolved.batching_window) == (7, 2)
+    assert resolved.starting_position is StartingPosition.LATEST
+    assert resolved.bisect_on_error and resolved.report_batch_item_failures
+    assert resolved.parallelization_factor == 3 and resolved.idempotency
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"BatchSize": 0}, "mappings[0].BatchSize: 0 is out of range (allowed 1..10000)"),
+        ({"BatchSize": 10001}, "mappings[0].BatchSize: 10001 is out of range (allowed 1..10000)"),
+        (
+            {"MaximumRetryAttempts": 10001},
+            "mappings[0].MaximumRetryAttempts: 10001 is out of range (allowed -1 or 0..10000)",
+        ),
+        (
+            {"MaximumRecordAgeInSeconds": 30},
+            "mappings[0].MaximumRecordAgeInSeconds: 30 is out of range (allowed -1 or 60..604800)",
+        ),
+        (
+            {"ParallelizationFactor": 11},
+            "mappings[0].ParallelizationFactor: 11 is out of range (allowed 1..10)",
+        ),
+        (
+            {"MaximumBatchingWindowInSeconds": 301},
+            "mappings[0].MaximumBatchingWindowInSeconds: 301 is out of range (allowed 0..300)",
+        ),
+    ],
+)
+def test_out_of_range_values_name_field_value_and_range(
+    fields: dict[str, Any], expected: str
+) -> None:
+    assert problems(one(**fields)) == [expected]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(one(BatchSize=0, ParallelizationFactor=0, BatchSzie=3))
+    assert len(found) == 3
+    assert any("BatchSzie: unknown field" in p for p in found)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"StartingPosition": None}, "StartingPosition: missing"),
+        ({"StartingPosition": "AT_TIMESTAMP"}, "StartingPositionTimestamp: missing"),
+        ({"StartingPositionTimestamp": 1700000000}, "only allowed with StartingPosition"),
+        ({"StartingPosition": "SOMETIME"}, "StartingPosition"),
+        (
+            {"DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:us-east-1:1:d.fifo"}}},
+            "FIFO SQS destination",
+        ),
+        (
+            {"DestinationConfig": {"OnFailure": {"Destination": "arn:aws:lambda:us-east-1:1:f"}}},
+            "allowed: an SQS queue, SNS topic or S3 bucket ARN",
+        ),
+        ({"EventSourceArn": "orders"}, "is not an ARN"),
+        ({"Handler": "no_colon"}, "expected 'module:function'"),
+        ({"TumblingWindowInSeconds": 30}, "TumblingWindowInSeconds"),
+        ({"RetryBackoffSeconds": 5, "RetryBackoffMaxSeconds": 1}, "must be >= it"),
+    ],
+)
+def test_cross_field_and_value_rules(fields: dict[str, Any], fragment: str) -> None:
+    data = one(**fields)
+    if fields.get("StartingPosition", "") is None:
+        del data["mappings"][0]["StartingPosition"]
+    assert any(fragment in p for p in problems(data)), problems(data)
+
+
+def test_at_timestamp_accepts_epoch_seconds() -> None:
+    resolved = (
+        parse_config(one(StartingPosition="AT_TIMESTAMP", StartingPositionTimestamp=1700000000))
+        .mappings[0]
+        .resolved()
+    )
+    assert resolved.starting_position_timestamp is not None
+    assert resolved.starting_position_timestamp.timestamp() == 1700000000
+
+
+def test_duplicate_function_and_source_is_a_conflict() -> None:
+    mapping = {"EventSourceArn": STREAM, "StartingPosition": "LATEST", "Handler": "h:f"}
+    found = problems({"mappings": [mapping, dict(mapping)]})
+    assert any("already mapped by mappings[0]" in p for p in found)
+
+
+def test_duplicate_uuid_is_refused() -> None:
+    a = {"EventSourceArn": STREAM, "StartingPosition": "LATEST", "UUID": "x", "Handler": "h:f"}
+    b = {**a, "Handler": "h:g"}
+    assert any("UUID: 'x' is already used" in p for p in problems({"mappings": [a, b]}))
+
+
+def test_derived_mapping_id_is_stable() -> None:
+    first = parse_config(one(Handler="h:f")).mappings[0].mapping_id
+    second = parse_config(one(Handler="h:f")).mappings[0].mapping_id
+    assert first == second
+    assert parse_config(one(Handler="h:g")).mappings[0].mapping_id != first
+
+
+def test_bad_store_url_and_endpoint_are_named() -> None:
+    found = problems({"store": {"url": "postgres://x"}, "aws": {"endpoint_url": "ftp://x"}})
+    assert any(p.startswith("store.url:") and "sqlite:///PATH" in p for p in found)
+    assert any(p.startswith("aws.endpoint_url:") and "'embedded'" in p for p in found)
+
+
+def test_unsupported_source_is_refused_clearly() -> None:
+    found = problems(one(EventSourceArn="arn:aws:sqs:us-east-1:123456789012:q"))
+    assert any("cannot read yet" in p for p in found)
+
+
+def test_esm_json_ignores_read_only_fields_and_takes_handler() -> None:
+    text = json.dumps(
+        {
+            "UUID": "6d9bce8e-836b-442c-8070-74e77903c815",
+            "BatchSize": 10,
+            "MaximumBatchingWindowInSeconds": 0,
+            "ParallelizationFactor": 1,
+            "EventSourceArn": STREAM,
+            "FunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "LastModified": 1700000000.0,
+            "LastProcessingResult": "No records processed",
+            "State": "Enabled",
+            "StateTransitionReason": "User action",
+            "DestinationConfig": {"OnFailure": {}},
+            "StartingPosition": "TRIM_HORIZON",
+            "MaximumRecordAgeInSeconds": -1,
+            "BisectBatchOnFunctionError": False,
+            "MaximumRetryAttempts": -1,
+            "FunctionResponseTypes": [],
+            "EventSourceMappingArn": "arn:aws:lambda:us-east-1:123456789012:event-source-mapping:x",
+        }
+    )
+    config = load_esm_json(text, handler="handlers:handle")
+    resolved = config.mappings[0].resolved()
+    assert resolved.mapping_id == "6d9bce8e-836b-442c-8070-74e77903c815"
+    assert resolved.handler == "handlers:handle"
+    assert resolved.batch_size == 10
+    assert resolved.on_failure_destination is None
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[mappings]\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_esm_json("{", handler=None)
