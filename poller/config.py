@@ -454,6 +454,8 @@ class WorkerConfig(_Model):
     shard_discovery_seconds: Annotated[float, _in_range(0.1, 3600)] = 30.0
     #: How long to wait between reads of a shard that is caught up.
     idle_poll_seconds: Annotated[float, _in_range(0.01, 60)] = 1.0
+    #: How often expired idempotency records are deleted from the store.
+    idempotency_purge_seconds: Annotated[float, _in_range(1, 86400)] = 3600.0
 
 
 class LoggingConfig(_Model):

@@ -334,6 +334,7 @@ class BatchProcessor:
         )
         self._log.warning(
             "records discarded",
+            batch=discard.request_id,
             condition=condition,
             records=len(records),
             first=records[0].position,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
@@ -160,6 +161,10 @@ class Worker:
             async with anyio.create_task_group() as outer:
                 if exit_when_idle is not None:
                     outer.start_soon(self._stop_when_idle, exit_when_idle)
+                if any(r.mapping.idempotency for r in self._runners):
+                    outer.start_soon(
+                        self._purge_idempotency, store, worker_settings.idempotency_purge_seconds
+                    )
                 async with anyio.create_task_group() as inner:
                     for runner in self._runners:
                         inner.start_soon(runner.run)
@@ -181,6 +186,17 @@ class Worker:
         if not all(r.done.is_set() for r in self._runners):
             _log.warning("grace period over; abandoning in-flight batches (they will be re-read)")
         scope.cancel()
+
+    async def _purge_idempotency(self, store: Store, every: float) -> None:
+        """Delete expired idempotency records now and then, so the table stays small."""
+        while True:
+            try:
+                removed = await store.purge_expired(time.time())
+                if removed:
+                    _log.info("expired idempotency records purged", removed=removed)
+            except Exception as error:  # the store may be briefly unavailable; try next time
+                _log.warning("idempotency purge failed", error=str(error))
+            await anyio.sleep(every)
 
     async def _stop_when_idle(self, seconds: float) -> None:
         idle_since: float | None = None

@@ -1,0 +1,102 @@
+"""The Worker in a host asyncio service, with an in-memory source (no server needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from poller import Batch, ConfigError, Worker, parse_config
+from poller.sources.memory import MemorySource
+from tests.unit.engine_harness import ARN, RecordingStore, fill
+
+
+def config(**mapping_fields: Any) -> Any:
+    fields = {"UUID": "orders", "EventSourceArn": ARN, "StartingPosition": "TRIM_HORIZON"}
+    fields.update(mapping_fields)
+    return parse_config(
+        {
+            "store": {"url": "memory://"},
+            "worker": {"idle_poll_seconds": 0.01, "idempotency_purge_seconds": 1},
+            "mappings": [fields],
+        }
+    )
+
+
+async def test_host_service_starts_and_stops_the_worker_in_its_own_loop() -> None:
+    source = fill([4, 4])
+    seen: list[str] = []
+
+    async def handle(batch: Batch) -> None:
+        seen.extend(f"{r.partition}:{r.position}" for r in batch)
+
+    worker = Worker(config(), handlers={"orders": handle}, sources={"orders": source})
+    await worker.start()
+    try:
+        async with asyncio.timeout(10):
+            while not worker.idle:
+                await asyncio.sleep(0.01)
+        status = worker.status()["orders"]
+        assert {p["checkpoint"] for p in status["partitions"].values()} == {"4"}
+        assert status["metrics"]["PolledEventCount"] == 8
+        assert status["metrics"]["InvokedEventCount"] == 8
+    finally:
+        await worker.stop_and_wait()
+    assert len(seen) == 8
+
+
+async def test_run_exits_when_idle_and_purges_expired_idempotency_records() -> None:
+    class CountingStore(RecordingStore):
+        purges = 0
+
+        async def purge_expired(self, now: float) -> int:
+            CountingStore.purges += 1
+            return await super().purge_expired(now)
+
+    store = CountingStore()
+    await store.remember_succeeded("orders", "shardId-x", ["1"], expires_at=0.0)
+
+    async def handle(batch: Batch) -> None:
+        return None
+
+    worker = Worker(
+        config(Idempotency=True),
+        handlers={"orders": handle},
+        sources={"orders": fill([3])},
+        store=store,
+    )
+    async with asyncio.timeout(10):
+        await worker.run(exit_when_idle=0.1)
+    assert worker.stopped_by_idle
+    assert CountingStore.purges >= 1
+    assert store.succeeded_snapshot("orders") == {
+        ("shardId-000000000000", "1"),
+        ("shardId-000000000000", "2"),
+        ("shardId-000000000000", "3"),
+    }
+
+
+async def test_async_context_manager_form() -> None:
+    source = MemorySource([], arn=ARN)
+
+    async def handle(batch: Batch) -> None:
+        return None
+
+    async with Worker(config(), handlers={"orders": handle}, sources={"orders": source}) as worker:
+        assert worker.runners and worker.runners[0].mapping.mapping_id == "orders"
+
+
+def test_a_mapping_without_handler_is_refused_before_anything_starts() -> None:
+    with pytest.raises(ConfigError, match="no Handler given and no handler registered"):
+        Worker(config())
+
+
+def test_handlers_for_unknown_mappings_are_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown mappings: typo"):
+        Worker(config(), handlers={"orders": lambda b: None, "typo": lambda b: None})
+
+
+def test_an_unimportable_handler_is_refused_before_anything_starts() -> None:
+    with pytest.raises(ConfigError, match=r"mappings\[0\].Handler: .*not found"):
+        Worker(config(Handler="no_such_module_abc:handle"))
