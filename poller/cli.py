@@ -93,10 +93,25 @@ def _load(args: argparse.Namespace) -> PollerConfig:
         raise ConfigError("give a CONFIG file, or --esm mapping.json --handler module:function")
     if args.handler or args.region or args.endpoint_url or args.store:
         raise ConfigError("--handler, --region, --endpoint-url and --store go with --esm only")
-    return load_config(args.config)
+    config = load_config(args.config)
+    # Handler modules are found in the current directory, PYTHONPATH, and next to the config file.
+    config_dir = str(Path(args.config).resolve().parent)
+    if config_dir not in sys.path:
+        sys.path.append(config_dir)
+    return config
 
 
 async def _run(worker: Worker, exit_when_idle: float | None) -> None:
+    try:
+        await _run_with_signals(worker, exit_when_idle)
+    except BaseExceptionGroup as group:
+        # One failure inside the task group: raise it as itself so main() can report it cleanly.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+async def _run_with_signals(worker: Worker, exit_when_idle: float | None) -> None:
     async with anyio.create_task_group() as group:
 
         async def stop_on_signal() -> None:

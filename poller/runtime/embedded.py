@@ -8,6 +8,7 @@ file is all it takes to see a mapping run. moto ships in the ``embedded`` extra.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 import anyio
@@ -38,6 +39,8 @@ class EmbeddedAws:
                 "aws.endpoint_url: 'embedded' needs moto; install poller with the embedded "
                 "extra (pip install 'poller[embedded]')"
             ) from None
+        # The embedded server's HTTP access log would drown poller's own lines.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
