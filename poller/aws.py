@@ -13,10 +13,26 @@ from typing import Any
 import anyio
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.utils import parse_timestamp
 
 from poller.config import AwsConfig
 
-__all__ = ["AwsClients"]
+__all__ = ["AwsClients", "epoch_seconds"]
+
+#: Services whose clients return timestamps as epoch seconds (floats), not datetimes. Stream
+#: records carry one timestamp each, and botocore's timezone-aware datetime parsing of it was the
+#: largest single cost of reading a stream; the sources accept floats.
+RAW_TIMESTAMP_SERVICES = frozenset({"kinesis", "dynamodbstreams"})
+
+
+def epoch_seconds(value: Any) -> float:
+    """botocore timestamp parser returning epoch seconds, for numbers and ISO strings alike."""
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float(parse_timestamp(value).timestamp())
 
 
 class AwsClients:
@@ -38,6 +54,10 @@ class AwsClients:
         if self._endpoint_url == "embedded":
             raise ValueError("the embedded endpoint must be started before clients are created")
         self._session = get_session()
+        self._raw_timestamp_session = get_session()
+        self._raw_timestamp_session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=epoch_seconds
+        )
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[str, Any] = {}
         self._lock = anyio.Lock()
@@ -72,7 +92,10 @@ class AwsClients:
             if self._aws.access_key_id and self._aws.secret_access_key:
                 kwargs["aws_access_key_id"] = self._aws.access_key_id
                 kwargs["aws_secret_access_key"] = self._aws.secret_access_key
-            create_client: Any = self._session.create_client
+            session = (
+                self._raw_timestamp_session if service in RAW_TIMESTAMP_SERVICES else self._session
+            )
+            create_client: Any = session.create_client
             client = await self._stack.enter_async_context(create_client(service, **kwargs))
             if self._wrap is not None:
                 client = self._wrap(service, client)

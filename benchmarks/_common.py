@@ -1,0 +1,152 @@
+"""Helpers shared by the benchmark scripts: clocks, medians, a text table and the JSON result file.
+
+Benchmarks print a plain table to stdout and keep the same numbers, with a description of the
+machine they ran on, in ``benchmarks/results/<name>.json``. The files are git-ignored: they are
+measurements of one machine on one day, compared within a run, never against each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RESULTS_DIR",
+    "Timing",
+    "machine_info",
+    "median",
+    "peak_rss_kib",
+    "print_table",
+    "rss_kib",
+    "timed",
+    "write_results",
+]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(slots=True)
+class Timing:
+    """Wall-clock and process CPU seconds of one measured interval."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+    #: ``perf_counter()`` when the interval started.
+    started: float = 0.0
+    #: ``process_time()`` when the interval started.
+    cpu_started: float = 0.0
+
+    def elapsed(self) -> float:
+        """Wall seconds since the interval started (``wall`` is filled in only at its end)."""
+        return time.perf_counter() - self.started
+
+
+@contextmanager
+def timed() -> Iterator[Timing]:
+    """Measure the ``with`` body: ``perf_counter`` for wall time, ``process_time`` for CPU time."""
+    timing = Timing()
+    timing.cpu_started = time.process_time()
+    timing.started = time.perf_counter()
+    try:
+        yield timing
+    finally:
+        timing.wall = time.perf_counter() - timing.started
+        timing.cpu = time.process_time() - timing.cpu_started
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of the repetitions of one measurement."""
+    return float(statistics.median(values))
+
+
+def rss_kib() -> int:
+    """Resident set size of this process now, in KiB (VmRSS; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def peak_rss_kib() -> int:
+    """The highest resident set size this process reached so far, in KiB (Linux ``ru_maxrss``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers depend on: interpreter, CPUs, platform, and when they were taken."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": usable,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print ``rows`` under ``headers`` as an aligned plain-text table (numbers right-aligned)."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for index, text in enumerate(row):
+            widths[index] = max(widths[index], len(text))
+    numeric = [
+        all(isinstance(row[i], int | float) for row in rows if i < len(row)) and bool(rows)
+        for i in range(len(headers))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            value.rjust(widths[i]) if numeric[i] else value.ljust(widths[i])
+            for i, value in enumerate(values)
+        ]
+        return "  ".join(parts).rstrip()
+
+    print(f"\n{title}")
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print(line(row))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else ("yes" if value else "no")
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.3f}"
+    return str(value)
+
+
+def write_results(name: str, results: Mapping[str, Any]) -> Path:
+    """Write ``results`` and the machine description to ``benchmarks/results/<name>.json``."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    document = {"benchmark": name, "machine": machine_info(), **results}
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path

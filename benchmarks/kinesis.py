@@ -1,0 +1,308 @@
+"""poller reading Kinesis (moto over HTTP) next to the plainest aiobotocore loop that reads the same.
+
+Why: against a real endpoint the engine should cost next to nothing: the time goes to HTTP and the
+server. The aim is poller within 10% of a hand-written reader, i.e. a poller/raw ratio >= 0.9.
+
+What runs, in one process, against one moto server started for the run and stopped at the end:
+
+* a stream with 4 shards and 20,000 records of 100 bytes, written with PutRecords in chunks
+  of 500 (the shard of every record is noted from the responses);
+* (a) raw: create a client, ListShards, then for every shard at once GetShardIterator
+  TRIM_HORIZON and GetRecords (Limit 10000) until that shard has handed over all its records,
+  touching each record with a no-op;
+* (b) poller: a :class:`poller.runtime.Worker` built from ``parse_config`` (endpoint = the moto
+  server, store ``memory://``, StartingPosition TRIM_HORIZON, BatchSize 100 or 1000) with a
+  typed no-op handler that only counts, from ``start()`` until the handler has seen every
+  record; then it is stopped (not timed).
+
+Both sides build their own client inside the timed part and use the same client settings
+(``poller.aws.AwsClients``). Each measurement runs 3 times, alternating, and the medians are
+reported; the ratio is taken within this run, so the machine's load cancels out as far as it can.
+
+Run ``python benchmarks/kinesis.py``; results also go to ``benchmarks/results/kinesis.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import sys
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from _common import Timing, median, print_table, timed, write_results
+
+from poller.aws import AwsClients
+from poller.config import AwsConfig, parse_config
+from poller.observability import configure_logging
+from poller.records import Record
+from poller.runtime.worker import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+#: Static credentials for the emulator; never real ones.
+ACCESS_KEY = "benchmark"
+SECRET_KEY = "benchmark"
+RECORD_BYTES = 100
+PUT_CHUNK = 500
+READ_LIMIT = 10_000
+#: Aim: poller's records/s at least this share of the raw loop's.
+AIM_RATIO = 0.9
+#: A measurement that has not seen every record after this long has failed.
+READ_TIMEOUT = 300.0
+
+
+def load_servers() -> Any:
+    """``scripts/servers.py``, imported by path (scripts/ is not a package; typed loosely)."""
+    spec = importlib.util.spec_from_file_location(
+        "poller_benchmark_servers", ROOT / "scripts" / "servers.py"
+    )
+    if spec is None or spec.loader is None:
+        raise RuntimeError("cannot load scripts/servers.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def aws_config(endpoint: str) -> AwsConfig:
+    return AwsConfig(
+        region=REGION,
+        endpoint_url=endpoint,
+        access_key_id=ACCESS_KEY,
+        secret_access_key=SECRET_KEY,
+    )
+
+
+async def create_stream(endpoint: str, name: str, shards: int) -> str:
+    """Create ``name`` with ``shards`` shards and wait until it is ACTIVE; return its ARN."""
+    clients = AwsClients(aws_config(endpoint))
+    try:
+        kinesis = await clients.client("kinesis")
+        await kinesis.create_stream(StreamName=name, ShardCount=shards)
+        with anyio.fail_after(30):
+            while True:
+                summary = await kinesis.describe_stream_summary(StreamName=name)
+                description = summary["StreamDescriptionSummary"]
+                if description["StreamStatus"] == "ACTIVE":
+                    return str(description["StreamARN"])
+                await anyio.sleep(0.05)
+    finally:
+        await clients.aclose()
+
+
+async def fill_stream(endpoint: str, arn: str, count: int) -> tuple[Counter[str], Timing]:
+    """Write ``count`` records of RECORD_BYTES; return how many landed on each shard."""
+    clients = AwsClients(aws_config(endpoint))
+    per_shard: Counter[str] = Counter()
+    try:
+        kinesis = await clients.client("kinesis")
+        with timed() as timing:
+            for first in range(0, count, PUT_CHUNK):
+                entries = [
+                    {
+                        "Data": f"{n:010d}:".encode().ljust(RECORD_BYTES, b"x"),
+                        "PartitionKey": f"key-{n}",
+                    }
+                    for n in range(first, min(first + PUT_CHUNK, count))
+                ]
+                response = await kinesis.put_records(StreamARN=arn, Records=entries)
+                if response.get("FailedRecordCount"):
+                    raise RuntimeError(f"PutRecords failed for {response['FailedRecordCount']}")
+                per_shard.update(entry["ShardId"] for entry in response["Records"])
+    finally:
+        await clients.aclose()
+    return per_shard, timing
+
+
+def consume(record: Any) -> None:
+    """The raw loop's per-record work: none."""
+
+
+async def read_raw(endpoint: str, arn: str, expected: Counter[str]) -> Timing:
+    """Every shard read concurrently from TRIM_HORIZON until it gave all its records."""
+    seen: Counter[str] = Counter()
+
+    async def read_shard(kinesis: Any, shard_id: str) -> None:
+        response = await kinesis.get_shard_iterator(
+            StreamARN=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )
+        iterator = response["ShardIterator"]
+        while seen[shard_id] < expected[shard_id]:
+            page = await kinesis.get_records(
+                StreamARN=arn, ShardIterator=iterator, Limit=READ_LIMIT
+            )
+            records = page["Records"]
+            for record in records:
+                consume(record)
+            seen[shard_id] += len(records)
+            iterator = page["NextShardIterator"]
+
+    with timed() as timing:
+        clients = AwsClients(aws_config(endpoint))
+        try:
+            kinesis = await clients.client("kinesis")
+            listing = await kinesis.list_shards(StreamARN=arn)
+            shard_ids = [str(shard["ShardId"]) for shard in listing["Shards"]]
+            with anyio.fail_after(READ_TIMEOUT):
+                async with anyio.create_task_group() as group:
+                    for shard_id in shard_ids:
+                        group.start_soon(read_shard, kinesis, shard_id)
+        finally:
+            await clients.aclose()
+    if seen != expected:
+        raise RuntimeError(f"raw loop read {dict(seen)}, expected {dict(expected)}")
+    return timing
+
+
+async def read_poller(endpoint: str, arn: str, total: int, batch_size: int) -> Timing:
+    """A Worker from start() until its typed no-op handler has been handed every record."""
+    mapping_id = f"kinesis-benchmark-{uuid.uuid4().hex[:8]}"
+    config = parse_config(
+        {
+            "aws": aws_config(endpoint).model_dump(exclude_none=True),
+            "store": {"url": "memory://"},
+            "worker": {"shard_discovery_seconds": 3600, "shutdown_grace_seconds": 10},
+            "mappings": [
+                {
+                    "UUID": mapping_id,
+                    "EventSourceArn": arn,
+                    "StartingPosition": "TRIM_HORIZON",
+                    "BatchSize": batch_size,
+                }
+            ],
+        }
+    )
+    handed = 0
+    everything = anyio.Event()
+
+    async def handler(batch: Sequence[Record]) -> None:
+        nonlocal handed
+        handed += len(batch)
+        if handed >= total:
+            everything.set()
+
+    worker = Worker(config, handlers={mapping_id: handler})
+    try:
+        with timed() as timing:
+            await worker.start()
+            with anyio.move_on_after(READ_TIMEOUT):
+                await everything.wait()
+    finally:
+        await worker.stop_and_wait()
+    if handed != total:
+        raise RuntimeError(f"poller handed over {handed} records, expected exactly {total}")
+    return timing
+
+
+async def measure(
+    endpoint: str, shards: int, count: int, repeats: int, batch_sizes: Sequence[int]
+) -> dict[str, Any]:
+    name = f"benchmark-{uuid.uuid4().hex[:12]}"
+    arn = await create_stream(endpoint, name, shards)
+    expected, writing = await fill_stream(endpoint, arn, count)
+    print(
+        f"stream {name}: {shards} shards, {count:,} records of {RECORD_BYTES} B written in "
+        f"{writing.wall:.1f} s ({count / writing.wall:,.0f} records/s via PutRecords x{PUT_CHUNK}); "
+        f"per shard: {', '.join(str(expected[s]) for s in sorted(expected))}"
+    )
+    samples: dict[str, list[Timing]] = {}
+    for _ in range(repeats):  # alternate, so drift in machine load hits every variant
+        samples.setdefault("raw", []).append(await read_raw(endpoint, arn, expected))
+        for batch in batch_sizes:
+            timing = await read_poller(endpoint, arn, count, batch)
+            samples.setdefault(f"poller-{batch}", []).append(timing)
+
+    raw_rate = median([count / t.wall for t in samples["raw"]])
+    raw_cpu = median([t.cpu / count * 1e6 for t in samples["raw"]])
+    rows: list[dict[str, Any]] = []
+    for key, timings in samples.items():
+        rate = median([count / t.wall for t in timings])
+        cpu_us = median([t.cpu / count * 1e6 for t in timings])
+        is_raw = key == "raw"
+        rows.append(
+            {
+                "variant": "raw aiobotocore loop" if is_raw else "poller Worker, typed no-op",
+                "batch_size": None if is_raw else int(key.split("-")[1]),
+                "records_per_s": rate,
+                "wall_s": median([t.wall for t in timings]),
+                "cpu_s": median([t.cpu for t in timings]),
+                "cpu_us_per_record": cpu_us,
+                "ratio_to_raw": rate / raw_rate,
+                "cpu_ratio_to_raw": cpu_us / raw_cpu,
+                "meets_aim": None if is_raw else rate / raw_rate >= AIM_RATIO,
+                "runs_records_per_s": [count / t.wall for t in timings],
+            }
+        )
+    return {
+        "stream": name,
+        "shards": shards,
+        "records": count,
+        "record_bytes": RECORD_BYTES,
+        "records_per_shard": dict(sorted(expected.items())),
+        "put_records_per_s": count / writing.wall,
+        "repeats": repeats,
+        "results": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 1000])
+    args = parser.parse_args(argv)
+    configure_logging(level="warning", stream=sys.stderr)
+
+    servers = load_servers()
+    # Keep the server's state file and log out of the repository's .servers/, which a test run
+    # on the same checkout may be using at the same time.
+    state_dir = Path(tempfile.mkdtemp(prefix="poller-benchmark-"))
+    servers.STATE_DIR = state_dir
+    server = servers.start_moto()
+    try:
+        print(f"moto server {server.endpoint} (pid {server.pid})")
+        report = anyio.run(
+            measure, server.endpoint, args.shards, args.records, args.repeats, args.batch_sizes
+        )
+    finally:
+        servers.stop(server)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+    rows = report["results"]
+    print(
+        f"Median of {args.repeats} alternating runs; 'vs raw' = records/s over the raw loop's in "
+        f"this run (aim >= {AIM_RATIO}). CPU us/rec counts this process only (moto runs in its "
+        "own), client creation and start-up included; 'CPU vs raw' is that over the raw loop's."
+    )
+    print_table(
+        "Reading Kinesis from moto over HTTP",
+        ["variant", "batch", "records/s", "wall s", "CPU us/rec", "CPU vs raw", "vs raw", "aim"],
+        [
+            [
+                r["variant"],
+                r["batch_size"],
+                r["records_per_s"],
+                r["wall_s"],
+                r["cpu_us_per_record"],
+                r["cpu_ratio_to_raw"],
+                r["ratio_to_raw"],
+                "-" if r["meets_aim"] is None else ("met" if r["meets_aim"] else "MISSED"),
+            ]
+            for r in rows
+        ],
+    )
+    path = write_results("kinesis", {**report, "aim_ratio": AIM_RATIO})
+    print(f"\nwritten: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
