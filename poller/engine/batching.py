@@ -9,7 +9,6 @@ condition ``MaximumPayloadSizeExceeded`` instead of failing an invocation foreve
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,13 +44,25 @@ class Batcher:
         self._batch_size = batch_size
         self._window = window
         self._max_bytes = max_bytes
-        self._pending: deque[Record] = deque()
+        # Pending records are pending[head:]; cutting moves head, and the list is compacted
+        # now and then, so a batch is one slice instead of a pop per record.
+        self._pending: list[Record] = []
+        self._head = 0
+        #: An upper bound of the pending records' sizes; recomputed when it passes max_bytes.
+        self._pending_bytes = 0
         self._ended = False
 
     @property
     def pending(self) -> int:
         """Records received but not yet cut into a batch."""
-        return len(self._pending)
+        return len(self._pending) - self._head
+
+    def _add(self, chunk: Sequence[Record]) -> None:
+        if self._head and self._head * 2 >= len(self._pending):
+            del self._pending[: self._head]
+            self._head = 0
+        self._pending.extend(chunk)
+        self._pending_bytes += sum([r.size for r in chunk])
 
     async def _receive(self) -> bool:
         """Wait for one more chunk; False once the stream has ended."""
@@ -62,14 +73,14 @@ class Batcher:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._ended = True
             return False
-        self._pending.extend(chunk)
+        self._add(chunk)
         return True
 
     def _drain_ready(self) -> None:
         receive_nowait = getattr(self._chunks, "receive_nowait", None)
         if receive_nowait is None:
             return
-        while len(self._pending) < self._batch_size:
+        while self.pending < self._batch_size:
             try:
                 chunk = receive_nowait()
             except anyio.WouldBlock:
@@ -77,17 +88,15 @@ class Batcher:
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 self._ended = True
                 return
-            self._pending.extend(chunk)
+            self._add(chunk)
 
     def _full(self) -> bool:
-        if len(self._pending) >= self._batch_size:
+        if self.pending >= self._batch_size:
             return True
-        total = 0
-        for record in self._pending:
-            total += record.size
-            if total > self._max_bytes:
-                return True
-        return False
+        if self._pending_bytes <= self._max_bytes:
+            return False
+        self._pending_bytes = sum([r.size for r in self._pending[self._head :]])
+        return self._pending_bytes > self._max_bytes
 
     async def next_batch(self) -> CutBatch | None:
         """The next batch, or None when the stream ended and nothing is left."""
@@ -97,24 +106,32 @@ class Batcher:
                     if not await self._receive():
                         break
                     self._drain_ready()
-        if not self._pending and not await self._receive():
+        if not self.pending and not await self._receive():
             return None
         self._drain_ready()
         return self._cut()
 
     def _cut(self) -> CutBatch:
-        pending = self._pending
-        first = pending.popleft()
+        pending, head = self._pending, self._head
+        end = min(head + self._batch_size, len(pending))
+        if self._pending_bytes <= self._max_bytes:
+            # Everything pending fits under the cap: the batch is a plain slice.
+            self._head = end
+            return CutBatch(pending[head:end])
+        first = pending[head]
         if first.size > self._max_bytes:
+            self._head = head + 1
+            self._pending_bytes -= first.size
             return CutBatch([first], oversized=True)
-        records = [first]
-        total = first.size
-        limit = self._batch_size
+        total = 0
+        stop = head
         max_bytes = self._max_bytes
-        while pending and len(records) < limit:
-            size = pending[0].size
+        while stop < end:
+            size = pending[stop].size
             if total + size > max_bytes:
                 break
             total += size
-            records.append(pending.popleft())
-        return CutBatch(records)
+            stop += 1
+        self._head = stop
+        self._pending_bytes -= total
+        return CutBatch(pending[head:stop])

@@ -135,9 +135,11 @@ class PartitionRunner:
         if reader is None:
             return False
         send, receive = anyio.create_memory_object_stream[Sequence[Record]](max_buffer_size=1)
+        fetching = anyio.CancelScope()
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(self._fetch, reader, send)
+                group.start_soon(self._fetch_until_stopped, fetching, reader, send)
+                group.start_soon(self._cancel_on_stop, fetching)
                 await self._process(receive)
                 group.cancel_scope.cancel()
         finally:
@@ -177,47 +179,57 @@ class PartitionRunner:
 
     # --- fetching ----------------------------------------------------------------------------------
 
+    async def _cancel_on_stop(self, fetching: anyio.CancelScope) -> None:
+        await self._stopping.wait()
+        fetching.cancel()
+
+    async def _fetch_until_stopped(
+        self,
+        fetching: anyio.CancelScope,
+        reader: PartitionReader,
+        send: ObjectSendStream[Sequence[Record]],
+    ) -> None:
+        # Stopping cancels this scope, so the fetch loop's waits are plain sleeps: an idle shard
+        # costs one timer per poll and nothing more.
+        async with send:
+            with fetching:
+                await self._fetch(reader, send)
+
     async def _fetch(
         self, reader: PartitionReader, send: ObjectSendStream[Sequence[Record]]
     ) -> None:
         min_interval = self._source.min_read_interval
         next_read = 0.0
         failures = 0
-        async with send:
-            while not self._stopping.is_set():
-                wait = next_read - anyio.current_time()
-                if wait > 0:
-                    with anyio.move_on_after(wait):
-                        await self._stopping.wait()
-                    if self._stopping.is_set():
-                        break
-                next_read = anyio.current_time() + min_interval
-                try:
-                    result = await reader.read()
-                except Exception as error:
-                    failures += 1
-                    self._counters.polling_errors += 1
-                    delay = _READ_ERROR_BACKOFF.delay(failures)
-                    self._log.error("read failed", error=str(error), retry_in=round(delay, 2))
-                    next_read = anyio.current_time() + delay
-                    continue
-                failures = 0
-                records = result.records
-                self.behind_ms = result.behind_ms
-                if records:
-                    self._fetched += len(records)
-                    self._counters.polled_events += len(records)
-                    self._caught_up = False
-                    await send.send(records)
-                if result.ended:
-                    self._ended = True
-                    self._log.info(
-                        "partition end reached", children=[c.id for c in result.children]
-                    )
-                    return
-                if result.behind_ms <= 0:
-                    self._caught_up = not records
-                    next_read = max(next_read, anyio.current_time() + self._idle_poll)
+        while not self._stopping.is_set():
+            wait = next_read - anyio.current_time()
+            if wait > 0:
+                await anyio.sleep(wait)
+            next_read = anyio.current_time() + min_interval
+            try:
+                result = await reader.read()
+            except Exception as error:
+                failures += 1
+                self._counters.polling_errors += 1
+                delay = _READ_ERROR_BACKOFF.delay(failures)
+                self._log.error("read failed", error=str(error), retry_in=round(delay, 2))
+                next_read = anyio.current_time() + delay
+                continue
+            failures = 0
+            records = result.records
+            self.behind_ms = result.behind_ms
+            if records:
+                self._fetched += len(records)
+                self._counters.polled_events += len(records)
+                self._caught_up = False
+                await send.send(records)
+            if result.ended:
+                self._ended = True
+                self._log.info("partition end reached", children=[c.id for c in result.children])
+                return
+            if result.behind_ms <= 0:
+                self._caught_up = not records
+                next_read = max(next_read, anyio.current_time() + self._idle_poll)
 
     # --- processing --------------------------------------------------------------------------------
 
