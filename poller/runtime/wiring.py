@@ -6,6 +6,7 @@ adding a branch here and a module under ``poller/sources``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -66,9 +67,10 @@ def resolve_handlers(
 
 
 def function_name_of(mapping: MappingConfig | ResolvedMapping) -> str:
-    """The Lambda-style function name: the handler's function, else the mapping id."""
+    """The Lambda-style function name: the whole handler reference (``app.audit:handle`` ->
+    ``app-audit-handle``, so two handlers never share a name or ARN), else the mapping id."""
     if mapping.handler:
-        return mapping.handler.rpartition(":")[2].replace(".", "-") or "handler"
+        return re.sub(r"[^A-Za-z0-9_-]", "-", mapping.handler)
     return mapping.mapping_id
 
 

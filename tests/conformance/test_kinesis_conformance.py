@@ -1,0 +1,655 @@
+"""Kinesis event source mappings behave as AWS was recorded to behave (SPEC.md).
+
+Each test runs a whole worker against a real moto server over HTTP and asserts what SPEC's
+"Behaviour recorded against real AWS" item says, by number. Record ages that moto cannot produce
+(records that arrived a minute ago) come from rewriting GetRecords responses through the worker's
+client seam (``tests/faults.py``); everything else is moto's real answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from poller.errors import ConfigError, SourceNotFoundError
+from poller.runtime.worker import Worker
+from poller.sources.kinesis import KinesisSource
+from tests.conformance.kinesis_helpers import (
+    ACCOUNT,
+    REGION,
+    SHARD0,
+    AwsSetup,
+    LambdaRecorder,
+    Seen,
+    always_fail,
+    arrived_at_for,
+    aws_setup,
+    drain_queue,
+    fail_items,
+    faulty_kinesis,
+    kinesis_mapping,
+    poller_config,
+    run_until_idle,
+    wait_until,
+)
+from tests.faults import FaultyClient, arrived_at
+
+pytestmark = pytest.mark.integration
+
+ISO_MILLIS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+BATCH_INFO_KEYS = {
+    "shardId",
+    "startSequenceNumber",
+    "endSequenceNumber",
+    "approximateArrivalOfFirstRecord",
+    "approximateArrivalOfLastRecord",
+    "batchSize",
+    "streamArn",
+}
+
+
+@pytest.fixture
+async def aws(moto_endpoint: str) -> AsyncIterator[AwsSetup]:
+    async with aws_setup(moto_endpoint) as setup:
+        yield setup
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def payloads(count: int) -> list[bytes]:
+    return [f"record-{i}".encode() for i in range(count)]
+
+
+def assert_kinesis_batch_info(
+    message: dict[str, Any], *, stream_arn: str, first: str, last: str, size: int
+) -> None:
+    """The message's KinesisBatchInfo names exactly the records ``first``..``last``."""
+    info = message["KinesisBatchInfo"]
+    assert set(info) == BATCH_INFO_KEYS
+    assert info["shardId"] == SHARD0
+    assert info["streamArn"] == stream_arn
+    assert info["startSequenceNumber"] == first
+    assert info["endSequenceNumber"] == last
+    assert info["batchSize"] == size
+    assert ISO_MILLIS.match(info["approximateArrivalOfFirstRecord"])
+    assert ISO_MILLIS.match(info["approximateArrivalOfLastRecord"])
+
+
+# --- 1, 2: retries exhausted and what the on-failure record covers ---------------------------------
+
+
+async def test_retry_attempts_exhausted_invokes_n_plus_one_times(
+    aws: AwsSetup, unique_name: str
+) -> None:
+    """SPEC 1: MaximumRetryAttempts=2 and a failing function: 3 invocations, then one record."""
+    arn = await aws.create_stream(unique_name)
+    queue = await aws.create_queue(unique_name)
+    numbers = await aws.put_records(arn, payloads(3))
+    mapping_id = new_id()
+    handler = LambdaRecorder(always_fail)
+    config = poller_config(
+        aws.endpoint,
+        kinesis_mapping(arn, uuid=mapping_id, on_failure=queue, MaximumRetryAttempts=2),
+    )
+
+    await run_until_idle(Worker(config, handlers={mapping_id: handler}))
+
+    assert handler.batches == [numbers] * 3
+    messages = await drain_queue(aws.sqs, queue)
+    assert len(messages) == 1
+    message = messages[0]
+    assert set(message) == {
+        "requestContext",
+        "responseContext",
+        "version",
+        "timestamp",
+        "KinesisBatchInfo",
+    }
+    last = handler.invocations[-1]
+    assert message["requestContext"] == {
+        "requestId": last.aws_request_id,
+        "functionArn": last.invoked_function_arn,
+        "condition": "RetryAttemptsExhausted",
+        "approximateInvokeCount": 3,
+    }
+    assert message["responseContext"] == {
+        "statusCode": 200,
+        "executedVersion": "$LATEST",
+        "functionError": "Unhandled",
+    }
+    assert message["version"] == "1.0"
+    assert ISO_MILLIS.match(message["timestamp"])
+    assert_kinesis_batch_info(message, stream_arn=arn, first=numbers[0], last=numbers[-1], size=3)
+
+
+async def test_batch_size_one_discard_names_one_record(aws: AwsSetup, unique_name: str) -> None:
+    """SPEC 2: with BatchSize=1 the discarded record is the whole batch info: start == end."""
+    arn = await aws.create_stream(unique_name)
+    queue = await aws.create_queue(unique_name)
+    numbers = await aws.put_records(arn, payloads(3))
+    poisoned = numbers[1]
+
+    def respond(seen: Seen) -> Any:
+        if poisoned in seen.sequence_numbers:
+            raise ValueError("cannot process this record")
+        return None
+
+    mapping_id = new_id()
+    handler = LambdaRecorder(respond)
+    config = poller_config(
+        aws.endpoint,
+        kinesis_mapping(
+            arn, uuid=mapping_id, on_failure=queue, BatchSize=1, MaximumRetryAttempts=0
+        ),
+    )
+
+    await run_until_idle(Worker(config, handlers={mapping_id: handler}))
+
+    assert handler.batches == [[n] for n in numbers]
+    messages = await drain_queue(aws.sqs, queue)
+    assert len(messages) == 1
+    info = messages[0]["KinesisBatchInfo"]
+    assert info["startSequenceNumber"] == info["endSequenceNumber"] == poisoned
+    assert info["approximateArrivalOfFirstRecord"] == info["approximateArrivalOfLastRecord"]
+    assert_kinesis_batch_info(messages[0], stream_arn=arn, first=poisoned, last=poisoned, size=1)
+    assert messages[0]["requestContext"]["approximateInvokeCount"] == 1
+
+
+async def test_discard_after_partial_failure_covers_only_unsettled_records(
+    aws: AwsSetup, unique_name: str
+) -> None:
+    """SPEC 2: records before the lowest failed one succeed; batch info covers the rest only."""
+    arn = await aws.create_stream(unique_name)
+    queue = await aws.create_queue(unique_name)
+    numbers = await aws.put_records(arn, payloads(4))
+    mapping_id = new_id()
+    handler = LambdaRecorder(fail_items(numbers[2]))
+    config = poller_config(
+        aws.endpoint,
+        kinesis_mapping(
+            arn,
+            uuid=mapping_id,
+            on_failure=queue,
+            BatchSize=4,
+            MaximumRetryAttempts=0,
+            FunctionResponseTypes=["ReportBatchItemFailures"],
+        ),
+    )
+
+    await run_until_idle(Worker(config, handlers={mapping_id: handler}))
+
+    assert handler.batches == [numbers]
+    messages = await drain_queue(aws.sqs, queue)
+    assert len(messages) == 1
+    assert_kinesis_batch_info(
+        messages[0], stream_arn=arn, first=numbers[2], last=numbers[3], size=2
+    )
+
+
+# --- 3, 4, 5: ReportBatchItemFailures ------------------------------------------------------------
+
+
+async def test_partial_failure_retries_the_failed_record_alone(
+    aws: AwsSetup, unique_name: str
+) -> None:
+    """SPEC 3: BatchSize=3, 6 records, the 6th fails, MaximumRetryAttempts=3.
+
+    Records 0-4 are delivered once; the 6th is retried alone until its retries are exhausted,
+    and its on-failure record names it alone with approximateInvokeCount 4 and no function error.
+    """
+    arn = await aws.create_stream(unique_name)
+    queue = await aws.create_queue(unique_name)
+    numbers = await aws.put_records(arn, payloads(6))
+    failing = numbers[5]
+    mapping_id = new_id()
+    handler = LambdaRecorder(fail_items(failing))
+    config = poller_config(
+        aws.endpoint,
+        kinesis_mapping(
+            arn,
+            uuid=mapping_id,
+            on_failure=queue,
+            BatchSize=3,
+            MaximumRetryAttempts=3,
+            FunctionResponseTypes=["ReportBatchItemFailures"],
+        ),
+    )
+
+    await run_until_idle(Worker(config, handlers={mapping_id: handler}))
+
+    assert handler.batches == [numbers[:3], numbers[3:], [failing], [failing], [failing]]
+    delivered = handler.delivered()
+    assert all(delivered.count(n) == 1 for n in numbers[:5])
+    messages = await drain_queue(aws.sqs, queue)
+    assert len(messages) == 1
+    message = messages[0]
+    assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert message["requestContext"]["approximateInvokeCount"] == 4
+    assert message["responseContext"]["functionError"] is None
+    assert message["responseContext"]["statusCode"] == 200
+    assert_kinesis_batch_info(message, stream_arn=arn, first=failing, last=failing, size=1)
+
+
+#: First answers that fail the whole batch; each gets the batch's sequence numbers.
+WHOLE_BATCH_FAILURES: dict[str, Callable[[list[str]], Any]] = {
+    "integer itemIdentifier": lambda n: {"batchItemFailures": [{"itemIdentifier": 123}]},
+    "empty itemIdentifier": lambda n: {"batchItemFailures": [{"itemIdentifier": ""}]},
+    "null itemIdentifier": lambda n: {"batchItemFailures": [{"itemIdentifier": None}]},
+    "entry without itemIdentifier": lambda n: {"batchItemFailures": [{"foo": n[1]}]},
+    "unknown sequence number": lambda n: {"batchItemFailures": [{"itemIdentifier": "999999"}]},
+    "valid entry next to an invalid one": lambda n: {
+        "batchItemFailures": [{"itemIdentifier": n[2]}, {"itemIdentifier": None}]
+    },
+}
+
+
+@pytest.mark.parametrize("answer", [*WHOLE_BATCH_FAILURES, "unhandled exception"])
+async def test_invalid_partial_response_retries_the_whole_batch(
+    aws: AwsSetup, unique_name: str, answer: str
+) -> None:
+    """SPEC 4: a malformed batchItemFailures answer, or an exception, fails the whole batch."""
+    arn = await aws.create_stream(unique_name)
+    numbers = await aws.put_records(arn, payloads(3))
+
+    def respond(seen: Seen) -> Any:
+        if len(handler.invocations) > 1:
+            return None  # the retry succeeds
+        if answer == "unhandled exception":
+            raise RuntimeError("boom")
+        return WHOLE_BATCH_FAILURES[answer](seen.sequence_numbers)
+
+    mapping_id = new_id()
+    handler = LambdaRecorder(respond)
+    config = poller_config(
+        aws.endpoint,
+        kinesis_mapping(
+            arn,
+            uuid=mapping_id,
+            BatchSize=3,
+            MaximumRetryAttempts=1,
+            FunctionResponseTypes=["ReportBatchItemFailures"],
+        ),
+    )
+    worker = Worker(config, handlers={mapping_id: handler})
+
+    await run_until_idle(worker)
+
+    assert handler.batches == [numbers, numbers]
+    metrics = worker.status()[mapping_id]["metrics"]
+    assert metrics["Errors"] == 1
+    assert metrics["DroppedEventCount"] == 0
+
+
+@pytest.mark.parametrize(
+    "response",
+    ["", [], None, {}, {"batchItemFailures": []}, {"batchItemFailures": None}],
+    ids=["empty string", "empty list", "null", "empty object", "no failures", "null failures"],
+)
+async def test_success_responses_are_not_retried(
+    aws: AwsSetup, unique_name: str, response: Any
+) -> None:
+    """SPEC 5: "", [], null, {}, and empty or null batchItemFailures all mean success."""
+    arn = await aws.create_stream(unique_name)
+    queue = await aws.create_queue(unique_name)
+    numbers = await aws.put_records(arn, payloads(3))
+    mapping_id = new_id()
+    handler = LambdaRecorder(lambda _seen: response)
+    config = poller_config(
+        aws.endpoint,
+        kinesis_mapping(
+            arn,
+            uuid=mapping_id,
+            on_failure=queue,
+            BatchSize=3,
+            MaximumRetryAttempts=0,
+            FunctionResponseTypes=["ReportBatchItemFailures"],
+        ),
+    )
+    worker = Worker(config, handlers={mapping_id: handler})
+
+    await run_until_idle(worker)
+
+    assert handler.batches == [numbers]
+    assert await drain_queue(aws.sqs, queue) == []
+    assert worker.status()[mapping_id]["metrics"]["Errors"] == 0
+
+
+# --- 6, 7, 8: ordering, starting position, several mappings --------------------------------------
+
+
+async def test_batches_of_one_shard_never_overlap(aws: AwsSetup, unique_name: str) -> None:
+    """SPEC 6: with a slow function, the second batch of a shard starts after the first ends."""
+    arn = await aws.create_stream(unique_name)
+    numbers = await aws.put_records(arn, payloads(4))
+    mapping_id = new_id()
+    handler = LambdaRecorder(work_seconds=0.5)
+    config = poller_config(aws.endpoint, kinesis_mapping(arn, uuid=mapping_id, BatchSize=2))
+
+    await run_until_idle(Worker(config, handlers={mapping_id: handler}))
+
+    first, second = handler.invocations
+    assert [first.sequence_numbers, second.sequence_numbers] == [numbers[:2], numbers[2:]]
+    assert first.ended is not None
+    assert second.started >= first.ended
+
+
+async def test_trim_horizon_delivers_records_written_before_the_mapping(
+    aws: AwsSetup, unique_name: str, tmp_path: Path
+) -> None:
+    """SPEC 7: TRIM_HORIZON starts at the oldest record, written before the mapping existed."""
+    arn = await aws.create_stream(unique_name)
+    numbers = await aws.put_records(arn, payloads(5))
+    mapping_id = new_id()
+    handler = LambdaRecorder()
+    config = poller_config(
+        aws.endpoint,
+        kinesis_mapping(arn, uuid=mapping_id, StartingPosition="TRIM_HORIZON"),
+        store_url=f"sqlite:///{tmp_path / 'state.db'}",
+    )
+
+    await run_until_idle(Worker(config, handlers={mapping_id: handler}))
+
+    assert handler.delivered() == numbers
+
+
+async def test_latest_skips_records_written_before_the_mapping(
+    aws: AwsSetup, unique_name: str
+) -> None:
+    """SPEC 7 (contrast): LATEST delivers only what is written after the mapping started."""
+    arn = await aws.create_stream(unique_name)
+    await aws.put_records(arn, payloads(3))
+    mapping_id = new_id()
+    handler = LambdaRecorder()
+    config = poller_config(
+        aws.endpoint, kinesis_mapping(arn, uuid=mapping_id, StartingPosition="LATEST")
+    )
+
+    async with Worker(config, handlers={mapping_id: handler}) as worker:
+        await wait_until(lambda: worker.idle, what="the LATEST reader to catch up")
+        later = await aws.put_records(arn, [b"written later"])
+        await wait_until(lambda: bool(handler.batches), what="the later record to be delivered")
+
+    assert handler.delivered() == later
+
+
+async def test_two_mappings_on_one_stream_each_get_every_record(
+    aws: AwsSetup, unique_name: str
+) -> None:
+    """SPEC 8: two mappings with different functions on one stream both see every record."""
+    arn = await aws.create_stream(unique_name)
+    numbers = await aws.put_records(arn, payloads(5))
+    first_id, second_id = new_id(), new_id()
+    first, second = LambdaRecorder(), LambdaRecorder()
+    config = poller_config(
+        aws.endpoint,
+        kinesis_mapping(arn, uuid=first_id, Handler="app.audit:record_order"),
+        kinesis_mapping(arn, uuid=second_id, Handler="app.billing:charge_order"),
+    )
+
+    await run_until_idle(Worker(config, handlers={first_id: first, second_id: second}))
+
+    assert first.delivered() == numbers
+    assert second.delivered() == numbers
+    assert first.invocations[0].function_name == "app-audit-record_order"
+    assert second.invocations[0].function_name == "app-billing-charge_order"
+
+
+def test_duplicate_function_and_stream_is_refused() -> None:
+    """SPEC 8: a second mapping of the same function to the same stream is a conflict."""
+    arn = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders"
+    with pytest.raises(ConfigError) as refused:
+        poller_config(
+            "http://127.0.0.1:1",
+            kinesis_mapping(arn, uuid=new_id(), Handler="app.audit:record_order"),
+            kinesis_mapping(arn, uuid=new_id(), Handler="app.audit:record_order"),
+        )
+
+    assert len(refused.value.problems) == 1
+    problem = refused.value.problems[0]
+    assert problem.startswith("mappings[1]:")
+    assert "(EventSourceArn, Handler)" in problem
+    assert "mappings[0]" in problem
+
+
+# --- 9, 10, 11: MaximumRecordAgeInSeconds -----------------------------------------------------------
+
+
+async def test_records_expired_before_ingestion_are_never_invoked(
+    aws: AwsSetup, unique_name: str
+) -> None:
+    """SPEC 9: records already too old go to the destination uninvoked, without responseContext."""
+    arn = await aws.create_stream(unique_name)
+    queue = await aws.create_queue(unique_name)
+    numbers = await aws.put_records(arn, payloads(3))
+    two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
+
+    def script(faults: FaultyClient) -> None:
+        faults.rewrite("get_records", arrived_at(two_minutes_ago), times=None)
+
+    mapping_id = new_id()
+    handler = LambdaRecorder()
+    config = poller_config(
+        aws.endpoint,
+        kinesis_mapping(arn, uuid=mapping_id, on_failure=queue, MaximumRecordAgeInSeconds=60),
+    )
+
+    await run_until_idle(
+        Worker(config, handlers={mapping_id: handler}, wrap_client=faulty_kinesis(script))
+    )
+
+    assert handler.invocations == []
+    messages = await drain_queue(aws.sqs, queue)
+    assert len(messages) == 1
+    message = messages[0]
+    assert "responseContext" not in message
+    context = message["requestContext"]
+    assert context["condition"] == "RecordAgeExceeded"
+    assert context["approximateInvokeCount"] == 1
+    assert context["functionArn"].startswith(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:")
+    assert uuid.UUID(context["requestId"])
+    assert_kinesis_batch_info(message, stream_arn=arn, first=numbers[0], last=numbers[-1], size=3)
+    expected_arrival = f"{two_minutes_ago:%Y-%m-%dT%H:%M:%S}"
+    assert message["KinesisBatchInfo"]["approximateArrivalOfFirstRecord"].startswith(
+        expected_arrival
+    )
+
+
+async def test_records_expire_while_being_retried(aws: AwsSetup, unique_name: str) -> None:
+    """SPEC 10: retries -1 and age 60 s: the records are retried until they expire.
+
+    The records look 58 s old when first read, so they expire after about two seconds of
+    retries at a fixed 0.3 s backoff; AWS counted 8 invocations with its own backoff. The discard
+    counts every invocation the function saw and carries the last response.
+    """
+    arn = await aws.create_stream(unique_name)
+    queue = await aws.create_queue(unique_name)
+    numbers = await aws.put_records(arn, payloads(3))
+    stamped: list[datetime] = []
+
+    def nearly_expired(kwargs: Any, response: dict[str, Any]) -> dict[str, Any]:
+        if response.get("Records") and not stamped:
+            stamped.append(datetime.now(UTC) - timedelta(seconds=58))
+        return arrived_at(stamped[0])(kwargs, response) if stamped else response
+
+    def script(faults: FaultyClient) -> None:
+        faults.rewrite("get_records", nearly_expired, times=None)
+
+    mapping_id = new_id()
+    handler = LambdaRecorder(always_fail)
+    config = poller_config(
+        aws.endpoint,
+        kinesis_mapping(
+            arn,
+            uuid=mapping_id,
+            on_failure=queue,
+            MaximumRetryAttempts=-1,
+            MaximumRecordAgeInSeconds=60,
+            RetryBackoffSeconds=0.3,
+            RetryBackoffMaxSeconds=0.3,
+        ),
+    )
+
+    await run_until_idle(
+        Worker(config, handlers={mapping_id: handler}, wrap_client=faulty_kinesis(script))
+    )
+
+    invocations = len(handler.invocations)
+    assert invocations > 1
+    assert handler.batches == [numbers] * invocations
+    messages = await drain_queue(aws.sqs, queue)
+    assert len(messages) == 1
+    message = messages[0]
+    assert message["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert message["requestContext"]["approximateInvokeCount"] == invocations
+    assert message["requestContext"]["requestId"] == handler.invocations[-1].aws_request_id
+    assert message["responseContext"] == {
+        "statusCode": 200,
+        "executedVersion": "$LATEST",
+        "functionError": "Unhandled",
+    }
+    assert_kinesis_batch_info(message, stream_arn=arn, first=numbers[0], last=numbers[-1], size=3)
+
+
+async def test_only_the_expired_record_is_discarded(aws: AwsSetup, unique_name: str) -> None:
+    """SPEC 11: of 6 records the one that is too old goes to the destination; 5 are delivered."""
+    arn = await aws.create_stream(unique_name)
+    queue = await aws.create_queue(unique_name)
+    numbers = await aws.put_records(arn, payloads(6))
+    expired = numbers[0]
+    two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
+
+    def script(faults: FaultyClient) -> None:
+        faults.rewrite("get_records", arrived_at_for([expired], two_minutes_ago), times=None)
+
+    mapping_id = new_id()
+    handler = LambdaRecorder()
+    config = poller_config(
+        aws.endpoint,
+        kinesis_mapping(arn, uuid=mapping_id, on_failure=queue, MaximumRecordAgeInSeconds=60),
+    )
+
+    await run_until_idle(
+        Worker(config, handlers={mapping_id: handler}, wrap_client=faulty_kinesis(script))
+    )
+
+    assert handler.delivered() == numbers[1:]
+    messages = await drain_queue(aws.sqs, queue)
+    assert len(messages) == 1
+    assert messages[0]["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert_kinesis_batch_info(messages[0], stream_arn=arn, first=expired, last=expired, size=1)
+
+
+# --- 22: missing stream ----------------------------------------------------------------------------
+
+
+async def test_missing_stream_is_reported_as_stream_not_found(
+    aws: AwsSetup, unique_name: str
+) -> None:
+    """SPEC 22: listing a stream that does not exist fails with "Stream not found: <arn>"."""
+    arn = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{unique_name}-missing"
+    source = KinesisSource(arn, aws.kinesis, REGION)
+
+    with pytest.raises(SourceNotFoundError) as missing:
+        await source.list_partitions()
+
+    assert str(missing.value) == f"Stream not found: {arn}"
+
+
+async def test_worker_logs_missing_stream_and_keeps_retrying(
+    aws: AwsSetup, unique_name: str
+) -> None:
+    """SPEC 22: a running worker logs "Stream not found: <arn>", keeps running and retries."""
+    arn = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{unique_name}-missing"
+    mapping_id = new_id()
+    handler = LambdaRecorder()
+    config = poller_config(aws.endpoint, kinesis_mapping(arn, uuid=mapping_id))
+
+    def not_found_logs(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+        return [e for e in logs if e.get("error") == f"Stream not found: {arn}"]
+
+    with capture_logs() as logs:
+        async with Worker(config, handlers={mapping_id: handler}) as worker:
+            await wait_until(
+                lambda: len(not_found_logs(logs)) >= 2,
+                within=10,
+                what="two failed listings of the missing stream",
+            )
+            status = worker.status()[mapping_id]
+
+    found = not_found_logs(logs)
+    assert all(e["log_level"] == "error" for e in found)
+    assert all(e["mapping"] == mapping_id for e in found)
+    assert status["metrics"]["PollingErrorCount"] >= 2
+    assert handler.invocations == []
+
+
+# --- event and context shapes ----------------------------------------------------------------------
+
+
+async def test_event_and_context_have_lambdas_shape(aws: AwsSetup, unique_name: str) -> None:
+    """SPEC "Event record shapes": the Kinesis event and context a Python Lambda handler gets."""
+    arn = await aws.create_stream(unique_name)
+    data = [b'{"order": 1}', b"\x00\xffbinary"]
+    numbers = await aws.put_records(arn, data, key="customer-7")
+    before = time.time()
+    mapping_id = new_id()
+    handler = LambdaRecorder()
+    config = poller_config(aws.endpoint, kinesis_mapping(arn, uuid=mapping_id, FunctionTimeout=30))
+
+    await run_until_idle(Worker(config, handlers={mapping_id: handler}))
+
+    [seen] = handler.invocations
+    assert set(seen.event) == {"Records"}
+    records = seen.event["Records"]
+    assert len(records) == 2
+    for record, number, payload in zip(records, numbers, data, strict=True):
+        assert set(record) == {
+            "kinesis",
+            "eventSource",
+            "eventVersion",
+            "eventID",
+            "eventName",
+            "invokeIdentityArn",
+            "awsRegion",
+            "eventSourceARN",
+        }
+        assert record["eventSource"] == "aws:kinesis"
+        assert record["eventVersion"] == "1.0"
+        assert record["eventName"] == "aws:kinesis:record"
+        assert record["eventID"] == f"{SHARD0}:{number}"
+        assert record["awsRegion"] == REGION
+        assert record["eventSourceARN"] == arn
+        assert record["invokeIdentityArn"].startswith(f"arn:aws:iam::{ACCOUNT}:")
+        kinesis = record["kinesis"]
+        assert set(kinesis) == {
+            "kinesisSchemaVersion",
+            "partitionKey",
+            "sequenceNumber",
+            "data",
+            "approximateArrivalTimestamp",
+        }
+        assert kinesis["kinesisSchemaVersion"] == "1.0"
+        assert kinesis["partitionKey"] == "customer-7"
+        assert kinesis["sequenceNumber"] == number
+        assert base64.b64decode(kinesis["data"], validate=True) == payload
+        stamp = kinesis["approximateArrivalTimestamp"]
+        assert isinstance(stamp, float)
+        assert before - 60 <= stamp <= time.time()
+
+    assert seen.function_name
+    assert seen.invoked_function_arn == (
+        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{seen.function_name}"
+    )
+    assert uuid.UUID(seen.aws_request_id)
+    assert 0 < seen.remaining_ms <= 30_000
