@@ -452,8 +452,9 @@ class WorkerConfig(_Model):
     shutdown_grace_seconds: Annotated[float, _in_range(0, 3600)] = 30.0
     #: How often shards are listed again to find new ones (resharding).
     shard_discovery_seconds: Annotated[float, _in_range(0.1, 3600)] = 30.0
-    #: How long to wait between reads of a shard that is caught up.
-    idle_poll_seconds: Annotated[float, _in_range(0.01, 60)] = 1.0
+    #: How long to wait between reads of a shard that is caught up; unset = the source's AWS pace
+    #: (Kinesis 1 s, DynamoDB Streams 0.25 s).
+    idle_poll_seconds: Annotated[float | None, _in_range(0.01, 60)] = None
     #: How often expired idempotency records are deleted from the store.
     idempotency_purge_seconds: Annotated[float, _in_range(1, 86400)] = 3600.0
 

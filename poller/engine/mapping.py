@@ -41,7 +41,7 @@ class StreamMappingRunner:
         sink: DiscardSink,
         counters: MappingCounters | None = None,
         discovery_interval: float = 30.0,
-        idle_poll: float = 1.0,
+        idle_poll: float | None = None,
         function_name: str = "poller",
         function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:poller",
         clock: Callable[[], float] = time.time,
@@ -53,7 +53,7 @@ class StreamMappingRunner:
         self._target = target
         self._sink = sink
         self._discovery_interval = discovery_interval
-        self._idle_poll = idle_poll
+        self._idle_poll = idle_poll if idle_poll is not None else source.idle_poll_interval
         self._function_name = function_name
         self._function_arn = function_arn
         self._clock = clock

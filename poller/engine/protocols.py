@@ -108,6 +108,8 @@ class PartitionSource(EventRenderer, Protocol):
     kind: str
     #: Fewest seconds between two reads of one partition (Kinesis: 0.2 = 5 reads/s).
     min_read_interval: float
+    #: Seconds between reads of a caught-up partition, as AWS polls (Kinesis 1.0, DynamoDB 0.25).
+    idle_poll_interval: float
 
     async def list_partitions(self) -> Sequence[PartitionInfo]:
         """Every partition the source has now, with lineage (follows pagination)."""

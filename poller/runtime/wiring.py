@@ -109,9 +109,7 @@ class CountingSink:
         self._counters.on_failure_delivered_events += len(discard.records)
 
 
-async def build_source(
-    mapping: ResolvedMapping, clients: AwsClients, *, idle_poll: float
-) -> PartitionSource:
+async def build_source(mapping: ResolvedMapping, clients: AwsClients) -> PartitionSource:
     """The source that reads the mapping's event source ARN."""
     if mapping.source_kind is SourceKind.KINESIS:
         return KinesisSource(
@@ -131,13 +129,13 @@ async def build_runner(
     clients: AwsClients,
     store: Store,
     discovery_interval: float,
-    idle_poll: float,
+    idle_poll: float | None,
     limiter: anyio.CapacityLimiter,
     source: PartitionSource | None = None,
 ) -> StreamMappingRunner:
     """Everything one mapping needs, assembled."""
     counters = MappingCounters()
-    source = source or await build_source(mapping, clients, idle_poll=idle_poll)
+    source = source or await build_source(mapping, clients)
     arn = ARN.parse(mapping.event_source_arn)
     name = function_name_of(mapping)
     function_arn = f"arn:{arn.partition}:lambda:{arn.region}:{arn.account}:function:{name}"

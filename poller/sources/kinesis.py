@@ -125,6 +125,8 @@ class KinesisSource:
         self.region = region
         self.options = options or KinesisOptions()
         self.min_read_interval: float = self.options.min_read_interval
+        #: Lambda polls a caught-up Kinesis shard once a second.
+        self.idle_poll_interval: float = 1.0
         self._calls = client
         self._identity = (
             self.options.invoke_identity_arn
