@@ -46,6 +46,7 @@ __all__ = [
     "OnFailure",
     "PollerConfig",
     "ResolvedMapping",
+    "ScalingConfig",
     "SourceKind",
     "StartingPosition",
     "StoreConfig",
@@ -196,6 +197,12 @@ class DestinationConfig(_Model):
     on_failure: OnFailure | None = None
 
 
+class ScalingConfig(_Model):
+    """``ScalingConfig`` of an SQS mapping: the most batches in flight at once."""
+
+    maximum_concurrency: Annotated[int | None, _in_range(2, 1000)] = None
+
+
 class MappingConfig(_Model):
     """One event source mapping, with AWS's field names and meaning.
 
@@ -224,8 +231,15 @@ class MappingConfig(_Model):
     function_timeout: Annotated[float, _in_range(0.001, 900)] = 60.0
     idempotency: bool = False
     idempotency_ttl_seconds: Annotated[int, _in_range(60, 31_536_000)] = 7 * 24 * 3600
-    retry_backoff_seconds: Annotated[float, _in_range(0, 300)] = 0.5
-    retry_backoff_max_seconds: Annotated[float, _in_range(0, 3600)] = 30.0
+    scaling_config: ScalingConfig | None = None
+    #: Streams: wait before retrying a failed batch (default 0.5 s, doubling). SQS: when set, a
+    #: failed message is made visible again after this (growing with its receive count) instead of
+    #: after the visibility timeout (AWS's behaviour, the default).
+    retry_backoff_seconds: Annotated[float | None, _in_range(0, 43200)] = None
+    retry_backoff_max_seconds: Annotated[float, _in_range(0, 43200)] = 30.0
+    #: SQS: extend the visibility of messages whose handler is still running, so they never
+    #: reappear mid-processing. Off = AWS's behaviour (keep FunctionTimeout <= visibility timeout).
+    visibility_heartbeat: bool = True
 
     @field_validator("event_source_arn")
     @classmethod
@@ -283,7 +297,14 @@ class MappingConfig(_Model):
                 f"version of poller cannot read yet (supported: "
                 f"{', '.join(k.value for k in sorted(_SUPPORTED_KINDS))})"
             )
-        if self.retry_backoff_max_seconds < self.retry_backoff_seconds:
+        if kind is SourceKind.SQS:
+            problems.extend(self._sqs_rules())
+        elif self.scaling_config is not None:
+            problems.append("ScalingConfig: only allowed on SQS mappings")
+        if (
+            self.retry_backoff_seconds is not None
+            and self.retry_backoff_max_seconds < self.retry_backoff_seconds
+        ):
             problems.append(
                 f"RetryBackoffMaxSeconds: {self.retry_backoff_max_seconds!r} is below "
                 f"RetryBackoffSeconds ({self.retry_backoff_seconds!r}); it must be >= it"
@@ -295,6 +316,46 @@ class MappingConfig(_Model):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _sqs_rules(self) -> list[str]:
+        problems: list[str] = []
+        fifo = self.event_source_arn.endswith(".fifo")
+        window = self.maximum_batching_window_in_seconds or 0
+        if fifo:
+            if self.batch_size is not None and self.batch_size > 10:
+                problems.append(
+                    f"BatchSize: {self.batch_size} is out of range for a FIFO queue (allowed 1..10)"
+                )
+            if window:
+                problems.append(
+                    "MaximumBatchingWindowInSeconds: not supported for FIFO queues (leave it unset)"
+                )
+        elif self.batch_size is not None and self.batch_size > 10 and window < 1:
+            problems.append(
+                f"MaximumBatchingWindowInSeconds: {window!r} is too small for BatchSize "
+                f"{self.batch_size} (allowed 1..300): Maximum batch window in seconds must be "
+                "greater than 0 if maximum batch size is greater than 10"
+            )
+        for name, value, default in (
+            ("StartingPosition", self.starting_position, None),
+            ("BisectBatchOnFunctionError", self.bisect_batch_on_function_error, False),
+            ("MaximumRecordAgeInSeconds", self.maximum_record_age_in_seconds, -1),
+            ("ParallelizationFactor", self.parallelization_factor, 1),
+        ):
+            if value != default:
+                problems.append(f"{name}: not supported for SQS mappings (leave it unset)")
+        on_failure = self.destination_config.on_failure if self.destination_config else None
+        if self.maximum_retry_attempts != -1 and not (on_failure and on_failure.destination):
+            problems.append(
+                "MaximumRetryAttempts: on an SQS mapping it needs DestinationConfig.OnFailure "
+                "(without a destination the queue's redrive policy decides, as in AWS)"
+            )
+        if on_failure and on_failure.destination and self.maximum_retry_attempts == -1:
+            problems.append(
+                "MaximumRetryAttempts: an SQS on-failure destination needs it (0..10000): a "
+                "message whose receive count passes it + 1 goes to the destination"
+            )
+        return problems
 
     @property
     def source_kind(self) -> SourceKind:
@@ -339,8 +400,16 @@ class MappingConfig(_Model):
             function_timeout=self.function_timeout,
             idempotency=self.idempotency,
             idempotency_ttl=self.idempotency_ttl_seconds,
-            retry_backoff=self.retry_backoff_seconds,
+            retry_backoff=(
+                self.retry_backoff_seconds
+                if self.retry_backoff_seconds is not None
+                else defaults.retry_backoff
+            ),
             retry_backoff_max=self.retry_backoff_max_seconds,
+            maximum_concurrency=(
+                self.scaling_config.maximum_concurrency if self.scaling_config else None
+            ),
+            visibility_heartbeat=self.visibility_heartbeat,
         )
 
 
@@ -348,12 +417,14 @@ class MappingConfig(_Model):
 class _SourceDefaults:
     batch_size: int
     batching_window: float
+    #: Streams back off between retries; SQS waits for the visibility timeout (0 = off).
+    retry_backoff: float = 0.5
 
 
 _DEFAULTS: Mapping[SourceKind, _SourceDefaults] = {
     SourceKind.KINESIS: _SourceDefaults(100, 0.0),
     SourceKind.DYNAMODB: _SourceDefaults(100, 0.0),
-    SourceKind.SQS: _SourceDefaults(10, 0.0),
+    SourceKind.SQS: _SourceDefaults(10, 0.0, retry_backoff=0.0),
     SourceKind.KAFKA: _SourceDefaults(100, 0.5),
     SourceKind.MQ: _SourceDefaults(100, 0.5),
 }
@@ -385,7 +456,15 @@ class ResolvedMapping:
     idempotency_ttl: int
     retry_backoff: float
     retry_backoff_max: float
+    #: SQS: most batches in flight (ScalingConfig.MaximumConcurrency); None = poller's default.
+    maximum_concurrency: int | None = None
+    visibility_heartbeat: bool = True
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
+
+    @property
+    def fifo(self) -> bool:
+        """The source is a FIFO queue."""
+        return self.source_kind is SourceKind.SQS and self.event_source_arn.endswith(".fifo")
 
 
 class AwsConfig(_Model):

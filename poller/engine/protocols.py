@@ -26,6 +26,8 @@ __all__ = [
     "PartitionInfo",
     "PartitionReader",
     "PartitionSource",
+    "QueueInfo",
+    "QueueSource",
     "ReadResult",
     "ResponseContext",
     "StartAt",
@@ -121,6 +123,56 @@ class PartitionSource(EventRenderer, Protocol):
 
     async def aclose(self) -> None:
         """Release clients."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """What a queue source learned about its queue when it started."""
+
+    #: FIFO queue: order is kept per message group (``Record.partition`` is the group id).
+    fifo: bool
+    #: The queue's visibility timeout in seconds (a message comes back after it unless deleted).
+    visibility_timeout: float
+    #: ``maxReceiveCount`` of the queue's redrive policy, when it has one.
+    max_receive_count: int | None = None
+    #: The dead-letter queue of the redrive policy, when it has one.
+    dead_letter_target: str | None = None
+
+
+class QueueSource(EventRenderer, Protocol):
+    """A queue source (SQS): messages are received, then deleted or made visible again.
+
+    ``Record.partition`` is the FIFO message group id ("" on a standard queue), ``position`` the
+    message id, ``ordinal`` the order in which this source received the message.
+    """
+
+    kind: str
+    #: Most messages one receive call may return (SQS: 10).
+    max_receive: int
+
+    async def describe(self) -> QueueInfo:
+        """Look the queue up (URL, attributes). SourceNotFoundError/SourceError name the queue."""
+        ...
+
+    async def receive(self, max_messages: int, wait_seconds: float) -> Sequence[Record]:
+        """One receive call (long polling up to ``wait_seconds``); may return nothing."""
+        ...
+
+    async def delete(self, records: Sequence[Record]) -> Sequence[Record]:
+        """Delete settled messages; return the ones that could not be deleted."""
+        ...
+
+    async def change_visibility(self, records: Sequence[Record], seconds: float) -> Sequence[Record]:
+        """Make messages visible again after ``seconds`` (0 = now); return the ones that failed."""
+        ...
+
+    def receive_count(self, record: Record) -> int:
+        """How many times the queue has handed this message out (ApproximateReceiveCount)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the source holds (never the client, which the caller owns)."""
         ...
 
 
