@@ -429,7 +429,7 @@ _DEFAULTS: Mapping[SourceKind, _SourceDefaults] = {
     SourceKind.MQ: _SourceDefaults(100, 0.5),
 }
 
-_SUPPORTED_KINDS = frozenset({SourceKind.KINESIS})
+_SUPPORTED_KINDS = frozenset({SourceKind.KINESIS, SourceKind.DYNAMODB, SourceKind.SQS})
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 import structlog
@@ -83,6 +84,23 @@ class StreamMappingRunner:
     def finished_partitions(self) -> frozenset[str]:
         """Partitions known to be closed and fully processed."""
         return frozenset(self._finished)
+
+    def status(self) -> dict[str, Any]:
+        """Per partition: checkpoint, idle and blocked flags, lag; and the counters."""
+        return {
+            "idle": self.idle,
+            "partitions": {
+                pid: {
+                    "checkpoint": (p.checkpoint.position or None) if p.checkpoint else None,
+                    "idle": p.idle,
+                    "blocked": p.blocked,
+                    "behind_ms": p.behind_ms,
+                }
+                for pid, p in self._running.items()
+            },
+            "finished_partitions": sorted(self._finished),
+            "metrics": self.counters.snapshot(),
+        }
 
     def stop(self) -> None:
         """Stop fetching; in-flight batches finish, then :meth:`run` returns."""

@@ -28,6 +28,10 @@ class MappingCounters:
     #: Records not handed over because the idempotency store knew they had succeeded.
     idempotent_skipped_events: int = 0
     polling_errors: int = 0
+    #: Queue messages deleted after they succeeded (or were recorded in a destination).
+    deleted_events: int = 0
+    #: Queue messages whose delete failed (they will be delivered again).
+    delete_errors: int = 0
     #: Highest MillisBehindLatest seen on the last read of any partition (IteratorAge).
     iterator_age_ms: int = 0
 
@@ -45,5 +49,7 @@ class MappingCounters:
             "DestinationDeliveryFailures": values["on_failure_delivery_errors"],
             "IdempotentSkippedEventCount": values["idempotent_skipped_events"],
             "PollingErrorCount": values["polling_errors"],
+            "DeletedEventCount": values["deleted_events"],
+            "DeleteErrorCount": values["delete_errors"],
             "IteratorAge": values["iterator_age_ms"],
         }

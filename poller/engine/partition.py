@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 import anyio
 import structlog
@@ -46,6 +47,9 @@ from poller.records import Record
 __all__ = ["PartitionRunner"]
 
 _READ_ERROR_BACKOFF = Backoff(0.5, 30.0)
+#: Resuming from a LATEST marker starts this much earlier, so a clock running ahead of the
+#: source's cannot hide records (at-least-once: a few may be handed over twice).
+_CLOCK_SKEW_ALLOWANCE = 2.0
 
 
 class PartitionRunner:
@@ -90,6 +94,8 @@ class PartitionRunner:
         self._ended = False
         #: MillisBehindLatest of the last read (the partition's iterator age).
         self.behind_ms = 0
+        #: Resuming from a LATEST marker without AT_TIMESTAMP: records before this are skipped.
+        self._skip_before: float | None = None
         self._processors: list[BatchProcessor] = []
         self._log = structlog.get_logger("poller.engine").bind(
             mapping=mapping.mapping_id, shard=partition.id
@@ -121,11 +127,7 @@ class PartitionRunner:
         self._checkpoint = checkpoint
         if checkpoint is not None and checkpoint.finished:
             return True
-        start = StartAt(
-            starting_position=self._starting_position,
-            after=checkpoint.position if checkpoint is not None and checkpoint.position else None,
-            timestamp=self._mapping.starting_position_timestamp,
-        )
+        start = self._start_for(checkpoint)
         self._log.info(
             "partition starting",
             resume_after=start.after,
@@ -134,6 +136,12 @@ class PartitionRunner:
         reader = await self._open_reader(start)
         if reader is None:
             return False
+        if checkpoint is None and self._starting_position is StartingPosition.LATEST:
+            # Remember when this shard started at LATEST: if the worker stops before a record
+            # settles, the next start resumes from here instead of skipping to a new LATEST.
+            marker = Checkpoint(position="", ordinal=0, opened_at=self._clock())
+            await self._store.put_checkpoint(self._mapping.mapping_id, self.partition.id, marker)
+            self._checkpoint = marker
         send, receive = anyio.create_memory_object_stream[Sequence[Record]](max_buffer_size=1)
         fetching = anyio.CancelScope()
         try:
@@ -149,6 +157,21 @@ class PartitionRunner:
             await self._finish()
             return True
         return False
+
+    def _start_for(self, checkpoint: Checkpoint | None) -> StartAt:
+        """After the checkpoint; else from the LATEST marker's moment; else StartingPosition."""
+        if checkpoint is not None and checkpoint.position:
+            return StartAt(self._starting_position, after=checkpoint.position)
+        if checkpoint is not None and checkpoint.opened_at is not None:
+            moment = checkpoint.opened_at - _CLOCK_SKEW_ALLOWANCE
+            self._skip_before = moment
+            if getattr(self._source, "supports_at_timestamp", True):
+                return StartAt(
+                    StartingPosition.AT_TIMESTAMP,
+                    timestamp=datetime.fromtimestamp(moment, UTC),
+                )
+            return StartAt(StartingPosition.TRIM_HORIZON)
+        return StartAt(self._starting_position, timestamp=self._mapping.starting_position_timestamp)
 
     async def _open_reader(self, start: StartAt) -> PartitionReader | None:
         attempt = 0
@@ -218,6 +241,8 @@ class PartitionRunner:
             failures = 0
             records = result.records
             self.behind_ms = result.behind_ms
+            if self._skip_before is not None and records:
+                records = self._drop_before_marker(records)
             if records:
                 self._fetched += len(records)
                 self._counters.polled_events += len(records)
@@ -230,6 +255,15 @@ class PartitionRunner:
             if result.behind_ms <= 0:
                 self._caught_up = not records
                 next_read = max(next_read, anyio.current_time() + self._idle_poll)
+
+    def _drop_before_marker(self, records: Sequence[Record]) -> Sequence[Record]:
+        """Resuming from a LATEST marker by TRIM_HORIZON: skip what arrived before the marker."""
+        moment = self._skip_before
+        assert moment is not None
+        kept = [r for r in records if r.arrival >= moment]
+        if kept:
+            self._skip_before = None  # records come in arrival order: the rest are newer
+        return kept
 
     # --- processing --------------------------------------------------------------------------------
 

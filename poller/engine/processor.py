@@ -33,18 +33,18 @@ import structlog
 from poller.config import ResolvedMapping
 from poller.engine.backoff import Backoff
 from poller.engine.batching import CutBatch
+from poller.engine.invocation import deliver_discard, invoke
 from poller.engine.metrics import MappingCounters
-from poller.engine.outcome import Failed, Outcome, PartiallyFailed, Succeeded
+from poller.engine.outcome import Outcome, PartiallyFailed, Succeeded
 from poller.engine.protocols import (
     Discard,
     DiscardSink,
     EventRenderer,
     IdempotencyStore,
-    Invocation,
     ResponseContext,
     Target,
 )
-from poller.records import Batch, Record
+from poller.records import Record
 
 __all__ = [
     "PAYLOAD_SIZE_EXCEEDED",
@@ -243,38 +243,17 @@ class BatchProcessor:
         return bool(segment.records)
 
     async def _invoke(self, segment: _Segment) -> Outcome:
-        request_id = str(uuid.uuid4())
-        records = segment.records
         segment.invocations += 1
-        segment.last_request_id = request_id
-        batch = Batch(
-            mapping=self._mapping.mapping_id,
-            partition=self._partition,
-            records=tuple(records),
-            batch_id=request_id,
+        outcome, segment.last_request_id = await invoke(
+            self._target,
+            self._mapping,
+            self._partition,
+            segment.records,
             attempt=segment.invocations,
-        )
-        timeout = self._mapping.function_timeout
-        invocation = Invocation(
-            request_id=request_id,
-            deadline=anyio.current_time() + timeout,
             function_name=self._function_name,
             function_arn=self._function_arn,
+            counters=self._counters,
         )
-        counters = self._counters
-        counters.invocations += 1
-        counters.invoked_events += len(records)
-        outcome: Outcome
-        with anyio.move_on_after(timeout) as scope:
-            try:
-                outcome = await self._target.invoke(batch, invocation)
-            except Exception as error:  # a target bug must not kill the partition
-                outcome = Failed(f"{type(error).__name__}: {error}")
-        if scope.cancelled_caught:
-            outcome = Failed(f"Task timed out after {timeout:.2f} seconds")
-        if not isinstance(outcome, Succeeded):
-            counters.errors += 1
-            counters.failed_invoke_events += len(records)
         return outcome
 
     async def _succeeded(self, records: Sequence[Record]) -> None:
@@ -332,33 +311,16 @@ class BatchProcessor:
             response=response,
             timestamp=self._clock(),
         )
-        self._log.warning(
-            "records discarded",
-            batch=discard.request_id,
-            condition=condition,
-            records=len(records),
-            first=records[0].position,
-            last=records[-1].position,
-            invocations=invocations,
+        delivered = await deliver_discard(
+            self._sink,
+            discard,
+            stopping=self._stopping,
+            counters=self._counters,
+            log=self._log,
+            backoff=self._delivery_backoff,
         )
-        attempt = 0
-        while True:
-            try:
-                await self._sink.deliver(discard)
-                break
-            except Exception as error:  # any failure: the shard blocks and delivery is retried
-                attempt += 1
-                self._counters.on_failure_delivery_errors += 1
-                delay = self._delivery_backoff.delay(attempt)
-                self._log.error(
-                    "on-failure delivery failed; shard blocked until it succeeds",
-                    error=str(error),
-                    attempt=attempt,
-                    retry_in=round(delay, 2),
-                )
-                await self._wait(delay)
-                if self._stopping.is_set():
-                    return False
+        if not delivered:
+            return False
         await self._settle(records, False)
         return True
 

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from poller.config import StartingPosition
+import anyio
+
+from poller.config import ResolvedMapping, StartingPosition
+from poller.engine.metrics import MappingCounters
 from poller.records import Batch, Record
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "EventRenderer",
     "IdempotencyStore",
     "Invocation",
+    "MappingRunner",
     "PartitionInfo",
     "PartitionReader",
     "PartitionSource",
@@ -104,7 +108,12 @@ class EventRenderer(Protocol):
 
 
 class PartitionSource(EventRenderer, Protocol):
-    """A log source (Kinesis, DynamoDB Streams): partitions that keep order and can be re-read."""
+    """A log source (Kinesis, DynamoDB Streams): partitions that keep order and can be re-read.
+
+    A source may set ``supports_at_timestamp = False`` (DynamoDB Streams) when its readers cannot
+    start AT_TIMESTAMP; the engine then reads such a partition from TRIM_HORIZON and skips what
+    arrived before the moment it needs.
+    """
 
     #: Short name used in logs and metrics ("kinesis").
     kind: str
@@ -163,7 +172,9 @@ class QueueSource(EventRenderer, Protocol):
         """Delete settled messages; return the ones that could not be deleted."""
         ...
 
-    async def change_visibility(self, records: Sequence[Record], seconds: float) -> Sequence[Record]:
+    async def change_visibility(
+        self, records: Sequence[Record], seconds: float
+    ) -> Sequence[Record]:
         """Make messages visible again after ``seconds`` (0 = now); return the ones that failed."""
         ...
 
@@ -250,6 +261,10 @@ class Checkpoint:
     ordinal: int
     #: The partition is closed and fully processed: its children may start.
     finished: bool = False
+    #: Set on the marker written when a partition first opened at LATEST, before any record
+    #: settled (position ""): a restart resumes from this moment instead of a new LATEST, so
+    #: records written while the worker was down are not skipped.
+    opened_at: float | None = None
 
 
 class CheckpointStore(Protocol):
@@ -289,4 +304,33 @@ class Store(CheckpointStore, IdempotencyStore, Protocol):
 
     async def aclose(self) -> None:
         """Flush and close."""
+        ...
+
+
+# --- runners -------------------------------------------------------------------------------------
+
+
+class MappingRunner(Protocol):
+    """What the runtime needs of a running mapping, stream or queue alike."""
+
+    mapping: ResolvedMapping
+    counters: MappingCounters
+    #: Set once :meth:`run` has returned.
+    done: anyio.Event
+
+    @property
+    def idle(self) -> bool:
+        """Caught up with the source, nothing in flight."""
+        ...
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`."""
+        ...
+
+    def stop(self) -> None:
+        """Stop taking new work; in-flight batches finish."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-able report (checkpoints or pollers, counters)."""
         ...

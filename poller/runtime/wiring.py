@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import structlog
@@ -18,14 +18,28 @@ from poller.config import ARN, MappingConfig, PollerConfig, ResolvedMapping, Sou
 from poller.destinations import OnFailureSink, destination_for
 from poller.engine.mapping import StreamMappingRunner
 from poller.engine.metrics import MappingCounters
-from poller.engine.protocols import Discard, DiscardSink, PartitionSource, Store, Target
+from poller.engine.protocols import (
+    Discard,
+    DiscardSink,
+    MappingRunner,
+    PartitionSource,
+    QueueSource,
+    Store,
+    Target,
+)
+from poller.engine.queue import QueueMappingRunner
 from poller.errors import ConfigError, HandlerImportError
+from poller.sources.dynamodb_streams import DynamoDBStreamsOptions, DynamoDBStreamsSource
 from poller.sources.kinesis import KinesisOptions, KinesisSource
+from poller.sources.sqs import SqsSource
 from poller.targets import load_handler, target_for
 
 __all__ = ["HandlerRef", "build_runner", "resolve_handlers"]
 
 _log = structlog.get_logger("poller.runtime")
+
+#: Sources whose messages are settled one by one (delete, visibility) instead of checkpointed.
+QUEUE_KINDS = frozenset({SourceKind.SQS})
 
 #: A handler given through the Python API: a typed or Lambda-style callable, or a Target.
 HandlerRef = Callable[..., Any] | Target
@@ -109,7 +123,9 @@ class CountingSink:
         self._counters.on_failure_delivered_events += len(discard.records)
 
 
-async def build_source(mapping: ResolvedMapping, clients: AwsClients) -> PartitionSource:
+async def build_source(
+    mapping: ResolvedMapping, clients: AwsClients
+) -> PartitionSource | QueueSource:
     """The source that reads the mapping's event source ARN."""
     if mapping.source_kind is SourceKind.KINESIS:
         return KinesisSource(
@@ -118,6 +134,21 @@ async def build_source(mapping: ResolvedMapping, clients: AwsClients) -> Partiti
             ARN.parse(mapping.event_source_arn).region or clients.region,
             # The engine paces reads (idle poll, catch-up); the reader keeps AWS's 5 reads/s guard.
             KinesisOptions(min_read_interval=0.2, idle_read_interval=0.2),
+        )
+    if mapping.source_kind is SourceKind.DYNAMODB:
+        return DynamoDBStreamsSource(
+            mapping.event_source_arn,
+            await clients.client("dynamodbstreams"),
+            ARN.parse(mapping.event_source_arn).region or clients.region,
+            # The engine paces idle polls (4/s by default, as Lambda) and reads on at once
+            # while records keep coming; DynamoDB Streams has no per-shard read rate to guard.
+            DynamoDBStreamsOptions(min_read_interval=0.0, idle_read_interval=0.0),
+        )
+    if mapping.source_kind is SourceKind.SQS:
+        return SqsSource(
+            mapping.event_source_arn,
+            await clients.client("sqs"),
+            ARN.parse(mapping.event_source_arn).region or clients.region,
         )
     raise ConfigError(f"EventSourceArn: {mapping.source_kind.value} sources are not supported yet")
 
@@ -131,8 +162,8 @@ async def build_runner(
     discovery_interval: float,
     idle_poll: float | None,
     limiter: anyio.CapacityLimiter,
-    source: PartitionSource | None = None,
-) -> StreamMappingRunner:
+    source: PartitionSource | QueueSource | None = None,
+) -> MappingRunner:
     """Everything one mapping needs, assembled."""
     counters = MappingCounters()
     source = source or await build_source(mapping, clients)
@@ -146,7 +177,7 @@ async def build_runner(
         limiter=limiter,
         name=f"mapping {mapping.mapping_id}",
     )
-    sink: DiscardSink
+    sink: DiscardSink | None = None
     if mapping.on_failure_destination:
         sink = CountingSink(
             OnFailureSink(
@@ -154,11 +185,23 @@ async def build_runner(
             ),
             counters,
         )
-    else:
+    if mapping.source_kind in QUEUE_KINDS:
+        # Without a destination, the queue's own redrive policy takes what keeps failing.
+        return QueueMappingRunner(
+            mapping=mapping,
+            source=cast(QueueSource, source),
+            target=target,
+            sink=sink,
+            store=store,
+            counters=counters,
+            function_name=name,
+            function_arn=function_arn,
+        )
+    if sink is None:
         sink = DroppingSink(counters)
     return StreamMappingRunner(
         mapping=mapping,
-        source=source,
+        source=cast(PartitionSource, source),
         store=store,
         target=target,
         sink=sink,

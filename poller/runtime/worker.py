@@ -27,8 +27,7 @@ import structlog
 
 from poller.aws import AwsClients
 from poller.config import PollerConfig
-from poller.engine.mapping import StreamMappingRunner
-from poller.engine.protocols import PartitionSource, Store
+from poller.engine.protocols import MappingRunner, PartitionSource, QueueSource, Store
 from poller.runtime.embedded import EmbeddedAws, create_resources
 from poller.runtime.wiring import HandlerRef, build_runner, resolve_handlers
 from poller.stores import open_store
@@ -48,7 +47,7 @@ class Worker:
         handlers: Mapping[str, HandlerRef] | None = None,
         store: Store | None = None,
         wrap_client: Callable[[str, Any], Any] | None = None,
-        sources: Mapping[str, PartitionSource] | None = None,
+        sources: Mapping[str, PartitionSource | QueueSource] | None = None,
         embedded_shards: int = 1,
         max_handler_threads: int = 64,
     ) -> None:
@@ -65,7 +64,7 @@ class Worker:
         self._sources = dict(sources or {})
         self._embedded_shards = embedded_shards
         self._max_threads = max_handler_threads
-        self._runners: list[StreamMappingRunner] = []
+        self._runners: list[MappingRunner] = []
         self._stop_requested = anyio.Event()
         self._started = anyio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -75,7 +74,7 @@ class Worker:
     # --- status ----------------------------------------------------------------------------------
 
     @property
-    def runners(self) -> list[StreamMappingRunner]:
+    def runners(self) -> list[MappingRunner]:
         """The running mappings."""
         return list(self._runners)
 
@@ -95,24 +94,8 @@ class Worker:
         return self._stopped_by_idle
 
     def status(self) -> dict[str, Any]:
-        """Per mapping: partitions with checkpoints, idle and blocked flags, and counters."""
-        report: dict[str, Any] = {}
-        for runner in self._runners:
-            report[runner.mapping.mapping_id] = {
-                "idle": runner.idle,
-                "partitions": {
-                    pid: {
-                        "checkpoint": p.checkpoint.position if p.checkpoint else None,
-                        "idle": p.idle,
-                        "blocked": p.blocked,
-                        "behind_ms": p.behind_ms,
-                    }
-                    for pid, p in runner.partitions.items()
-                },
-                "finished_partitions": sorted(runner.finished_partitions),
-                "metrics": runner.counters.snapshot(),
-            }
-        return report
+        """Per mapping: checkpoints (streams) or pollers (queues), idle flags, and counters."""
+        return {runner.mapping.mapping_id: runner.status() for runner in self._runners}
 
     # --- lifecycle -------------------------------------------------------------------------------
 

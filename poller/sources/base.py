@@ -67,6 +67,10 @@ THROTTLING_CODES = frozenset(
         "RequestLimitExceeded",
         # Kinesis on encrypted streams: KMS refused the decrypt rate, not the request.
         "KMSThrottlingException",
+        # SQS: request rate, KMS rate, and too many messages in flight.
+        "RequestThrottled",
+        "KmsThrottled",
+        "OverLimit",
     }
 )
 

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     position    TEXT    NOT NULL,
     ordinal_key TEXT    NOT NULL,
     finished    INTEGER NOT NULL DEFAULT 0,
+    opened_at   REAL,
     updated_at  REAL    NOT NULL,
     PRIMARY KEY (mapping_id, partition)
 ) WITHOUT ROWID
@@ -85,12 +86,14 @@ CREATE TABLE IF NOT EXISTS idempotency (
 # Replaces the stored row only when the new ordinal is greater, or equal and newly finished;
 # a finished row is never touched again.
 _PUT_CHECKPOINT = """
-INSERT INTO checkpoints (mapping_id, partition, position, ordinal_key, finished, updated_at)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO checkpoints
+    (mapping_id, partition, position, ordinal_key, finished, opened_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (mapping_id, partition) DO UPDATE SET
     position = excluded.position,
     ordinal_key = excluded.ordinal_key,
     finished = excluded.finished,
+    opened_at = excluded.opened_at,
     updated_at = excluded.updated_at
 WHERE checkpoints.finished = 0
   AND (excluded.ordinal_key > checkpoints.ordinal_key
@@ -98,7 +101,8 @@ WHERE checkpoints.finished = 0
 """
 
 _GET_CHECKPOINT = """
-SELECT position, ordinal_key, finished FROM checkpoints WHERE mapping_id = ? AND partition = ?
+SELECT position, ordinal_key, finished, opened_at FROM checkpoints
+WHERE mapping_id = ? AND partition = ?
 """
 
 _REMEMBER = """
@@ -178,8 +182,10 @@ class SqliteStore:
             row = connection.execute(_GET_CHECKPOINT, (mapping_id, partition)).fetchone()
             if row is None:
                 return None
-            position, key, finished = row
-            return Checkpoint(position=position, ordinal=int(key), finished=bool(finished))
+            position, key, finished, opened_at = row
+            return Checkpoint(
+                position=position, ordinal=int(key), finished=bool(finished), opened_at=opened_at
+            )
 
         return await self._run("read checkpoint", work)
 
@@ -191,6 +197,7 @@ class SqliteStore:
             checkpoint.position,
             ordinal_key(checkpoint.ordinal),
             int(checkpoint.finished),
+            checkpoint.opened_at,
             self._clock(),
         )
 

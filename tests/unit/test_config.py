@@ -202,7 +202,7 @@ def test_bad_store_url_and_endpoint_are_named() -> None:
 
 
 def test_unsupported_source_is_refused_clearly() -> None:
-    found = problems(one(EventSourceArn="arn:aws:sqs:us-east-1:123456789012:q"))
+    found = problems(one(EventSourceArn="arn:aws:kafka:us-east-1:123456789012:cluster/c/1"))
     assert any("cannot read yet" in p for p in found)
 
 

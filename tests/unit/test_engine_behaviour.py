@@ -302,3 +302,24 @@ async def test_stopping_while_retrying_leaves_the_batch_unsettled() -> None:
                 await anyio.sleep(0.005)
             runner.stop()
     assert store.puts == []
+
+
+async def test_latest_restart_without_at_timestamp_skips_only_what_came_before_the_start() -> None:
+    partition = MemoryPartition("shardId-000000000000")
+    partition.put(b"before-start", arrival=time.time() - 60)
+    source = MemorySource([partition], arn=ARN)
+    source.supports_at_timestamp = False  # type: ignore[attr-defined]  # like DynamoDB Streams
+    seen: list[str] = []
+
+    async def handler(batch: Batch) -> None:
+        seen.extend(r.data.decode() for r in batch)
+
+    resolved = mapping(StartingPosition="LATEST")
+    store = RecordingStore()
+    target = target_for(handler, source, report_batch_item_failures=False)
+    await run_until_idle(resolved, source, store, target)
+    marker = await store.get_checkpoint(resolved.mapping_id, partition.id)
+    assert marker is not None and marker.position == "" and marker.opened_at is not None
+    partition.put(b"while-down")  # written while the worker was stopped
+    await run_until_idle(resolved, source, store, target)
+    assert seen == ["while-down"]

@@ -1,0 +1,277 @@
+"""poller reading a DynamoDB stream (moto over HTTP) next to the plainest aiobotocore loop that reads it.
+
+Why: against a real endpoint the engine should cost next to nothing: the time goes to HTTP and the
+server. The aim is poller within 10% of a hand-written reader, i.e. a poller/raw ratio >= 0.9.
+
+What runs, in one process, against one moto server started for the run and stopped at the end:
+
+* a table with a NEW_AND_OLD_IMAGES stream and 5,000 items of about 100 bytes, written with
+  BatchWriteItem in chunks of 25 (each write is one INSERT record on the stream; moto keeps one
+  shard per stream);
+* (a) raw: create a client, DescribeStream, GetShardIterator TRIM_HORIZON and GetRecords
+  (Limit 1000, the most AWS allows) until the shard has handed over every record, touching each
+  record with a no-op;
+* (b) poller: a :class:`poller.runtime.Worker` built from ``parse_config`` (endpoint = the moto
+  server, store ``memory://``, StartingPosition TRIM_HORIZON, BatchSize 100 or 1000) with a typed
+  no-op handler that only counts, from ``start()`` until the handler has seen every record; then
+  it is stopped (not timed). poller does what the raw loop skips: each record becomes a
+  :class:`~poller.records.DynamoDBRecord` (its ``dynamodb`` block kept as the JSON text a
+  Lambda-style event would carry, its key canonicalised for lanes), batches are cut and
+  checkpoints written.
+
+Both sides build their own client inside the timed part and use the same client settings
+(``poller.aws.AwsClients``). Each measurement runs 3 times, alternating, and the medians are
+reported; the ratio is taken within this run, so the machine's load cancels out as far as it can.
+
+Run ``python benchmarks/dynamodb_streams.py``; results also go to
+``benchmarks/results/dynamodb_streams.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from _common import Timing, median, print_table, timed, write_results
+from kinesis import aws_config, load_servers
+
+from poller.aws import AwsClients
+from poller.config import parse_config
+from poller.observability import configure_logging
+from poller.records import Record
+from poller.runtime.worker import Worker
+
+ITEM_BYTES = 100
+WRITE_CHUNK = 25
+READ_LIMIT = 1000
+#: Aim: poller's records/s at least this share of the raw loop's.
+AIM_RATIO = 0.9
+#: A measurement that has not seen every record after this long has failed.
+READ_TIMEOUT = 300.0
+
+
+async def create_table(endpoint: str, name: str) -> str:
+    """Create ``name`` with a NEW_AND_OLD_IMAGES stream; return the stream's ARN."""
+    clients = AwsClients(aws_config(endpoint))
+    try:
+        dynamodb = await clients.client("dynamodb")
+        response = await dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        return str(response["TableDescription"]["LatestStreamArn"])
+    finally:
+        await clients.aclose()
+
+
+async def fill_table(endpoint: str, name: str, count: int) -> Timing:
+    """Write ``count`` new items of about ITEM_BYTES each (one INSERT record apiece)."""
+    clients = AwsClients(aws_config(endpoint))
+    try:
+        dynamodb = await clients.client("dynamodb")
+        with timed() as timing:
+            for first in range(0, count, WRITE_CHUNK):
+                requests = [
+                    {
+                        "PutRequest": {
+                            "Item": {
+                                "pk": {"S": f"item-{n:010d}"},
+                                "n": {"N": str(n)},
+                                "body": {"S": f"{n:010d}:".ljust(ITEM_BYTES - 30, "x")},
+                            }
+                        }
+                    }
+                    for n in range(first, min(first + WRITE_CHUNK, count))
+                ]
+                pending: dict[str, Any] = {name: requests}
+                while pending:
+                    response = await dynamodb.batch_write_item(RequestItems=pending)
+                    pending = response.get("UnprocessedItems") or {}
+    finally:
+        await clients.aclose()
+    return timing
+
+
+def consume(record: Any) -> None:
+    """The raw loop's per-record work: none."""
+
+
+async def read_raw(endpoint: str, arn: str, expected: int) -> Timing:
+    """The stream's shard read from TRIM_HORIZON until it gave every record."""
+    seen = 0
+    with timed() as timing:
+        clients = AwsClients(aws_config(endpoint))
+        try:
+            streams = await clients.client("dynamodbstreams")
+            description = (await streams.describe_stream(StreamArn=arn))["StreamDescription"]
+            (shard,) = description["Shards"]
+            response = await streams.get_shard_iterator(
+                StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )
+            iterator = response["ShardIterator"]
+            with anyio.fail_after(READ_TIMEOUT):
+                while seen < expected:
+                    page = await streams.get_records(ShardIterator=iterator, Limit=READ_LIMIT)
+                    records = page["Records"]
+                    for record in records:
+                        consume(record)
+                    seen += len(records)
+                    iterator = page["NextShardIterator"]
+        finally:
+            await clients.aclose()
+    if seen != expected:
+        raise RuntimeError(f"raw loop read {seen} records, expected {expected}")
+    return timing
+
+
+async def read_poller(endpoint: str, arn: str, total: int, batch_size: int) -> Timing:
+    """A Worker from start() until its typed no-op handler has been handed every record."""
+    mapping_id = f"dynamodb-benchmark-{uuid.uuid4().hex[:8]}"
+    config = parse_config(
+        {
+            "aws": aws_config(endpoint).model_dump(exclude_none=True),
+            "store": {"url": "memory://"},
+            "worker": {"shard_discovery_seconds": 3600, "shutdown_grace_seconds": 10},
+            "mappings": [
+                {
+                    "UUID": mapping_id,
+                    "EventSourceArn": arn,
+                    "StartingPosition": "TRIM_HORIZON",
+                    "BatchSize": batch_size,
+                }
+            ],
+        }
+    )
+    handed = 0
+    everything = anyio.Event()
+
+    async def handler(batch: Sequence[Record]) -> None:
+        nonlocal handed
+        handed += len(batch)
+        if handed >= total:
+            everything.set()
+
+    worker = Worker(config, handlers={mapping_id: handler})
+    try:
+        with timed() as timing:
+            await worker.start()
+            with anyio.move_on_after(READ_TIMEOUT):
+                await everything.wait()
+    finally:
+        await worker.stop_and_wait()
+    if handed != total:
+        raise RuntimeError(f"poller handed over {handed} records, expected exactly {total}")
+    return timing
+
+
+async def measure(
+    endpoint: str, count: int, repeats: int, batch_sizes: Sequence[int]
+) -> dict[str, Any]:
+    name = f"benchmark-{uuid.uuid4().hex[:12]}"
+    arn = await create_table(endpoint, name)
+    writing = await fill_table(endpoint, name, count)
+    print(
+        f"table {name}: {count:,} items of ~{ITEM_BYTES} B written in {writing.wall:.1f} s "
+        f"({count / writing.wall:,.0f} items/s via BatchWriteItem x{WRITE_CHUNK}); "
+        "one stream shard (moto)"
+    )
+    samples: dict[str, list[Timing]] = {}
+    for _ in range(repeats):  # alternate, so drift in machine load hits every variant
+        samples.setdefault("raw", []).append(await read_raw(endpoint, arn, count))
+        for batch in batch_sizes:
+            timing = await read_poller(endpoint, arn, count, batch)
+            samples.setdefault(f"poller-{batch}", []).append(timing)
+
+    raw_rate = median([count / t.wall for t in samples["raw"]])
+    raw_cpu = median([t.cpu / count * 1e6 for t in samples["raw"]])
+    rows: list[dict[str, Any]] = []
+    for key, timings in samples.items():
+        rate = median([count / t.wall for t in timings])
+        cpu_us = median([t.cpu / count * 1e6 for t in timings])
+        is_raw = key == "raw"
+        rows.append(
+            {
+                "variant": "raw aiobotocore loop" if is_raw else "poller Worker, typed no-op",
+                "batch_size": None if is_raw else int(key.split("-")[1]),
+                "records_per_s": rate,
+                "wall_s": median([t.wall for t in timings]),
+                "cpu_s": median([t.cpu for t in timings]),
+                "cpu_us_per_record": cpu_us,
+                "ratio_to_raw": rate / raw_rate,
+                "cpu_ratio_to_raw": cpu_us / raw_cpu,
+                "meets_aim": None if is_raw else rate / raw_rate >= AIM_RATIO,
+                "runs_records_per_s": [count / t.wall for t in timings],
+            }
+        )
+    return {
+        "table": name,
+        "stream": arn,
+        "records": count,
+        "item_bytes": ITEM_BYTES,
+        "write_items_per_s": count / writing.wall,
+        "repeats": repeats,
+        "results": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=5_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 1000])
+    args = parser.parse_args(argv)
+    configure_logging(level="warning", stream=sys.stderr)
+
+    servers = load_servers()
+    # Keep the server's state file and log out of the repository's .servers/, which a test run
+    # on the same checkout may be using at the same time.
+    state_dir = Path(tempfile.mkdtemp(prefix="poller-benchmark-"))
+    servers.STATE_DIR = state_dir
+    server = servers.start_moto()
+    try:
+        print(f"moto server {server.endpoint} (pid {server.pid})")
+        report = anyio.run(measure, server.endpoint, args.records, args.repeats, args.batch_sizes)
+    finally:
+        servers.stop(server)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+    rows = report["results"]
+    print(
+        f"Median of {args.repeats} alternating runs; 'vs raw' = records/s over the raw loop's in "
+        f"this run (aim >= {AIM_RATIO}). CPU us/rec counts this process only (moto runs in its "
+        "own), client creation and start-up included; 'CPU vs raw' is that over the raw loop's."
+    )
+    print_table(
+        "Reading a DynamoDB stream from moto over HTTP",
+        ["variant", "batch", "records/s", "wall s", "CPU us/rec", "CPU vs raw", "vs raw", "aim"],
+        [
+            [
+                r["variant"],
+                r["batch_size"],
+                r["records_per_s"],
+                r["wall_s"],
+                r["cpu_us_per_record"],
+                r["cpu_ratio_to_raw"],
+                r["ratio_to_raw"],
+                "-" if r["meets_aim"] is None else ("met" if r["meets_aim"] else "MISSED"),
+            ]
+            for r in rows
+        ],
+    )
+    path = write_results("dynamodb_streams", {**report, "aim_ratio": AIM_RATIO})
+    print(f"\nwritten: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

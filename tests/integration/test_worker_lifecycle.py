@@ -1,0 +1,723 @@
+"""Whole mappings against a real moto server over HTTP: the Worker API and the ``poller`` process.
+
+The Python API tests run a :class:`~poller.Worker` inside the test's event loop. The crash and signal
+tests run ``python -m poller.cli run config.toml`` as a child process, with a handler module written
+next to its config that appends one line per batch it begins and ends to a file (fsynced before the
+handler goes on), so a SIGKILL cannot lose what the test reads back. A record counts as processed
+only when the batch that carried it logged its end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import signal
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from aiobotocore.session import get_session
+from anyio.abc import Process
+
+from poller import Batch, PollerConfig, Record, Worker, parse_config
+from poller.stores import SqliteStore
+
+pytestmark = pytest.mark.integration
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+#: Quick pacing for a worker under test: shards polled often, shutdown never waits long.
+FAST_WORKER = {"idle_poll_seconds": 0.05, "shard_discovery_seconds": 2.0}
+
+
+# --- AWS side ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Aws:
+    """aiobotocore clients on the moto server."""
+
+    endpoint: str
+    kinesis: Any
+    sqs: Any
+
+
+@dataclass
+class Stream:
+    """A stream, its shards and partition keys that land on each shard."""
+
+    name: str
+    arn: str
+    shards: list[str]
+    keys: dict[str, list[str]]
+
+
+@pytest.fixture
+async def aws(moto_endpoint: str) -> AsyncIterator[Aws]:
+    session = get_session()
+    settings: dict[str, Any] = {"region_name": REGION, "endpoint_url": moto_endpoint, **CREDENTIALS}
+    async with (
+        session.create_client("kinesis", **settings) as kinesis,
+        session.create_client("sqs", **settings) as sqs,
+    ):
+        yield Aws(moto_endpoint, kinesis, sqs)
+
+
+async def wait_until(condition: Callable[[], bool], what: str, within: float = 15.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``within`` seconds."""
+    with anyio.move_on_after(within):
+        while not condition():
+            await anyio.sleep(0.05)
+        return
+    pytest.fail(f"timed out after {within:g} s waiting until {what}")
+
+
+def _hash_key(key: str) -> int:
+    return int(hashlib.md5(key.encode()).hexdigest(), 16)
+
+
+async def create_stream(aws: Aws, name: str, shards: int, keys_per_shard: int = 3) -> Stream:
+    """An ACTIVE stream with ``shards`` shards, and partition keys chosen to reach every shard."""
+    await aws.kinesis.create_stream(StreamName=name, ShardCount=shards)
+    arn = ""
+
+    async def active() -> bool:
+        nonlocal arn
+        summary = (await aws.kinesis.describe_stream_summary(StreamName=name))[
+            "StreamDescriptionSummary"
+        ]
+        arn = summary["StreamARN"]
+        return bool(summary["StreamStatus"] == "ACTIVE")
+
+    with anyio.fail_after(10):
+        while not await active():
+            await anyio.sleep(0.05)
+    listed = (await aws.kinesis.list_shards(StreamName=name))["Shards"]
+    ranges = {
+        shard["ShardId"]: (
+            int(shard["HashKeyRange"]["StartingHashKey"]),
+            int(shard["HashKeyRange"]["EndingHashKey"]),
+        )
+        for shard in listed
+    }
+    keys: dict[str, list[str]] = {shard: [] for shard in ranges}
+    candidate = 0
+    while any(len(chosen) < keys_per_shard for chosen in keys.values()):
+        key = f"key-{candidate}"
+        candidate += 1
+        hashed = _hash_key(key)
+        for shard, (low, high) in ranges.items():
+            if low <= hashed <= high and len(keys[shard]) < keys_per_shard:
+                keys[shard].append(key)
+    return Stream(name, arn, sorted(ranges), keys)
+
+
+async def put(
+    aws: Aws, stream: Stream, records: Sequence[tuple[str, bytes]]
+) -> dict[str, list[str]]:
+    """PutRecords ``(key, data)`` in order; the sequence numbers per shard, in write order."""
+    response = await aws.kinesis.put_records(
+        StreamName=stream.name,
+        Records=[{"PartitionKey": key, "Data": data} for key, data in records],
+    )
+    assert response["FailedRecordCount"] == 0, response
+    written: dict[str, list[str]] = {}
+    for entry in response["Records"]:
+        written.setdefault(entry["ShardId"], []).append(entry["SequenceNumber"])
+    return written
+
+
+def spread(stream: Stream, count: int, tag: str) -> list[tuple[str, bytes]]:
+    """``count`` records cycling over every key of every shard."""
+    keys = [key for shard in stream.shards for key in stream.keys[shard]]
+    return [(keys[i % len(keys)], f"{tag}-{i}".encode()) for i in range(count)]
+
+
+def merge(*parts: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    merged: dict[str, list[str]] = {}
+    for part in parts:
+        for shard, numbers in part.items():
+            merged.setdefault(shard, []).extend(numbers)
+    return merged
+
+
+async def create_queue(aws: Aws, name: str) -> tuple[str, str]:
+    """A standard SQS queue: its URL and ARN."""
+    url = (await aws.sqs.create_queue(QueueName=name))["QueueUrl"]
+    return url, f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+
+
+async def receive_all(aws: Aws, url: str) -> list[dict[str, Any]]:
+    """Every message body on the queue now, parsed as JSON."""
+    bodies: list[dict[str, Any]] = []
+    while True:
+        response = await aws.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30
+        )
+        messages = response.get("Messages") or []
+        if not messages:
+            return bodies
+        bodies.extend(json.loads(message["Body"]) for message in messages)
+
+
+async def checkpoints(path: Path, mapping_id: str, shards: Iterable[str]) -> dict[str, str | None]:
+    """The checkpoint positions the SQLite store at ``path`` holds, per shard.
+
+    None: no record of the shard was checkpointed yet (there may be a LATEST start marker, whose
+    position is empty).
+    """
+    async with SqliteStore(path) as store:
+        found: dict[str, str | None] = {}
+        for shard in shards:
+            checkpoint = await store.get_checkpoint(mapping_id, shard)
+            found[shard] = (checkpoint.position or None) if checkpoint is not None else None
+        return found
+
+
+def ordinals(positions: Iterable[str]) -> list[int]:
+    return [int(position) for position in positions]
+
+
+def is_increasing(positions: Sequence[str]) -> bool:
+    numbers = ordinals(positions)
+    return all(a < b for a, b in itertools.pairwise(numbers))
+
+
+# --- the Python API --------------------------------------------------------------------------------
+
+
+def api_config(aws: Aws, store: Path, **mapping: Any) -> PollerConfig:
+    return parse_config(
+        {
+            "aws": {
+                "region": REGION,
+                "endpoint_url": aws.endpoint,
+                "access_key_id": "testing",
+                "secret_access_key": "testing",
+            },
+            "store": {"url": f"sqlite:///{store}"},
+            "worker": {**FAST_WORKER, "shutdown_grace_seconds": 5.0},
+            "mappings": [mapping],
+        }
+    )
+
+
+@dataclass
+class Recorder:
+    """A typed handler that remembers every batch; ``fail(record, attempt)`` picks failed records."""
+
+    fail: Callable[[Record, int], bool] = lambda record, attempt: False
+    batches: list[Batch] = field(default_factory=list)
+
+    async def __call__(self, batch: Batch) -> list[Record] | None:
+        self.batches.append(batch)
+        failed = [record for record in batch if self.fail(record, batch.attempt)]
+        return failed or None
+
+    def seen(self, shard: str) -> list[str]:
+        return [r.position for b in self.batches if b.partition == shard for r in b]
+
+    def count(self) -> int:
+        return sum(len(batch) for batch in self.batches)
+
+
+async def test_worker_runs_a_mapping_from_first_record_to_stop(
+    aws: Aws, tmp_path: Path, unique_name: str
+) -> None:
+    stream = await create_stream(aws, unique_name, shards=2)
+    dlq_url, dlq_arn = await create_queue(aws, f"{unique_name}-dlq")
+    written = await put(aws, stream, spread(stream, 40, "lifecycle"))
+    assert sorted(written) == stream.shards  # both shards have records
+    mapping_id = str(uuid.uuid4())
+    store = tmp_path / "state.db"
+    config = api_config(
+        aws,
+        store,
+        UUID=mapping_id,
+        EventSourceArn=stream.arn,
+        StartingPosition="TRIM_HORIZON",
+        BatchSize=7,
+        MaximumRetryAttempts=2,
+        DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+    )
+    handler = Recorder()
+
+    async with Worker(config, handlers={mapping_id: handler}) as worker:
+        await wait_until(
+            lambda: handler.count() >= 40 and worker.idle, "all 40 records were handled"
+        )
+        status = worker.status()[mapping_id]
+
+    for batch in handler.batches:
+        assert 1 <= len(batch) <= 7
+        assert {record.partition for record in batch} == {batch.partition}
+        assert batch.mapping == mapping_id and batch.attempt == 1
+    for shard in stream.shards:
+        # Per-shard order, each record once: exactly the write order.
+        assert handler.seen(shard) == written[shard]
+        assert status["partitions"][shard]["checkpoint"] == written[shard][-1]
+    assert status["metrics"]  # counters are exposed
+    assert await checkpoints(store, mapping_id, stream.shards) == {
+        shard: numbers[-1] for shard, numbers in written.items()
+    }
+    assert await receive_all(aws, dlq_url) == []
+
+
+async def test_typed_handler_failed_records_settle_the_prefix_and_retry_from_the_lowest(
+    aws: Aws, tmp_path: Path, unique_name: str
+) -> None:
+    stream = await create_stream(aws, unique_name, shards=2, keys_per_shard=1)
+    poisoned, flaky = stream.shards
+    dlq_url, dlq_arn = await create_queue(aws, f"{unique_name}-dlq")
+    records = [(stream.keys[poisoned][0], f"p-{i}".encode()) for i in range(10)]
+    records += [(stream.keys[flaky][0], f"f-{i}".encode()) for i in range(10)]
+    # Shard one: record 4 fails every time. Shard two: record 6 fails on its first attempt only.
+    records[4] = (records[4][0], b"poison")
+    records[16] = (records[16][0], b"flaky")
+    written = await put(aws, stream, records)
+    mapping_id = str(uuid.uuid4())
+    store = tmp_path / "state.db"
+    config = api_config(
+        aws,
+        store,
+        UUID=mapping_id,
+        EventSourceArn=stream.arn,
+        StartingPosition="TRIM_HORIZON",
+        BatchSize=100,
+        MaximumRetryAttempts=1,
+        RetryBackoffSeconds=0.05,
+        DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+    )
+    handler = Recorder(
+        fail=lambda record, attempt: (
+            record.data == b"poison" or (record.data == b"flaky" and attempt == 1)
+        )
+    )
+
+    def caught_up() -> bool:
+        partitions = worker.status()[mapping_id]["partitions"]
+        return worker.idle and all(
+            partitions.get(shard, {}).get("checkpoint") == written[shard][-1]
+            for shard in stream.shards
+        )
+
+    async with Worker(config, handlers={mapping_id: handler}) as worker:
+        await wait_until(caught_up, "both shards were checkpointed at their last record")
+
+    p, f = written[poisoned], written[flaky]
+    batches = {
+        shard: [[r.position for r in b] for b in handler.batches if b.partition == shard]
+        for shard in stream.shards
+    }
+    # The records before the lowest failed one settle; the retry starts at the failed record.
+    assert batches[poisoned] == [p, p[4:]]
+    assert batches[flaky] == [f, f[6:]]
+    # The poisoned rest is discarded after MaximumRetryAttempts, the checkpoint moves past it.
+    (on_failure,) = await receive_all(aws, dlq_url)
+    assert on_failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert on_failure["requestContext"]["approximateInvokeCount"] == 2
+    info = on_failure["KinesisBatchInfo"]
+    assert (info["shardId"], info["startSequenceNumber"], info["endSequenceNumber"]) == (
+        poisoned,
+        p[4],
+        p[-1],
+    )
+    assert info["batchSize"] == 6 and info["streamArn"] == stream.arn
+    assert await checkpoints(store, mapping_id, stream.shards) == {poisoned: p[-1], flaky: f[-1]}
+
+
+async def test_restarted_worker_resumes_after_the_checkpoint_not_at_latest(
+    aws: Aws, tmp_path: Path, unique_name: str
+) -> None:
+    stream = await create_stream(aws, unique_name, shards=2)
+    mapping_id = str(uuid.uuid4())
+    store = tmp_path / "state.db"
+    config = api_config(
+        aws, store, UUID=mapping_id, EventSourceArn=stream.arn, StartingPosition="LATEST"
+    )
+
+    first = Recorder()
+    async with Worker(config, handlers={mapping_id: first}) as worker:
+        # LATEST: records count from the moment each shard's reader is open (caught up).
+        await wait_until(lambda: worker.idle, "the first run caught up with both shards")
+        before = await put(aws, stream, spread(stream, 12, "run1"))
+        await wait_until(
+            lambda: first.count() >= 12 and worker.idle, "the first run handled 12 records"
+        )
+    assert sorted(before) == stream.shards
+    for shard in stream.shards:
+        assert first.seen(shard) == before[shard]
+    saved = await checkpoints(store, mapping_id, stream.shards)
+    assert saved == {shard: numbers[-1] for shard, numbers in before.items()}
+
+    # Written while no worker runs: a restart at LATEST would skip them; the checkpoint must not.
+    during = await put(aws, stream, spread(stream, 10, "stopped"))
+    second = Recorder()
+    async with Worker(config, handlers={mapping_id: second}) as worker:
+        await wait_until(
+            lambda: second.count() >= 10 and worker.idle,
+            "the second run handled the 10 records written while stopped",
+        )
+        after = await put(aws, stream, spread(stream, 4, "run2"))
+        await wait_until(
+            lambda: second.count() >= 14 and worker.idle, "the second run handled 4 more"
+        )
+    expected = merge(during, after)
+    for shard in stream.shards:
+        assert second.seen(shard) == expected[shard]  # nothing of run 1 again, nothing skipped
+    assert await checkpoints(store, mapping_id, stream.shards) == {
+        shard: numbers[-1] for shard, numbers in expected.items()
+    }
+
+
+class CheckpointsLost:
+    """The SQLite store, except that no checkpoint write ever lands: a crash right after each success
+    was remembered and before the checkpoint moved."""
+
+    def __init__(self, inner: SqliteStore) -> None:
+        self.inner = inner
+
+    async def put_checkpoint(self, *args: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_idempotency_skips_successes_whose_checkpoint_never_landed(
+    aws: Aws, tmp_path: Path, unique_name: str
+) -> None:
+    stream = await create_stream(aws, unique_name, shards=2)
+    written = await put(aws, stream, spread(stream, 12, "idem"))
+    mapping_id = str(uuid.uuid4())
+    store = tmp_path / "state.db"
+    config = api_config(
+        aws,
+        store,
+        UUID=mapping_id,
+        EventSourceArn=stream.arn,
+        StartingPosition="TRIM_HORIZON",
+        BatchSize=4,
+        Idempotency=True,
+    )
+
+    first = Recorder()
+    async with SqliteStore(store) as sqlite:
+        lossy = CheckpointsLost(sqlite)
+        async with Worker(config, handlers={mapping_id: first}, store=lossy) as worker:
+            await wait_until(
+                lambda: first.count() >= 12 and worker.idle, "the first run handled 12 records"
+            )
+    assert await checkpoints(store, mapping_id, stream.shards) == dict.fromkeys(stream.shards)
+
+    # No checkpoint: the restart reads every shard from TRIM_HORIZON again, and hands nothing over.
+    second = Recorder()
+    async with Worker(config, handlers={mapping_id: second}) as worker:
+        await wait_until(lambda: worker.idle, "the second run caught up")
+        statuses = worker.status()[mapping_id]["partitions"]
+    assert second.batches == []
+    for shard in stream.shards:
+        assert statuses[shard]["checkpoint"] == written[shard][-1]  # skipped records settle
+
+
+async def test_restart_at_latest_keeps_records_a_shard_without_checkpoint_got_meanwhile(
+    aws: Aws, tmp_path: Path, unique_name: str
+) -> None:
+    """A shard that had no record yet when the worker stopped has no checkpoint; the mapping's
+    LATEST must still mean "from when the mapping first read it", not "from each restart"."""
+    stream = await create_stream(aws, unique_name, shards=2)
+    busy, quiet = stream.shards
+    mapping_id = str(uuid.uuid4())
+    store = tmp_path / "state.db"
+    config = api_config(
+        aws, store, UUID=mapping_id, EventSourceArn=stream.arn, StartingPosition="LATEST"
+    )
+
+    first = Recorder()
+    async with Worker(config, handlers={mapping_id: first}) as worker:
+        await wait_until(lambda: worker.idle, "the first run caught up with both shards")
+        before = await put(aws, stream, [(stream.keys[busy][0], b"only-busy")])
+        await wait_until(lambda: first.count() >= 1 and worker.idle, "the first run handled it")
+    assert first.seen(busy) == before[busy]
+    assert await checkpoints(store, mapping_id, stream.shards) == {
+        busy: before[busy][0],
+        quiet: None,
+    }
+
+    during = await put(aws, stream, spread(stream, 8, "stopped"))
+    second = Recorder()
+    async with Worker(config, handlers={mapping_id: second}) as worker:
+        await wait_until(
+            lambda: len(second.seen(busy)) >= len(during[busy]) and worker.idle,
+            "the second run caught up",
+        )
+    assert second.seen(busy) == during[busy]
+    assert second.seen(quiet) == during[quiet], (
+        f"records written to {quiet} while the worker was stopped were skipped: the shard had "
+        "no checkpoint, so the restart read it from LATEST again"
+    )
+
+
+# --- the poller process ----------------------------------------------------------------------------
+
+HANDLER_MODULE = '''
+"""Logs each batch's begin (with its records) and end to SEEN_LOG, fsynced, and sleeps between."""
+
+import json
+import os
+import time
+
+_PATH = os.environ["SEEN_LOG"]
+_DELAY = float(os.environ.get("HANDLER_DELAY", "0"))
+
+
+def _log(entry):
+    fd = os.open(_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry) + "\\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def handle(batch):
+    _log({"event": "begin", "batch": batch.batch_id, "shard": batch.partition,
+          "seqs": [record.position for record in batch]})
+    time.sleep(_DELAY)
+    _log({"event": "end", "batch": batch.batch_id, "shard": batch.partition})
+'''
+
+
+@dataclass
+class SeenLog:
+    """What the child process's handler wrote: batch begin and end lines."""
+
+    path: Path
+
+    def entries(self) -> list[dict[str, Any]]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        # A line cut short by a kill is not a complete entry.
+        return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+    def begun(self) -> list[dict[str, Any]]:
+        return [entry for entry in self.entries() if entry["event"] == "begin"]
+
+    def ended(self) -> list[dict[str, Any]]:
+        """Batches that began and ended, in the order they began."""
+        entries = self.entries()
+        done = {entry["batch"] for entry in entries if entry["event"] == "end"}
+        return [e for e in entries if e["event"] == "begin" and e["batch"] in done]
+
+    def in_flight(self) -> bool:
+        """The last entry is a begin: a batch is in the handler right now (or was, at a kill)."""
+        entries = self.entries()
+        return bool(entries) and entries[-1]["event"] == "begin"
+
+    def per_shard(self, batches: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+        seen: dict[str, list[str]] = {}
+        for batch in batches:
+            seen.setdefault(batch["shard"], []).extend(batch["seqs"])
+        return seen
+
+
+@dataclass
+class PollerRun:
+    """A ``poller run`` child process and where its output and handler log go."""
+
+    process: Process
+    seen: SeenLog
+    stdout: Path
+
+    async def wait(self, within: float) -> int:
+        with anyio.move_on_after(within):
+            return await self.process.wait()
+        pytest.fail(f"poller did not exit within {within:g} s; output:\n{self.output()[-3000:]}")
+
+    def output(self) -> str:
+        return self.stdout.read_text(errors="replace")
+
+
+@dataclass
+class Project:
+    """A directory holding config.toml, the handler module and the state store."""
+
+    root: Path
+    mapping_id: str
+    runs: list[PollerRun] = field(default_factory=list)
+
+    @property
+    def store(self) -> Path:
+        return self.root / "state.db"
+
+    async def start(self, *args: str, delay: float) -> PollerRun:
+        index = len(self.runs) + 1
+        seen = SeenLog(self.root / f"seen-{index}.jsonl")
+        stdout = self.root / f"poller-{index}.log"
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(self.root), os.environ.get("PYTHONPATH")])
+            ),
+            "SEEN_LOG": str(seen.path),
+            "HANDLER_DELAY": str(delay),
+        }
+        with stdout.open("wb") as out:
+            process = await anyio.open_process(
+                [sys.executable, "-m", "poller.cli", "run", "config.toml", *args],
+                cwd=self.root,
+                env=env,
+                stdout=out,
+                stderr=out,
+            )
+        run = PollerRun(process, seen, stdout)
+        self.runs.append(run)
+        return run
+
+
+@pytest.fixture
+async def project(aws: Aws, tmp_path: Path) -> AsyncIterator[Callable[..., Project]]:
+    """Writes a config for one mapping; kills (by PID) any child process a test left running."""
+    made: list[Project] = []
+
+    def make(stream: Stream, **mapping: Any) -> Project:
+        mapping_id = str(uuid.uuid4())
+        fields = {
+            "UUID": mapping_id,
+            "EventSourceArn": stream.arn,
+            "Handler": "seen_handler:handle",
+            "StartingPosition": "TRIM_HORIZON",
+            **mapping,
+        }
+        lines = [
+            "[aws]",
+            f'region = "{REGION}"',
+            f'endpoint_url = "{aws.endpoint}"',
+            'access_key_id = "testing"',
+            'secret_access_key = "testing"',
+            "[store]",
+            'url = "sqlite:///state.db"',
+            "[worker]",
+            *(f"{name} = {value}" for name, value in FAST_WORKER.items()),
+            "shutdown_grace_seconds = 10",
+            "[logging]",
+            'format = "json"',
+            "[[mappings]]",
+            *(f"{name} = {json.dumps(value)}" for name, value in fields.items()),
+        ]
+        (tmp_path / "config.toml").write_text("\n".join(lines) + "\n")
+        (tmp_path / "seen_handler.py").write_text(textwrap.dedent(HANDLER_MODULE))
+        made.append(Project(tmp_path, mapping_id))
+        return made[-1]
+
+    yield make
+    for each in made:
+        for run in each.runs:
+            if run.process.returncode is None:
+                run.process.kill()
+                with anyio.move_on_after(5):
+                    await run.process.wait()
+
+
+@pytest.mark.parametrize("idempotency", [False, True], ids=["plain", "idempotent"])
+async def test_kill_9_mid_batch_then_restart_loses_nothing(
+    aws: Aws, project: Callable[..., Project], unique_name: str, idempotency: bool
+) -> None:
+    stream = await create_stream(aws, unique_name, shards=2)
+    written = await put(aws, stream, spread(stream, 40, "crash"))
+    here = project(stream, BatchSize=4, Idempotency=idempotency)
+
+    first = await here.start(delay=0.4)
+
+    def second_batch_in_flight() -> bool:
+        begun = first.seen.begun()
+        shards = [batch["shard"] for batch in begun]
+        return first.seen.in_flight() and any(shards.count(s) >= 2 for s in shards)
+
+    await wait_until(second_batch_in_flight, "a shard's second batch was in the handler")
+    first.process.send_signal(signal.SIGKILL)
+    assert await first.wait(within=5) == -signal.SIGKILL
+    assert first.seen.in_flight(), "the kill was meant to land while a batch was in the handler"
+
+    remembered: dict[str, frozenset[str]] = {}
+    if idempotency:
+        async with SqliteStore(here.store) as store:
+            for shard in stream.shards:
+                remembered[shard] = await store.succeeded_among(
+                    here.mapping_id, shard, written[shard]
+                )
+        # A shard's second batch began, so its first one was remembered before the checkpoint moved.
+        assert any(remembered.values()), "no success was recorded before the kill"
+
+    second = await here.start("--exit-when-idle", "1", delay=0.0)
+    assert await second.wait(within=20) == 0, second.output()[-3000:]
+
+    for run in (first, second):
+        for shard, seqs in run.seen.per_shard(run.seen.begun()).items():
+            assert is_increasing(seqs), f"{shard} out of order within one run: {seqs}"
+    processed = merge(
+        first.seen.per_shard(first.seen.ended()), second.seen.per_shard(second.seen.ended())
+    )
+    for shard in stream.shards:
+        missing = set(written[shard]) - set(processed.get(shard, []))
+        assert not missing, f"{shard}: records never processed: {sorted(ordinals(missing))}"
+    # The batch the kill interrupted never succeeded: it is handed over again (idempotency too).
+    interrupted = first.seen.begun()[-1]
+    handed_again = second.seen.per_shard(second.seen.begun())
+    assert set(interrupted["seqs"]) <= set(handed_again.get(interrupted["shard"], []))
+    for shard, done in remembered.items():
+        repeated = done & set(handed_again.get(shard, []))
+        assert not repeated, f"{shard}: recorded successes handed over again: {sorted(repeated)}"
+
+
+async def test_sigterm_lets_the_batch_in_flight_finish_and_checkpoints_it(
+    aws: Aws, project: Callable[..., Project], unique_name: str
+) -> None:
+    stream = await create_stream(aws, unique_name, shards=1)
+    (shard,) = stream.shards
+    written = (await put(aws, stream, spread(stream, 20, "term")))[shard]
+    here = project(stream, BatchSize=5)
+
+    run = await here.start(delay=1.5)
+    await wait_until(run.seen.in_flight, "a batch was in the handler")
+    run.process.send_signal(signal.SIGTERM)
+    assert await run.wait(within=15) == 0, run.output()[-3000:]
+
+    begun, ended = run.seen.begun(), run.seen.ended()
+    assert begun == ended, "a batch began and never ended: SIGTERM cut it short"
+    assert [batch["seqs"] for batch in begun] == [written[:5]]  # nothing new began after SIGTERM
+    saved = await checkpoints(here.store, here.mapping_id, [shard])
+    assert saved == {shard: written[4]}
+    events = [json.loads(line) for line in run.output().splitlines() if line.startswith("{")]
+    stop = [e for e in events if e.get("event") == "signal received; stopping"]
+    assert stop and stop[0]["signal"] == "SIGTERM"
+    assert not any("abandoning" in str(e.get("event")) for e in events)
+
+
+async def test_exit_when_idle_exits_zero_once_caught_up(
+    aws: Aws, project: Callable[..., Project], unique_name: str
+) -> None:
+    stream = await create_stream(aws, unique_name, shards=2)
+    written = await put(aws, stream, spread(stream, 16, "idle"))
+    here = project(stream, BatchSize=3)
+
+    run = await here.start("--exit-when-idle", "0.5", delay=0.0)
+    assert await run.wait(within=20) == 0, run.output()[-3000:]
+
+    assert run.seen.per_shard(run.seen.ended()) == written
+    assert await checkpoints(here.store, here.mapping_id, stream.shards) == {
+        shard: numbers[-1] for shard, numbers in written.items()
+    }
+    events = [json.loads(line) for line in run.output().splitlines() if line.startswith("{")]
+    assert any(e.get("event") == "every mapping idle; exiting" for e in events)
