@@ -40,6 +40,8 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/kinesis.py
+	$(PY) benchmarks/dynamodb_streams.py
+	$(PY) benchmarks/sqs.py
 
 clean:
 	rm -rf $(VENV) .poller .servers .pytest_cache .mypy_cache .ruff_cache .hypothesis

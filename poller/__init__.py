@@ -25,7 +25,14 @@ from poller.errors import (
     SourceNotFoundError,
     StoreError,
 )
-from poller.records import Batch, KinesisRecord, Record
+from poller.records import (
+    Batch,
+    DynamoDBRecord,
+    KinesisRecord,
+    Record,
+    SqsRecord,
+    from_dynamodb_json,
+)
 from poller.runtime import Worker
 from poller.targets import LambdaContext
 
@@ -37,6 +44,7 @@ __all__ = [
     "ConfigError",
     "DestinationConfig",
     "DestinationError",
+    "DynamoDBRecord",
     "Failed",
     "HandlerImportError",
     "KinesisRecord",
@@ -49,12 +57,14 @@ __all__ = [
     "Record",
     "SourceError",
     "SourceNotFoundError",
+    "SqsRecord",
     "StoreConfig",
     "StoreError",
     "Succeeded",
     "Worker",
     "WorkerConfig",
     "__version__",
+    "from_dynamodb_json",
     "load_config",
     "load_esm_json",
     "parse_config",

@@ -99,7 +99,16 @@ class StreamMappingRunner:
                 for pid, p in self._running.items()
             },
             "finished_partitions": sorted(self._finished),
-            "metrics": self.counters.snapshot(),
+            "metrics": {
+                **self.counters.snapshot(),
+                # Times the service had trimmed unread records (DynamoDB Streams keeps 24 h):
+                # the lost ranges are listed below; how many records they held is unknowable.
+                "TrimmedRangeCount": getattr(self._source, "trimmed_events", 0),
+            },
+            "trimmed_ranges": [
+                {"shard": t.shard, "after": t.after, "resumed_at": t.resumed_at}
+                for t in getattr(self._source, "trimmed_ranges", ())
+            ],
         }
 
     def stop(self) -> None:

@@ -165,7 +165,7 @@ class PartitionRunner:
         if checkpoint is not None and checkpoint.opened_at is not None:
             moment = checkpoint.opened_at - _CLOCK_SKEW_ALLOWANCE
             self._skip_before = moment
-            if getattr(self._source, "supports_at_timestamp", True):
+            if self._source.supports_at_timestamp:
                 return StartAt(
                     StartingPosition.AT_TIMESTAMP,
                     timestamp=datetime.fromtimestamp(moment, UTC),

@@ -108,12 +108,7 @@ class EventRenderer(Protocol):
 
 
 class PartitionSource(EventRenderer, Protocol):
-    """A log source (Kinesis, DynamoDB Streams): partitions that keep order and can be re-read.
-
-    A source may set ``supports_at_timestamp = False`` (DynamoDB Streams) when its readers cannot
-    start AT_TIMESTAMP; the engine then reads such a partition from TRIM_HORIZON and skips what
-    arrived before the moment it needs.
-    """
+    """A log source (Kinesis, DynamoDB Streams): partitions that keep order and can be re-read."""
 
     #: Short name used in logs and metrics ("kinesis").
     kind: str
@@ -121,6 +116,10 @@ class PartitionSource(EventRenderer, Protocol):
     min_read_interval: float
     #: Seconds between reads of a caught-up partition, as AWS polls (Kinesis 1.0, DynamoDB 0.25).
     idle_poll_interval: float
+    #: Whether readers can start AT_TIMESTAMP (Kinesis can, DynamoDB Streams cannot). When they
+    #: cannot, the engine resumes a LATEST start marker from TRIM_HORIZON and skips what arrived
+    #: before the marker.
+    supports_at_timestamp: bool
 
     async def list_partitions(self) -> Sequence[PartitionInfo]:
         """Every partition the source has now, with lineage (follows pagination)."""

@@ -23,7 +23,6 @@ Every AWS call goes through the client it is given (a ``dynamodbstreams`` client
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import re
 import time
@@ -69,9 +68,10 @@ def _wire(value: Any) -> Any:
 
 
 #: The ``dynamodb`` block as the stream sent it (``json.dumps`` spacing, as the size estimate).
-_dump_block = functools.partial(json.dumps, default=_wire)
+#: Encoders made once (``json.dumps`` with options builds a new one on every call).
+_dump_block = json.JSONEncoder(default=_wire).encode
 #: An item key as canonical JSON (names sorted), the ordering key of lanes.
-_dump_key = functools.partial(json.dumps, default=_wire, sort_keys=True, separators=(",", ":"))
+_dump_key = json.JSONEncoder(default=_wire, sort_keys=True, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +211,8 @@ class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
             else:  # never from AWS; an emulator's record without it is aged from its reading
                 arrival = round(time.time(), 3)
             text = dump_block(block)
-            size = envelope + len(text) + len(raw.get("eventID") or "") - len(_PROBE_EVENT_ID)
+            event_id = raw.get("eventID") or seq
+            size = envelope + len(text) + len(event_id) - len(_PROBE_EVENT_ID)
             identity = raw.get("userIdentity")
             if identity:
                 size += len(json.dumps(identity)) + len('"userIdentity": , ')

@@ -120,6 +120,7 @@ class MemorySource:
         self.read_limit = read_limit
         self.min_read_interval = min_read_interval
         self.idle_poll_interval = 1.0
+        self.supports_at_timestamp = True
         self.readers: list[_MemoryReader] = []
 
     def add(self, partition: MemoryPartition) -> MemoryPartition:

@@ -308,7 +308,7 @@ async def test_latest_restart_without_at_timestamp_skips_only_what_came_before_t
     partition = MemoryPartition("shardId-000000000000")
     partition.put(b"before-start", arrival=time.time() - 60)
     source = MemorySource([partition], arn=ARN)
-    source.supports_at_timestamp = False  # type: ignore[attr-defined]  # like DynamoDB Streams
+    source.supports_at_timestamp = False  # like DynamoDB Streams
     seen: list[str] = []
 
     async def handler(batch: Batch) -> None:
