@@ -534,6 +534,9 @@ class WorkerConfig(_Model):
     #: How long to wait between reads of a shard that is caught up; unset = the source's AWS pace
     #: (Kinesis 1 s, DynamoDB Streams 0.25 s).
     idle_poll_seconds: Annotated[float | None, _in_range(0.01, 60)] = None
+    #: Longest SQS long poll (WaitTimeSeconds). A queue mapping counts as idle once a long poll
+    #: came back empty, so a shorter wait lets ``--exit-when-idle`` notice an empty queue sooner.
+    queue_wait_seconds: Annotated[int, _in_range(1, 20)] = 20
     #: How often expired idempotency records are deleted from the store.
     idempotency_purge_seconds: Annotated[float, _in_range(1, 86400)] = 3600.0
 

@@ -106,6 +106,9 @@ class QueueBatchProcessor:
         self._clock = clock
         self._backoff = Backoff(mapping.retry_backoff, mapping.retry_backoff_max)
         self._held: list[Record] = []
+        # Heartbeat requests and settlement never overlap: a message is dropped from ``_held``
+        # before it is deleted or given back, so no extension ever lands after its settlement.
+        self._settling = anyio.Lock()
         self._log = structlog.get_logger("poller.engine").bind(
             mapping=mapping.mapping_id, queue=mapping.event_source_arn
         )
@@ -121,20 +124,32 @@ class QueueBatchProcessor:
         self._held.clear()
 
     async def heartbeat(self) -> None:
-        """Extend the visibility of held messages every half visibility timeout (runs forever)."""
+        """Extend held messages' visibility every third of the visibility timeout (runs forever).
+
+        A third leaves two ticks of margin: a message received just after a tick is extended well
+        before its visibility runs out, even with a 1 s timeout.
+        """
         timeout = self._info.visibility_timeout
-        interval = max(1.0, timeout / 2)
+        interval = max(0.2, timeout / 3)
+        extend_to = min(max(timeout, 1.0), _MAX_VISIBILITY)
         while True:
             await anyio.sleep(interval)
-            held = list(self._held)
-            if not held or not self._mapping.visibility_heartbeat:
+            if not self._held or not self._mapping.visibility_heartbeat:
                 continue
-            failed = await self._source.change_visibility(held, min(timeout, _MAX_VISIBILITY))
+            async with self._settling:
+                held = list(self._held)
+                if not held:
+                    continue
+                failed = await self._source.change_visibility(held, extend_to)
             if failed:
                 self._log.warning(
                     "visibility heartbeat failed for some messages; they may be handed over again",
                     messages=[r.position for r in failed],
                 )
+
+    def _unhold(self, records: Sequence[Record]) -> None:
+        settled = {id(r) for r in records}
+        self._held = [r for r in self._held if id(r) not in settled]
 
     # --- processing --------------------------------------------------------------------------------
 
@@ -249,7 +264,9 @@ class QueueBatchProcessor:
         return [r for r in records if id(r) not in ids]
 
     async def _delete(self, records: Sequence[Record]) -> None:
-        failed = await self._source.delete(records)
+        async with self._settling:
+            self._unhold(records)
+            failed = await self._source.delete(records)
         self._counters.deleted_events += len(records) - len(failed)
         if failed:
             self._counters.delete_errors += len(failed)
@@ -269,10 +286,16 @@ class QueueBatchProcessor:
                 await self._change_visibility(group, delay)
         elif self._info.fifo:
             await self._change_visibility(records, 0)
-        # Standard queue without a backoff: the messages reappear after the visibility timeout.
+        else:
+            # Standard queue without a backoff: the messages reappear after the visibility
+            # timeout, as in AWS; the heartbeat lets go of them.
+            async with self._settling:
+                self._unhold(records)
 
     async def _change_visibility(self, records: Sequence[Record], seconds: int) -> None:
-        failed = await self._source.change_visibility(records, seconds)
+        async with self._settling:
+            self._unhold(records)
+            failed = await self._source.change_visibility(records, seconds)
         if failed:
             self._log.warning(
                 "could not change visibility; messages reappear after the visibility timeout",

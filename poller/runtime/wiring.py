@@ -163,6 +163,7 @@ async def build_runner(
     idle_poll: float | None,
     limiter: anyio.CapacityLimiter,
     source: PartitionSource | QueueSource | None = None,
+    queue_wait_seconds: int = 20,
 ) -> MappingRunner:
     """Everything one mapping needs, assembled."""
     counters = MappingCounters()
@@ -196,6 +197,7 @@ async def build_runner(
             counters=counters,
             function_name=name,
             function_arn=function_arn,
+            long_poll_seconds=queue_wait_seconds,
         )
     if sink is None:
         sink = DroppingSink(counters)

@@ -137,6 +137,7 @@ class Worker:
                     idle_poll=worker_settings.idle_poll_seconds,
                     limiter=limiter,
                     source=self._sources.get(mapping.mapping_id),
+                    queue_wait_seconds=worker_settings.queue_wait_seconds,
                 )
                 self._runners.append(runner)
             _log.info("worker started", mappings=[r.mapping.mapping_id for r in self._runners])
