@@ -154,10 +154,22 @@ class QueueBatchProcessor:
     # --- processing --------------------------------------------------------------------------------
 
     async def process(self, records: Sequence[Record]) -> None:
-        """Settle a received batch; split by the payload cap first."""
+        """Settle a received batch; split by the payload cap first.
+
+        On a FIFO queue a group that failed in one part goes back whole: its messages in the
+        later parts are returned without being handed over.
+        """
+        failed_groups: set[str] = set()
         try:
             for chunk in self._chunks(records):
-                await self._process(chunk)
+                if failed_groups:
+                    held_back = [r for r in chunk if r.partition in failed_groups]
+                    if held_back:
+                        await self._give_back(held_back)
+                        chunk = [r for r in chunk if r.partition not in failed_groups]
+                failed = await self._process(chunk)
+                if self._info.fifo:
+                    failed_groups.update(r.partition for r in failed)
         finally:
             self._held.clear()
 
@@ -173,13 +185,14 @@ class QueueBatchProcessor:
             total += record.size
         return [c for c in chunks if c]
 
-    async def _process(self, records: list[Record]) -> None:
-        if self._idempotency is not None:
+    async def _process(self, records: list[Record]) -> list[Record]:
+        """Settle one part of a batch; return the messages that went back."""
+        if self._idempotency is not None and records:
             records = await self._skip_succeeded(records)
-        if self._sink is not None and self._mapping.maximum_retry_attempts >= 0:
+        if self._sink is not None and self._mapping.maximum_retry_attempts >= 0 and records:
             records = await self._discard_exhausted(records)
         if not records:
-            return
+            return []
         attempt = max(self._source.receive_count(r) for r in records)
         outcome, request_id = await invoke(
             self._target,
@@ -211,6 +224,7 @@ class QueueBatchProcessor:
             await self._delete(succeeded)
         if failed:
             await self._give_back(failed)
+        return failed
 
     async def _skip_succeeded(self, records: list[Record]) -> list[Record]:
         assert self._idempotency is not None

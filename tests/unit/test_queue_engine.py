@@ -321,3 +321,26 @@ async def test_stop_releases_messages_gathered_but_not_handed_over() -> None:
             stop_now.set()
     message = queue.messages[0]
     assert not message.deleted and message.visible_at <= anyio.current_time()
+
+
+async def test_fifo_group_failing_in_the_first_part_of_a_split_batch_holds_back_the_rest() -> None:
+    queue = MemoryQueue(fifo=True, visibility_timeout=30)
+    big = "x" * (2 * 1024 * 1024)
+    for n in range(4):  # 4 x 2 MB: more than the 6 MB cap, so the batch is cut in two parts
+        queue.send(f"{n}:{big}", group="g")
+    handed: list[str] = []
+    failed_once = False
+
+    async def handler(batch: Batch) -> list[Record]:
+        nonlocal failed_once
+        handed.extend(r.body.split(":")[0] for r in batch)
+        if not failed_once:
+            failed_once = True
+            return [batch[0]]
+        return []
+
+    mapping = sqs_mapping(fifo=True, BatchSize=10)
+    await run_until(runner_for(mapping, queue, handler), lambda: not queue.remaining)
+    first_part = handed[: handed.index("0", 1)]
+    assert "3" not in first_part, f"a later part of the failed group was handed over: {handed}"
+    assert handed[-4:] == ["0", "1", "2", "3"][-len(handed[-4:]) :]
