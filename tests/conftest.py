@@ -45,6 +45,22 @@ def moto_endpoint() -> Iterator[str]:
         servers.stop(server)
 
 
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A tansu Kafka-protocol broker (in memory) on loopback as "host:port", shared by the whole run
+    and started only when a test asks for it (or POLLER_TEST_KAFKA_BOOTSTRAP)."""
+    external = os.environ.get("POLLER_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    servers = _servers_module()
+    server = servers.start_kafka()
+    try:
+        yield server.endpoint
+    finally:
+        servers.stop(server)
+
+
 @pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> str:
     """A name no other test uses, so tests can share one server."""
