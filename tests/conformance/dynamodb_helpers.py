@@ -11,9 +11,6 @@ the Kinesis helpers' (``tests/conformance/kinesis_helpers.py``): they do not dep
 from __future__ import annotations
 
 import contextlib
-import copy
-import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +18,7 @@ from typing import Any
 import anyio
 from aiobotocore.session import get_session
 
-from tests.conformance.kinesis_helpers import REGION, Queue, Respond, Seen
+from tests.conformance.kinesis_helpers import REGION, LambdaRecorder, Queue
 from tests.faults import FaultyClient, VirtualShards
 
 __all__ = [
@@ -168,49 +165,9 @@ def virtual_streams(made: list[VirtualShards]) -> Callable[[str, Any], Any]:
     return wrap
 
 
-class DynamoDBRecorder:
-    """A Lambda-style ``handler(event, context)`` for DynamoDB events that records every call.
+class DynamoDBRecorder(LambdaRecorder):
+    """The Kinesis recorder (same ``respond`` functions) for DynamoDB Streams events."""
 
-    Like the Kinesis recorder (and answering through the same ``respond`` functions), but it
-    takes the sequence numbers from ``Records[].dynamodb.SequenceNumber``.
-    """
-
-    def __init__(self, respond: Respond | None = None, *, work_seconds: float = 0.0) -> None:
-        self._respond = respond
-        self._work_seconds = work_seconds
-        self._lock = threading.Lock()
-        self._seen: list[Seen] = []
-
-    def __call__(self, event: dict[str, Any], context: Any) -> Any:
-        seen = Seen(
-            event=copy.deepcopy(event),
-            function_name=context.function_name,
-            aws_request_id=context.aws_request_id,
-            invoked_function_arn=context.invoked_function_arn,
-            remaining_ms=context.get_remaining_time_in_millis(),
-            started=time.monotonic(),
-            sequence_numbers=[r["dynamodb"]["SequenceNumber"] for r in event["Records"]],
-        )
-        with self._lock:
-            self._seen.append(seen)
-        try:
-            if self._work_seconds:
-                time.sleep(self._work_seconds)  # the function's own work, not a synchronisation
-            return self._respond(seen) if self._respond is not None else None
-        finally:
-            seen.ended = time.monotonic()
-
-    @property
-    def invocations(self) -> list[Seen]:
-        """Every invocation so far, in the order they started."""
-        with self._lock:
-            return list(self._seen)
-
-    @property
-    def batches(self) -> list[list[str]]:
-        """The sequence numbers of each invocation's records."""
-        return [seen.sequence_numbers for seen in self.invocations]
-
-    def delivered(self) -> list[str]:
-        """Every sequence number handed to the handler, in order, repeats included."""
-        return [number for batch in self.batches for number in batch]
+    @staticmethod
+    def sequence_number(record: dict[str, Any]) -> str:
+        return str(record["dynamodb"]["SequenceNumber"])

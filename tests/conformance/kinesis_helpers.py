@@ -289,7 +289,7 @@ class LambdaRecorder:
             invoked_function_arn=context.invoked_function_arn,
             remaining_ms=context.get_remaining_time_in_millis(),
             started=time.monotonic(),
-            sequence_numbers=[r["kinesis"]["sequenceNumber"] for r in event["Records"]],
+            sequence_numbers=[self.sequence_number(r) for r in event["Records"]],
         )
         with self._lock:
             self._seen.append(seen)
@@ -299,6 +299,11 @@ class LambdaRecorder:
             return self._respond(seen) if self._respond is not None else None
         finally:
             seen.ended = time.monotonic()
+
+    @staticmethod
+    def sequence_number(record: dict[str, Any]) -> str:
+        """Where a record of this source's event carries its sequence number."""
+        return str(record["kinesis"]["sequenceNumber"])
 
     @property
     def invocations(self) -> list[Seen]:
