@@ -7,12 +7,15 @@ measurements of one machine on one day, compared within a run, never against eac
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from poller.config import AwsConfig
 
 __all__ = [
     "RESULTS_DIR",
@@ -150,3 +155,49 @@ def write_results(name: str, results: Mapping[str, Any]) -> Path:
     document = {"benchmark": name, "machine": machine_info(), **results}
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+#: Static credentials for the emulator; never real ones.
+ACCESS_KEY = "benchmark"
+SECRET_KEY = "benchmark"
+
+
+def aws_config(endpoint: str) -> AwsConfig:
+    """The ``[aws]`` settings of a benchmark against a local emulator at ``endpoint``."""
+    return AwsConfig(
+        region=REGION, endpoint_url=endpoint, access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY
+    )
+
+
+def _load_servers() -> Any:
+    """``scripts/servers.py``, imported by path (scripts/ is not a package; typed loosely)."""
+    spec = importlib.util.spec_from_file_location(
+        "poller_benchmark_servers", ROOT / "scripts" / "servers.py"
+    )
+    if spec is None or spec.loader is None:
+        raise RuntimeError("cannot load scripts/servers.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server for one benchmark run; yields its endpoint and stops it at the end.
+
+    Its state file and log go to a temporary directory, not the repository's ``.servers/``,
+    which a test run on the same checkout may be using at the same time.
+    """
+    servers = _load_servers()
+    state_dir = Path(tempfile.mkdtemp(prefix="poller-benchmark-"))
+    servers.STATE_DIR = state_dir
+    server = servers.start_moto()
+    try:
+        print(f"moto server {server.endpoint} (pid {server.pid})")
+        yield server.endpoint
+    finally:
+        servers.stop(server)
+        shutil.rmtree(state_dir, ignore_errors=True)

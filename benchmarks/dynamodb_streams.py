@@ -30,17 +30,21 @@ Run ``python benchmarks/dynamodb_streams.py``; results also go to
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import anyio
-from _common import Timing, median, print_table, timed, write_results
-from kinesis import aws_config, load_servers
+from _common import (
+    Timing,
+    aws_config,
+    median,
+    moto_server,
+    print_table,
+    timed,
+    write_results,
+)
 
 from poller.aws import AwsClients
 from poller.config import parse_config
@@ -232,18 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(level="warning", stream=sys.stderr)
 
-    servers = load_servers()
-    # Keep the server's state file and log out of the repository's .servers/, which a test run
-    # on the same checkout may be using at the same time.
-    state_dir = Path(tempfile.mkdtemp(prefix="poller-benchmark-"))
-    servers.STATE_DIR = state_dir
-    server = servers.start_moto()
-    try:
-        print(f"moto server {server.endpoint} (pid {server.pid})")
-        report = anyio.run(measure, server.endpoint, args.records, args.repeats, args.batch_sizes)
-    finally:
-        servers.stop(server)
-        shutil.rmtree(state_dir, ignore_errors=True)
+    with moto_server() as endpoint:
+        report = anyio.run(measure, endpoint, args.records, args.repeats, args.batch_sizes)
 
     rows = report["results"]
     print(

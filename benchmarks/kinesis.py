@@ -25,30 +25,29 @@ Run ``python benchmarks/kinesis.py``; results also go to ``benchmarks/results/ki
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import shutil
 import sys
-import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import anyio
-from _common import Timing, median, print_table, timed, write_results
+from _common import (
+    Timing,
+    aws_config,
+    median,
+    moto_server,
+    print_table,
+    timed,
+    write_results,
+)
 
 from poller.aws import AwsClients
-from poller.config import AwsConfig, parse_config
+from poller.config import parse_config
 from poller.observability import configure_logging
 from poller.records import Record
 from poller.runtime.worker import Worker
 
-ROOT = Path(__file__).resolve().parent.parent
-REGION = "us-east-1"
-#: Static credentials for the emulator; never real ones.
-ACCESS_KEY = "benchmark"
-SECRET_KEY = "benchmark"
 RECORD_BYTES = 100
 PUT_CHUNK = 500
 READ_LIMIT = 10_000
@@ -56,28 +55,6 @@ READ_LIMIT = 10_000
 AIM_RATIO = 0.9
 #: A measurement that has not seen every record after this long has failed.
 READ_TIMEOUT = 300.0
-
-
-def load_servers() -> Any:
-    """``scripts/servers.py``, imported by path (scripts/ is not a package; typed loosely)."""
-    spec = importlib.util.spec_from_file_location(
-        "poller_benchmark_servers", ROOT / "scripts" / "servers.py"
-    )
-    if spec is None or spec.loader is None:
-        raise RuntimeError("cannot load scripts/servers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def aws_config(endpoint: str) -> AwsConfig:
-    return AwsConfig(
-        region=REGION,
-        endpoint_url=endpoint,
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-    )
 
 
 async def create_stream(endpoint: str, name: str, shards: int) -> str:
@@ -261,20 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(level="warning", stream=sys.stderr)
 
-    servers = load_servers()
-    # Keep the server's state file and log out of the repository's .servers/, which a test run
-    # on the same checkout may be using at the same time.
-    state_dir = Path(tempfile.mkdtemp(prefix="poller-benchmark-"))
-    servers.STATE_DIR = state_dir
-    server = servers.start_moto()
-    try:
-        print(f"moto server {server.endpoint} (pid {server.pid})")
+    with moto_server() as endpoint:
         report = anyio.run(
-            measure, server.endpoint, args.shards, args.records, args.repeats, args.batch_sizes
+            measure, endpoint, args.shards, args.records, args.repeats, args.batch_sizes
         )
-    finally:
-        servers.stop(server)
-        shutil.rmtree(state_dir, ignore_errors=True)
 
     rows = report["results"]
     print(

@@ -36,30 +36,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
-import shutil
 import sys
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
-from _common import Timing, median, print_table, timed, write_results
+from _common import (
+    REGION,
+    Timing,
+    aws_config,
+    median,
+    moto_server,
+    print_table,
+    timed,
+    write_results,
+)
 
 from poller.aws import AwsClients
-from poller.config import AwsConfig, parse_config
+from poller.config import parse_config
 from poller.observability import configure_logging
 from poller.records import Record
 from poller.runtime.worker import Worker
 
-ROOT = Path(__file__).resolve().parent.parent
-REGION = "us-east-1"
-#: Static credentials for the emulator; never real ones.
-ACCESS_KEY = "benchmark"
-SECRET_KEY = "benchmark"
 MESSAGE_BYTES = 100
 #: What the handler does per batch: wait 20 ms, as an I/O-bound function would.
 WORK_SECONDS = 0.02
@@ -74,28 +74,6 @@ CHECK_EVERY = 0.005
 SPARE_MESSAGES = 20
 #: How often a feeder with a full window looks again.
 FEED_CHECK_EVERY = 0.005
-
-
-def load_servers() -> Any:
-    """``scripts/servers.py``, imported by path (scripts/ is not a package; typed loosely)."""
-    spec = importlib.util.spec_from_file_location(
-        "poller_benchmark_servers", ROOT / "scripts" / "servers.py"
-    )
-    if spec is None or spec.loader is None:
-        raise RuntimeError("cannot load scripts/servers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def aws_config(endpoint: str) -> AwsConfig:
-    return AwsConfig(
-        region=REGION,
-        endpoint_url=endpoint,
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,18 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--concurrency: ScalingConfig.MaximumConcurrency is at least 2")
     configure_logging(level="warning", stream=sys.stderr)
 
-    servers = load_servers()
-    # Keep the server's state file and log out of the repository's .servers/, which a test run
-    # on the same checkout may be using at the same time.
-    state_dir = Path(tempfile.mkdtemp(prefix="poller-benchmark-"))
-    servers.STATE_DIR = state_dir
-    server = servers.start_moto()
-    try:
-        print(f"moto server {server.endpoint} (pid {server.pid})")
-        report = anyio.run(measure, server.endpoint, args.messages, args.repeats, args.concurrency)
-    finally:
-        servers.stop(server)
-        shutil.rmtree(state_dir, ignore_errors=True)
+    with moto_server() as endpoint:
+        report = anyio.run(measure, endpoint, args.messages, args.repeats, args.concurrency)
 
     rows = report["results"]
     print(
