@@ -62,6 +62,14 @@ async def create_resources(config: PollerConfig, clients: AwsClients, *, shards:
         source = ARN.parse(mapping.event_source_arn)
         if source.service == "kinesis":
             await _ensure_stream(clients, source.resource.removeprefix("stream/"), shards)
+        elif source.service == "sqs":
+            await _ensure_queue(clients, source.resource)
+        elif source.service == "dynamodb":
+            _log.warning(
+                "embedded endpoint: create the DynamoDB table and its stream yourself (its key "
+                "schema is not in the stream ARN); the mapping waits until the stream exists",
+                stream=mapping.event_source_arn,
+            )
         resolved = mapping.resolved()
         if resolved.on_failure_destination:
             await ensure_destination(clients, resolved.on_failure_destination)
@@ -82,6 +90,12 @@ async def _ensure_stream(clients: AwsClients, name: str, shards: int) -> None:
                 break
             await anyio.sleep(0.05)
     _log.info("embedded stream created", stream=name, shards=shards)
+
+
+async def _ensure_queue(clients: AwsClients, name: str) -> None:
+    attributes = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+    await (await clients.client("sqs")).create_queue(QueueName=name, Attributes=attributes)
+    _log.info("embedded queue created", queue=name)
 
 
 async def ensure_destination(clients: AwsClients, arn_text: str) -> None:
