@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from poller.config import AwsConfig
+import anyio
+
+from poller.config import AwsConfig, parse_config
+from poller.records import Record
+from poller.runtime.worker import Worker
 
 __all__ = [
     "RESULTS_DIR",
@@ -201,3 +206,48 @@ def moto_server() -> Iterator[str]:
     finally:
         servers.stop(server)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+async def read_poller(
+    endpoint: str, arn: str, total: int, batch_size: int, *, label: str, time_limit: float
+) -> Timing:
+    """A Worker from start() until its typed no-op handler has been handed every record.
+
+    The mapping reads ``arn`` from TRIM_HORIZON with a memory store; ``label`` names it.
+    """
+    mapping_id = f"{label}-benchmark-{uuid.uuid4().hex[:8]}"
+    config = parse_config(
+        {
+            "aws": aws_config(endpoint).model_dump(exclude_none=True),
+            "store": {"url": "memory://"},
+            "worker": {"shard_discovery_seconds": 3600, "shutdown_grace_seconds": 10},
+            "mappings": [
+                {
+                    "UUID": mapping_id,
+                    "EventSourceArn": arn,
+                    "StartingPosition": "TRIM_HORIZON",
+                    "BatchSize": batch_size,
+                }
+            ],
+        }
+    )
+    handed = 0
+    everything = anyio.Event()
+
+    async def handler(batch: Sequence[Record]) -> None:
+        nonlocal handed
+        handed += len(batch)
+        if handed >= total:
+            everything.set()
+
+    worker = Worker(config, handlers={mapping_id: handler})
+    try:
+        with timed() as timing:
+            await worker.start()
+            with anyio.move_on_after(time_limit):
+                await everything.wait()
+    finally:
+        await worker.stop_and_wait()
+    if handed != total:
+        raise RuntimeError(f"poller handed over {handed} records, expected exactly {total}")
+    return timing

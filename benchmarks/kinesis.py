@@ -38,15 +38,13 @@ from _common import (
     median,
     moto_server,
     print_table,
+    read_poller,
     timed,
     write_results,
 )
 
 from poller.aws import AwsClients
-from poller.config import parse_config
 from poller.observability import configure_logging
-from poller.records import Record
-from poller.runtime.worker import Worker
 
 RECORD_BYTES = 100
 PUT_CHUNK = 500
@@ -138,46 +136,6 @@ async def read_raw(endpoint: str, arn: str, expected: Counter[str]) -> Timing:
     return timing
 
 
-async def read_poller(endpoint: str, arn: str, total: int, batch_size: int) -> Timing:
-    """A Worker from start() until its typed no-op handler has been handed every record."""
-    mapping_id = f"kinesis-benchmark-{uuid.uuid4().hex[:8]}"
-    config = parse_config(
-        {
-            "aws": aws_config(endpoint).model_dump(exclude_none=True),
-            "store": {"url": "memory://"},
-            "worker": {"shard_discovery_seconds": 3600, "shutdown_grace_seconds": 10},
-            "mappings": [
-                {
-                    "UUID": mapping_id,
-                    "EventSourceArn": arn,
-                    "StartingPosition": "TRIM_HORIZON",
-                    "BatchSize": batch_size,
-                }
-            ],
-        }
-    )
-    handed = 0
-    everything = anyio.Event()
-
-    async def handler(batch: Sequence[Record]) -> None:
-        nonlocal handed
-        handed += len(batch)
-        if handed >= total:
-            everything.set()
-
-    worker = Worker(config, handlers={mapping_id: handler})
-    try:
-        with timed() as timing:
-            await worker.start()
-            with anyio.move_on_after(READ_TIMEOUT):
-                await everything.wait()
-    finally:
-        await worker.stop_and_wait()
-    if handed != total:
-        raise RuntimeError(f"poller handed over {handed} records, expected exactly {total}")
-    return timing
-
-
 async def measure(
     endpoint: str, shards: int, count: int, repeats: int, batch_sizes: Sequence[int]
 ) -> dict[str, Any]:
@@ -193,7 +151,9 @@ async def measure(
     for _ in range(repeats):  # alternate, so drift in machine load hits every variant
         samples.setdefault("raw", []).append(await read_raw(endpoint, arn, expected))
         for batch in batch_sizes:
-            timing = await read_poller(endpoint, arn, count, batch)
+            timing = await read_poller(
+                endpoint, arn, count, batch, label="kinesis", time_limit=READ_TIMEOUT
+            )
             samples.setdefault(f"poller-{batch}", []).append(timing)
 
     raw_rate = median([count / t.wall for t in samples["raw"]])
