@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import anyio
 from botocore.exceptions import ClientError
 
 __all__ = [
@@ -393,3 +394,49 @@ class VirtualShards:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+
+class OneCallAtATime:
+    """The worker's SQS client with its calls made one at a time: a workaround for moto.
+
+    moto's SQS backend is not thread-safe. Two receives running at once can both take a message,
+    and on a FIFO queue a receive may take messages of a group that another receive took a moment
+    before (moto notes the busy groups when a receive starts). Two deletes running at once can undo
+    one another, so a deleted message comes back. Real SQS does none of this. Tests that count
+    deliveries exactly, or check FIFO order, send the worker's SQS calls through here: each waits
+    for the one before it, and a long poll becomes short polls 0.1 s apart until a message comes
+    or its wait is over, so no call holds the others up. The engine still runs its pollers and
+    batches concurrently; only the server sees one request at a time.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = anyio.Lock()
+
+    async def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        wait = float(kwargs.pop("WaitTimeSeconds", 0) or 0)
+        deadline = anyio.current_time() + wait
+        while True:
+            async with self._lock:
+                response: dict[str, Any] = await self._client.receive_message(
+                    WaitTimeSeconds=0, **kwargs
+                )
+            if response.get("Messages") or anyio.current_time() >= deadline:
+                return response
+            await anyio.sleep(0.1)
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._client, name)
+        if name not in self._client.meta.method_to_api_mapping:
+            return target
+
+        async def call(**kwargs: Any) -> Any:
+            async with self._lock:
+                return await target(**kwargs)
+
+        return call
+
+
+def one_call_at_a_time(service: str, client: Any) -> Any:
+    """A ``wrap_client`` that puts the worker's SQS client in :class:`OneCallAtATime`."""
+    return OneCallAtATime(client) if service == "sqs" else client
