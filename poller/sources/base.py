@@ -67,7 +67,9 @@ THROTTLING_CODES = frozenset(
         "RequestLimitExceeded",
         # Kinesis on encrypted streams: KMS refused the decrypt rate, not the request.
         "KMSThrottlingException",
-        # SQS: request rate, KMS rate, and too many messages in flight.
+        # SQS: request rate, KMS rate, and too many messages in flight (SQS may prefix them with
+        # "AWS.SimpleQueueService." or give them as QueryErrorCode).
+        "Throttling",
         "RequestThrottled",
         "KmsThrottled",
         "OverLimit",
@@ -86,8 +88,19 @@ def error_code(error: BaseException) -> str | None:
 
 
 def is_throttling(error: BaseException) -> bool:
-    """Whether ``error`` is AWS asking the caller to slow down."""
-    return error_code(error) in THROTTLING_CODES
+    """Whether ``error`` is AWS asking the caller to slow down.
+
+    Looks at ``Code`` and ``QueryErrorCode``, whole and by their last dotted part, because SQS
+    spells its codes ``AWS.SimpleQueueService.RequestThrottled`` in some protocols.
+    """
+    if not isinstance(error, ClientError):
+        return False
+    details = error.response.get("Error", {})
+    for key in ("Code", "QueryErrorCode"):
+        code = details.get(key)
+        if code and (code in THROTTLING_CODES or str(code).rsplit(".", 1)[-1] in THROTTLING_CODES):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from poller.config import ARN
 from poller.engine.protocols import QueueInfo
 from poller.errors import SourceError, SourceNotFoundError
 from poller.records import Record, SqsRecord
-from poller.sources.base import Backoff, ClientCalls, call_with_backoff, error_code, is_throttling
+from poller.sources.base import Backoff, ClientCalls, call_with_backoff, error_code
 
 if TYPE_CHECKING:
     from poller.engine.protocols import QueueSource
@@ -79,12 +79,6 @@ _EVENT_ATTRIBUTE_SET: Final = frozenset(_EVENT_ATTRIBUTES)
 #: SQS says the queue does not exist. With the JSON protocol botocore puts the query-compatible
 #: code in ``Code`` and the modeled one in ``QueryErrorCode``; both are checked.
 _NOT_FOUND_CODES: Final = frozenset({"NonExistentQueue", "QueueDoesNotExist"})
-#: SQS's own ways of saying "slow down", besides the codes every AWS service uses.
-#: ``OverLimit`` on ReceiveMessage means too many messages are in flight: waiting frees some.
-_SQS_THROTTLING_CODES: Final = frozenset(
-    {"RequestThrottled", "KmsThrottled", "OverLimit", "Throttling", "ThrottlingException"}
-)
-
 _EMPTY: Final[Mapping[str, Any]] = {}
 
 
@@ -433,12 +427,7 @@ class SqsSource:
         """Call ``method(**request)``, waiting out throttling; errors as poller errors if asked."""
 
         async def attempt() -> dict[str, Any]:
-            try:
-                response: dict[str, Any] = await method(**request)
-            except ClientError as error:
-                if not is_throttling(error) and _sqs_throttling(error):
-                    raise _as_throttling(error, operation) from error
-                raise
+            response: dict[str, Any] = await method(**request)
             return response
 
         try:
@@ -602,25 +591,6 @@ def _codes(error: ClientError) -> frozenset[str]:
             codes.add(str(code))
             codes.add(str(code).rsplit(".", 1)[-1])
     return frozenset(codes)
-
-
-def _sqs_throttling(error: ClientError) -> bool:
-    return bool(_codes(error) & _SQS_THROTTLING_CODES)
-
-
-def _as_throttling(error: ClientError, operation: str) -> ClientError:
-    """``error`` under the generic throttling code, so ``call_with_backoff`` waits it out."""
-    details = error.response.get("Error", {})
-    original = details.get("Code") or details.get("QueryErrorCode")
-    response: Any = {
-        "Error": {
-            "Code": "ThrottlingException",
-            "Message": f"{original}: {details.get('Message', '')}",
-            "QueryErrorCode": original,
-        },
-        "ResponseMetadata": error.response.get("ResponseMetadata", {}),
-    }
-    return ClientError(response, operation)
 
 
 def _jittered(backoff: Backoff, attempt: int) -> float:
