@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
 import uuid as uuid_module
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -41,12 +42,16 @@ __all__ = [
     "ARN",
     "AwsConfig",
     "DestinationConfig",
+    "KafkaEventSourceConfig",
     "LoggingConfig",
     "MappingConfig",
     "OnFailure",
     "PollerConfig",
     "ResolvedMapping",
     "ScalingConfig",
+    "SelfManagedEventSource",
+    "SourceAccess",
+    "SourceAccessConfiguration",
     "SourceKind",
     "StartingPosition",
     "StoreConfig",
@@ -58,6 +63,10 @@ __all__ = [
 
 #: Largest invocation payload, as Lambda's synchronous invoke limit (6 MB).
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+#: Kafka's rules for topic names and consumer group ids.
+_KAFKA_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_KAFKA_GROUP = re.compile(r"[A-Za-z0-9\-/*:_+=.@]+")
 
 #: Read-only fields that ``aws lambda get-event-source-mapping`` prints and a mapping ignores.
 ESM_READ_ONLY_FIELDS = frozenset(
@@ -177,11 +186,20 @@ class OnFailure(_Model):
     def _check_destination(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if value.startswith("kafka://"):
+            topic = value.removeprefix("kafka://")
+            if not _KAFKA_TOPIC.fullmatch(topic):
+                raise ValueError(
+                    f"{value!r} does not name a Kafka topic (expected kafka://TOPIC, the topic "
+                    "1..249 characters of letters, digits, '.', '_' and '-')"
+                )
+            return value
         arn = ARN.parse(value)
         if arn.service not in {"sqs", "sns", "s3"}:
             raise ValueError(
                 f"{value!r} is not an allowed on-failure destination "
-                "(allowed: an SQS queue, SNS topic or S3 bucket ARN)"
+                "(allowed: an SQS queue, SNS topic or S3 bucket ARN, or kafka://TOPIC for a "
+                "Kafka source)"
             )
         if arn.service in {"sqs", "sns"} and arn.resource.endswith(".fifo"):
             raise ValueError(
@@ -198,9 +216,150 @@ class DestinationConfig(_Model):
 
 
 class ScalingConfig(_Model):
-    """``ScalingConfig`` of an SQS mapping: the most batches in flight at once."""
+    """``ScalingConfig`` of a queue mapping (SQS, MQ): the most batches in flight at once."""
 
     maximum_concurrency: Annotated[int | None, _in_range(2, 1000)] = None
+
+
+#: The ``SelfManagedEventSource.Endpoints`` keys, and the source family each one names.
+_ENDPOINT_KINDS: Mapping[str, SourceKind] = {
+    "KAFKA_BOOTSTRAP_SERVERS": SourceKind.KAFKA,
+    "MQ_BROKER_URLS": SourceKind.MQ,
+}
+_MQ_SCHEMES = ("amqp", "amqps", "stomp", "stomp+ssl")
+
+
+class SelfManagedEventSource(_Model):
+    """``SelfManagedEventSource``: a broker named by its endpoints instead of an ARN.
+
+    ``Endpoints.KAFKA_BOOTSTRAP_SERVERS`` (``host:port``) names a Kafka cluster;
+    ``Endpoints.MQ_BROKER_URLS`` (``amqp://``, ``amqps://``, ``stomp://``, ``stomp+ssl://``) a message
+    broker. With an MSK or Amazon MQ ARN they replace the endpoints AWS would look up.
+    """
+
+    endpoints: dict[str, tuple[str, ...]]
+
+    @field_validator("endpoints")
+    @classmethod
+    def _check_endpoints(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        if len(value) != 1 or next(iter(value)) not in _ENDPOINT_KINDS:
+            raise ValueError(
+                f"{sorted(value)!r}: expected exactly one of {', '.join(sorted(_ENDPOINT_KINDS))}"
+            )
+        key, endpoints = next(iter(value.items()))
+        if not 1 <= len(endpoints) <= 10:
+            raise ValueError(f"{key}: {len(endpoints)} endpoints (allowed 1..10)")
+        for endpoint in endpoints:
+            if key == "KAFKA_BOOTSTRAP_SERVERS":
+                host, _, port = endpoint.rpartition(":")
+                if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ValueError(
+                        f"{key}: {endpoint!r} is not a bootstrap server (expected host:port)"
+                    )
+            else:
+                scheme, sep, rest = endpoint.partition("://")
+                if not sep or scheme not in _MQ_SCHEMES or not rest:
+                    raise ValueError(
+                        f"{key}: {endpoint!r} is not a broker URL (allowed schemes: "
+                        f"{', '.join(_MQ_SCHEMES)})"
+                    )
+        if key == "MQ_BROKER_URLS":
+            families = {e.partition("://")[0].startswith("amqp") for e in endpoints}
+            if len(families) > 1:
+                raise ValueError(f"{key}: mixes AMQP and STOMP URLs; name one broker")
+        return value
+
+    @property
+    def kind(self) -> SourceKind:
+        """The source family the endpoints name."""
+        return _ENDPOINT_KINDS[next(iter(self.endpoints))]
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The endpoints, in order."""
+        return next(iter(self.endpoints.values()))
+
+
+class KafkaEventSourceConfig(_Model):
+    """``SelfManagedKafkaEventSourceConfig`` / ``AmazonManagedKafkaEventSourceConfig``."""
+
+    #: The consumer group; AWS's default is the mapping's UUID.
+    consumer_group_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+
+    @field_validator("consumer_group_id")
+    @classmethod
+    def _check_group(cls, value: str | None) -> str | None:
+        if value is not None and not _KAFKA_GROUP.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a consumer group id (allowed: letters, digits and "
+                "- / * : _ + = . @)"
+            )
+        return value
+
+
+#: SourceAccessConfigurations types and the sources that take them. VPC_* only place a mapping
+#: in a VPC on AWS; poller accepts and ignores them, so get-event-source-mapping output loads.
+_ACCESS_TYPES: Mapping[str, frozenset[SourceKind]] = {
+    "BASIC_AUTH": frozenset({SourceKind.KAFKA, SourceKind.MQ}),
+    "VIRTUAL_HOST": frozenset({SourceKind.MQ}),
+    "SASL_SCRAM_256_AUTH": frozenset({SourceKind.KAFKA}),
+    "SASL_SCRAM_512_AUTH": frozenset({SourceKind.KAFKA}),
+    "CLIENT_CERTIFICATE_TLS_AUTH": frozenset({SourceKind.KAFKA}),
+    "SERVER_ROOT_CA_CERTIFICATE": frozenset({SourceKind.KAFKA}),
+    "VPC_SUBNET": frozenset({SourceKind.KAFKA, SourceKind.MQ}),
+    "VPC_SECURITY_GROUP": frozenset({SourceKind.KAFKA, SourceKind.MQ}),
+}
+#: Ways to say where a secret is besides a Secrets Manager ARN (poller's own).
+_SECRET_SCHEMES = ("env:", "file:")
+
+
+class SourceAccessConfiguration(_Model):
+    """One ``SourceAccessConfigurations`` entry: how to authenticate to a broker.
+
+    ``URI`` is a Secrets Manager secret ARN (as AWS), ``env:NAME`` (an environment variable holding
+    the secret's JSON) or ``file:PATH`` (a file holding it); for ``VIRTUAL_HOST`` it is the virtual
+    host's name. ``Secret`` gives the secret's JSON inline instead (poller's own; keep such config
+    files private).
+    """
+
+    type: str
+    uri: str | None = Field(default=None, alias="URI", validation_alias=AliasChoices("URI", "uri"))
+    secret: dict[str, str] | None = Field(default=None, repr=False)
+
+    @field_validator("type")
+    @classmethod
+    def _check_type(cls, value: str) -> str:
+        if value not in _ACCESS_TYPES:
+            raise ValueError(f"{value!r} is not a known type (allowed: {', '.join(_ACCESS_TYPES)})")
+        return value
+
+    @model_validator(mode="after")
+    def _check_uri(self) -> SourceAccessConfiguration:
+        if self.type.startswith("VPC_"):
+            return self
+        if (self.uri is None) == (self.secret is None):
+            raise ValueError(f"{self.type}: give exactly one of URI and Secret")
+        if self.type == "VIRTUAL_HOST":
+            if self.secret is not None:
+                raise ValueError("VIRTUAL_HOST: the URI is the virtual host's name, not a Secret")
+            return self
+        if self.uri is not None and not self.uri.startswith(_SECRET_SCHEMES):
+            arn = ARN.parse(self.uri)
+            if arn.service != "secretsmanager":
+                raise ValueError(
+                    f"{self.type}: URI {self.uri!r} is not a Secrets Manager secret ARN "
+                    "(or env:NAME, file:PATH)"
+                )
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class SourceAccess:
+    """A resolved access entry: the sources read the secret it points to when they connect."""
+
+    type: str
+    uri: str | None
+    secret: Mapping[str, str] | None = field(default=None, repr=False)
 
 
 class MappingConfig(_Model):
@@ -212,7 +371,16 @@ class MappingConfig(_Model):
     uuid: str | None = Field(
         default=None, alias="UUID", validation_alias=AliasChoices("UUID", "uuid")
     )
-    event_source_arn: str = Field(alias="EventSourceArn")
+    event_source_arn: str | None = Field(default=None, alias="EventSourceArn")
+    #: Kafka or a message broker named by endpoints (instead of, or overriding, an ARN's).
+    self_managed_event_source: SelfManagedEventSource | None = None
+    #: Kafka: the one topic to read.
+    topics: tuple[str, ...] | None = None
+    #: MQ: the one queue to read.
+    queues: tuple[str, ...] | None = None
+    self_managed_kafka_event_source_config: KafkaEventSourceConfig | None = None
+    amazon_managed_kafka_event_source_config: KafkaEventSourceConfig | None = None
+    source_access_configurations: tuple[SourceAccessConfiguration, ...] = ()
     handler: str | None = None
     enabled: bool = True
     batch_size: Annotated[int | None, _in_range(1, 10000)] = None
@@ -240,11 +408,15 @@ class MappingConfig(_Model):
     #: SQS: extend the visibility of messages whose handler is still running, so they never
     #: reappear mid-processing. Off = AWS's behaviour (keep FunctionTimeout <= visibility timeout).
     visibility_heartbeat: bool = True
+    #: MQ: how many times a message is handed over again after failing before it is dead-lettered
+    #: (or sent to the on-failure destination); 6 as Amazon MQ's default maximumRedeliveries.
+    maximum_redeliveries: Annotated[int | None, _in_range(0, 1000)] = None
 
     @field_validator("event_source_arn")
     @classmethod
-    def _check_arn(cls, value: str) -> str:
-        _source_kind(value)
+    def _check_arn(cls, value: str | None) -> str | None:
+        if value is not None:
+            _source_kind(value)
         return value
 
     @field_validator("starting_position_timestamp", mode="before")
@@ -257,14 +429,20 @@ class MappingConfig(_Model):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> MappingConfig:
+        if self.event_source_arn is None and self.self_managed_event_source is None:
+            raise ValueError(
+                "EventSourceArn: missing; a mapping needs EventSourceArn or, for Kafka and "
+                "message brokers, SelfManagedEventSource.Endpoints"
+            )
         kind = self.source_kind
         problems: list[str] = []
-        if kind in (SourceKind.KINESIS, SourceKind.DYNAMODB):
+        problems.extend(self._source_name_rules(kind))
+        if kind in (SourceKind.KINESIS, SourceKind.DYNAMODB, SourceKind.KAFKA):
             if self.starting_position is None:
                 problems.append(
-                    "StartingPosition: missing; a stream mapping needs one of "
+                    f"StartingPosition: missing; a {kind.value} mapping needs one of "
                     "TRIM_HORIZON, LATEST"
-                    + (", AT_TIMESTAMP" if kind is SourceKind.KINESIS else "")
+                    + (", AT_TIMESTAMP" if kind is not SourceKind.DYNAMODB else "")
                 )
             if (
                 kind is SourceKind.DYNAMODB
@@ -291,16 +469,26 @@ class MappingConfig(_Model):
             )
         if self.filter_criteria:
             problems.append("FilterCriteria: not supported yet by poller (leave it unset)")
-        if kind not in _SUPPORTED_KINDS:
-            problems.append(
-                f"EventSourceArn: {self.event_source_arn!r} is a {kind.value} source, which this "
-                f"version of poller cannot read yet (supported: "
-                f"{', '.join(k.value for k in sorted(_SUPPORTED_KINDS))})"
-            )
         if kind is SourceKind.SQS:
             problems.extend(self._sqs_rules())
+        elif kind is SourceKind.MQ:
+            problems.extend(self._mq_rules())
         elif self.scaling_config is not None:
-            problems.append("ScalingConfig: only allowed on SQS mappings")
+            problems.append("ScalingConfig: only allowed on SQS and MQ mappings")
+        if kind is SourceKind.KAFKA and self.parallelization_factor != 1:
+            problems.append(
+                "ParallelizationFactor: not supported for Kafka mappings (leave it unset)"
+            )
+        if kind is not SourceKind.MQ and self.maximum_redeliveries is not None:
+            problems.append("MaximumRedeliveries: only allowed on MQ mappings")
+        on_failure = self.destination_config.on_failure if self.destination_config else None
+        destination = on_failure.destination if on_failure else None
+        if destination and destination.startswith("kafka://") and kind is not SourceKind.KAFKA:
+            problems.append(
+                f"DestinationConfig.OnFailure.Destination: {destination!r} is a Kafka topic, "
+                "allowed only for Kafka sources (use an SQS queue, SNS topic or S3 bucket ARN)"
+            )
+        problems.extend(self._access_rules(kind))
         if (
             self.retry_backoff_seconds is not None
             and self.retry_backoff_max_seconds < self.retry_backoff_seconds
@@ -317,8 +505,113 @@ class MappingConfig(_Model):
             raise ValueError("\n".join(problems))
         return self
 
+    def _source_name_rules(self, kind: SourceKind) -> list[str]:
+        """Topics, Queues, endpoints and the Kafka consumer group config, per source family."""
+        problems: list[str] = []
+        managed = self.self_managed_event_source
+        if managed is not None and self.event_source_arn is not None:
+            arn_kind = _source_kind(self.event_source_arn)
+            if arn_kind is not managed.kind:
+                problems.append(
+                    f"SelfManagedEventSource: names a {managed.kind.value} source but "
+                    f"EventSourceArn a {arn_kind.value} one"
+                )
+        if managed is not None and kind not in (SourceKind.KAFKA, SourceKind.MQ):
+            problems.append("SelfManagedEventSource: only allowed for Kafka and MQ sources")
+        for name, names, owner in (
+            ("Topics", self.topics, SourceKind.KAFKA),
+            ("Queues", self.queues, SourceKind.MQ),
+        ):
+            if kind is owner:
+                if names is None:
+                    problems.append(f"{name}: missing; a {kind.value} mapping reads exactly one")
+                elif len(names) != 1:
+                    problems.append(f"{name}: {len(names)} given (allowed exactly 1)")
+                elif owner is SourceKind.KAFKA and not _KAFKA_TOPIC.fullmatch(names[0]):
+                    problems.append(
+                        f"Topics[0]: {names[0]!r} is not a topic name (1..249 letters, digits, "
+                        "'.', '_' and '-')"
+                    )
+                elif not names[0] or len(names[0]) > 1000:
+                    problems.append(f"{name}[0]: {names[0]!r} (allowed 1..1000 characters)")
+            elif names is not None:
+                problems.append(f"{name}: only allowed on {owner.value} mappings")
+        self_config = self.self_managed_kafka_event_source_config
+        msk_config = self.amazon_managed_kafka_event_source_config
+        if kind is not SourceKind.KAFKA:
+            for name, value in (
+                ("SelfManagedKafkaEventSourceConfig", self_config),
+                ("AmazonManagedKafkaEventSourceConfig", msk_config),
+            ):
+                if value is not None:
+                    problems.append(f"{name}: only allowed on Kafka mappings")
+        elif self.event_source_arn is None and msk_config is not None:
+            problems.append(
+                "AmazonManagedKafkaEventSourceConfig: only for an MSK cluster ARN; a self-managed "
+                "cluster takes SelfManagedKafkaEventSourceConfig"
+            )
+        elif self.event_source_arn is not None and self_config is not None:
+            problems.append(
+                "SelfManagedKafkaEventSourceConfig: only for a self-managed cluster; an MSK "
+                "cluster ARN takes AmazonManagedKafkaEventSourceConfig"
+            )
+        return problems
+
+    def _access_rules(self, kind: SourceKind) -> list[str]:
+        problems: list[str] = []
+        seen: set[str] = set()
+        for index, access in enumerate(self.source_access_configurations):
+            where = f"SourceAccessConfigurations[{index}]"
+            if kind not in _ACCESS_TYPES[access.type]:
+                problems.append(
+                    f"{where}.Type: {access.type!r} is not allowed on {kind.value} mappings"
+                )
+            if access.type in seen and not access.type.startswith("VPC_"):
+                problems.append(f"{where}.Type: {access.type!r} is given twice")
+            seen.add(access.type)
+        sasl = seen & {"BASIC_AUTH", "SASL_SCRAM_256_AUTH", "SASL_SCRAM_512_AUTH"}
+        if kind is SourceKind.KAFKA and len(sasl) > 1:
+            problems.append(
+                f"SourceAccessConfigurations: {', '.join(sorted(sasl))} together; choose one "
+                "SASL mechanism"
+            )
+        if kind is SourceKind.KAFKA and sasl and "CLIENT_CERTIFICATE_TLS_AUTH" in seen:
+            problems.append(
+                "SourceAccessConfigurations: CLIENT_CERTIFICATE_TLS_AUTH with a SASL mechanism; "
+                "choose one way to authenticate"
+            )
+        if "VIRTUAL_HOST" in seen:
+            urls = self.self_managed_event_source.urls if self.self_managed_event_source else ()
+            if any(url.startswith("stomp") for url in urls):
+                problems.append("SourceAccessConfigurations: VIRTUAL_HOST applies to RabbitMQ only")
+        return problems
+
+    def _mq_rules(self) -> list[str]:
+        problems = [
+            f"{name}: not supported for MQ mappings (leave it unset)"
+            for name, value, default in (
+                ("StartingPosition", self.starting_position, None),
+                ("BisectBatchOnFunctionError", self.bisect_batch_on_function_error, False),
+                ("MaximumRecordAgeInSeconds", self.maximum_record_age_in_seconds, -1),
+                ("ParallelizationFactor", self.parallelization_factor, 1),
+            )
+            if value != default
+        ]
+        if self.maximum_retry_attempts != -1:
+            problems.append(
+                "MaximumRetryAttempts: not supported for MQ mappings; MaximumRedeliveries "
+                "(0..1000, default 6) says how often a failed message is handed over again"
+            )
+        if self.function_response_types:
+            problems.append(
+                "FunctionResponseTypes: not supported for MQ mappings (a failed batch goes back "
+                "whole, as AWS)"
+            )
+        return problems
+
     def _sqs_rules(self) -> list[str]:
         problems: list[str] = []
+        assert self.event_source_arn is not None  # SQS is only ever named by its ARN
         fifo = self.event_source_arn.endswith(".fifo")
         window = self.maximum_batching_window_in_seconds or 0
         if fifo:
@@ -359,8 +652,23 @@ class MappingConfig(_Model):
 
     @property
     def source_kind(self) -> SourceKind:
-        """Which source family the event source ARN names."""
-        return _source_kind(self.event_source_arn)
+        """Which source family the event source ARN (or the self-managed endpoints) names."""
+        if self.event_source_arn is not None:
+            return _source_kind(self.event_source_arn)
+        assert self.self_managed_event_source is not None  # the validator requires one
+        return self.self_managed_event_source.kind
+
+    @property
+    def source_label(self) -> str:
+        """The source in one string: its ARN, else the first endpoint and the topic or queue."""
+        if self.event_source_arn is not None:
+            return self.event_source_arn
+        assert self.self_managed_event_source is not None
+        endpoint = self.self_managed_event_source.urls[0]
+        if self.source_kind is SourceKind.KAFKA:
+            endpoint = f"kafka://{endpoint}"
+        name = (self.topics or self.queues or ("",))[0]
+        return f"{endpoint}/{name}"
 
     @property
     def mapping_id(self) -> str:
@@ -370,17 +678,21 @@ class MappingConfig(_Model):
         """
         if self.uuid:
             return self.uuid
-        digest = hashlib.sha256(f"{self.event_source_arn}\n{self.handler}".encode()).digest()
+        digest = hashlib.sha256(f"{self.source_label}\n{self.handler}".encode()).digest()
         return str(uuid_module.UUID(bytes=digest[:16], version=5))
 
     def resolved(self) -> ResolvedMapping:
         """Apply the source's AWS defaults and return the settings the engine runs with."""
         defaults = _DEFAULTS[self.source_kind]
         on_failure = self.destination_config.on_failure if self.destination_config else None
+        kafka_config = (
+            self.self_managed_kafka_event_source_config
+            or self.amazon_managed_kafka_event_source_config
+        )
         return ResolvedMapping(
             mapping_id=self.mapping_id,
             source_kind=self.source_kind,
-            event_source_arn=self.event_source_arn,
+            event_source_arn=self.event_source_arn or "",
             handler=self.handler,
             enabled=self.enabled,
             batch_size=self.batch_size if self.batch_size is not None else defaults.batch_size,
@@ -410,6 +722,26 @@ class MappingConfig(_Model):
                 self.scaling_config.maximum_concurrency if self.scaling_config else None
             ),
             visibility_heartbeat=self.visibility_heartbeat,
+            endpoints=(
+                self.self_managed_event_source.urls if self.self_managed_event_source else ()
+            ),
+            topic=self.topics[0] if self.topics else None,
+            queue=self.queues[0] if self.queues else None,
+            # AWS names the group after the mapping when none is given.
+            consumer_group_id=(
+                (kafka_config.consumer_group_id if kafka_config else None) or self.mapping_id
+            )
+            if self.source_kind is SourceKind.KAFKA
+            else None,
+            source_access=tuple(
+                SourceAccess(a.type, a.uri, a.secret)
+                for a in self.source_access_configurations
+                if not a.type.startswith("VPC_")
+            ),
+            maximum_redeliveries=(
+                self.maximum_redeliveries if self.maximum_redeliveries is not None else 6
+            ),
+            source_label=self.source_label,
         )
 
 
@@ -428,8 +760,6 @@ _DEFAULTS: Mapping[SourceKind, _SourceDefaults] = {
     SourceKind.KAFKA: _SourceDefaults(100, 0.5),
     SourceKind.MQ: _SourceDefaults(100, 0.5),
 }
-
-_SUPPORTED_KINDS = frozenset({SourceKind.KINESIS, SourceKind.DYNAMODB, SourceKind.SQS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,6 +790,24 @@ class ResolvedMapping:
     maximum_concurrency: int | None = None
     visibility_heartbeat: bool = True
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    #: Kafka bootstrap servers or MQ broker URLs given in SelfManagedEventSource (else looked up
+    #: from the ARN).
+    endpoints: tuple[str, ...] = ()
+    #: Kafka: the topic read.
+    topic: str | None = None
+    #: MQ: the queue read.
+    queue: str | None = None
+    #: Kafka: the consumer group (the mapping id when the config gives none, as AWS).
+    consumer_group_id: str | None = None
+    source_access: tuple[SourceAccess, ...] = ()
+    #: MQ: redeliveries of a failing message before it is dead-lettered.
+    maximum_redeliveries: int = 6
+    #: The source in one string (the ARN, or endpoint and topic/queue): for logs and events.
+    source_label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.source_label:
+            object.__setattr__(self, "source_label", self.event_source_arn)
 
     @property
     def fifo(self) -> bool:
@@ -579,10 +927,10 @@ class PollerConfig(_Model):
                     f"mappings[{seen_ids[mapping_id]}] (UUIDs must be unique)"
                 )
             seen_ids.setdefault(mapping_id, index)
-            pair = (mapping.event_source_arn, mapping.handler)
+            pair = (mapping.source_label, mapping.handler)
             if mapping.handler is not None and pair in seen_pairs:
                 problems.append(
-                    f"mappings[{index}]: the pair (EventSourceArn, Handler) is already mapped by "
+                    f"mappings[{index}]: the pair (source, Handler) is already mapped by "
                     f"mappings[{seen_pairs[pair]}] (AWS refuses a duplicate function and source)"
                 )
             seen_pairs.setdefault(pair, index)

@@ -59,8 +59,11 @@ class EmbeddedAws:
 async def create_resources(config: PollerConfig, clients: AwsClients, *, shards: int = 1) -> None:
     """Create every stream and destination the config names that does not exist yet."""
     for mapping in config.mappings:
-        source = ARN.parse(mapping.event_source_arn)
-        if source.service == "kinesis":
+        # Kafka clusters and message brokers are not AWS APIs moto serves: they run on their own.
+        source = ARN.parse(mapping.event_source_arn) if mapping.event_source_arn else None
+        if source is None or source.service in ("kafka", "mq"):
+            pass
+        elif source.service == "kinesis":
             await _ensure_stream(clients, source.resource.removeprefix("stream/"), shards)
         elif source.service == "sqs":
             await _ensure_queue(clients, source.resource)
@@ -71,7 +74,9 @@ async def create_resources(config: PollerConfig, clients: AwsClients, *, shards:
                 stream=mapping.event_source_arn,
             )
         resolved = mapping.resolved()
-        if resolved.on_failure_destination:
+        if resolved.on_failure_destination and not resolved.on_failure_destination.startswith(
+            "kafka://"
+        ):
             await ensure_destination(clients, resolved.on_failure_destination)
 
 

@@ -153,6 +153,16 @@ async def build_source(
     raise ConfigError(f"EventSourceArn: {mapping.source_kind.value} sources are not supported yet")
 
 
+def _function_arn(mapping: ResolvedMapping, name: str, region: str) -> str:
+    """The Lambda-style ARN the handler gets, in the source's account and region when known."""
+    if mapping.event_source_arn:
+        arn = ARN.parse(mapping.event_source_arn)
+        partition, region, account = arn.partition, arn.region or region, arn.account
+    else:  # a self-managed broker belongs to no AWS account
+        partition, account = "aws", "000000000000"
+    return f"arn:{partition}:lambda:{region}:{account}:function:{name}"
+
+
 async def build_runner(
     mapping: ResolvedMapping,
     handler: HandlerRef,
@@ -168,9 +178,8 @@ async def build_runner(
     """Everything one mapping needs, assembled."""
     counters = MappingCounters()
     source = source or await build_source(mapping, clients)
-    arn = ARN.parse(mapping.event_source_arn)
     name = function_name_of(mapping)
-    function_arn = f"arn:{arn.partition}:lambda:{arn.region}:{arn.account}:function:{name}"
+    function_arn = _function_arn(mapping, name, clients.region)
     target = target_for(
         handler,
         source,

@@ -201,11 +201,6 @@ def test_bad_store_url_and_endpoint_are_named() -> None:
     assert any(p.startswith("aws.endpoint_url:") and "'embedded'" in p for p in found)
 
 
-def test_unsupported_source_is_refused_clearly() -> None:
-    found = problems(one(EventSourceArn="arn:aws:kafka:us-east-1:123456789012:cluster/c/1"))
-    assert any("cannot read yet" in p for p in found)
-
-
 def test_esm_json_ignores_read_only_fields_and_takes_handler() -> None:
     text = json.dumps(
         {
