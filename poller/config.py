@@ -681,6 +681,17 @@ class MappingConfig(_Model):
         digest = hashlib.sha256(f"{self.source_label}\n{self.handler}".encode()).digest()
         return str(uuid_module.UUID(bytes=digest[:16], version=5))
 
+    def _retry_attempts(self, on_failure: OnFailure | None) -> int:
+        # AWS caps Kafka retries at 10 when they are infinite and a destination is set.
+        if (
+            self.source_kind is SourceKind.KAFKA
+            and self.maximum_retry_attempts == -1
+            and on_failure is not None
+            and on_failure.destination
+        ):
+            return 10
+        return self.maximum_retry_attempts
+
     def resolved(self) -> ResolvedMapping:
         """Apply the source's AWS defaults and return the settings the engine runs with."""
         defaults = _DEFAULTS[self.source_kind]
@@ -703,7 +714,7 @@ class MappingConfig(_Model):
             ),
             starting_position=self.starting_position or StartingPosition.LATEST,
             starting_position_timestamp=self.starting_position_timestamp,
-            maximum_retry_attempts=self.maximum_retry_attempts,
+            maximum_retry_attempts=self._retry_attempts(on_failure),
             maximum_record_age=self.maximum_record_age_in_seconds,
             bisect_on_error=self.bisect_batch_on_function_error,
             report_batch_item_failures="ReportBatchItemFailures" in self.function_response_types,
@@ -887,6 +898,12 @@ class WorkerConfig(_Model):
     queue_wait_seconds: Annotated[int, _in_range(1, 20)] = 20
     #: How often expired idempotency records are deleted from the store.
     idempotency_purge_seconds: Annotated[float, _in_range(1, 86400)] = 3600.0
+    #: Kafka: how long the consumer group waits to hear from a poller before it gives the
+    #: poller's partitions to the others (a killed process is noticed after this).
+    kafka_session_timeout_seconds: Annotated[float, _in_range(1, 300)] = 10.0
+    #: Kafka: on a rebalance, how long batches in flight get to finish and commit before the
+    #: partitions go to their new owner (who then reads those batches again).
+    kafka_revoke_grace_seconds: Annotated[float, _in_range(0, 900)] = 30.0
 
 
 class LoggingConfig(_Model):

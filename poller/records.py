@@ -16,9 +16,12 @@ from decimal import Decimal
 from typing import Any
 
 __all__ = [
+    "ActiveMqRecord",
     "Batch",
     "DynamoDBRecord",
+    "KafkaRecord",
     "KinesisRecord",
+    "RabbitMqRecord",
     "Record",
     "SqsRecord",
     "from_attribute_value",
@@ -66,6 +69,41 @@ class KinesisRecord(Record):
     def shard_id(self) -> str:
         """The shard the record was read from."""
         return self.partition
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord(Record):
+    """A Kafka record, as typed handlers receive it.
+
+    ``partition`` is ``topic-N`` (AWS's key for a topic partition), ``position`` the offset as text
+    and ``ordinal`` the offset; ``data`` is the value (``b""`` for a null value, see ``is_null``);
+    ``arrival`` is the record's timestamp in epoch seconds.
+    """
+
+    #: The topic the record was read from.
+    topic: str = ""
+    #: The partition number within the topic.
+    partition_number: int = 0
+    #: The record key, or None when the producer gave none.
+    record_key: bytes | None = field(default=None, repr=False)
+    #: The headers in order, as (name, value) pairs; a value may be None.
+    headers: tuple[tuple[str, bytes | None], ...] = field(default=(), repr=False)
+    #: The record's timestamp in epoch milliseconds, as the broker returned it.
+    timestamp_ms: int = 0
+    #: ``CREATE_TIME`` (the producer's clock) or ``LOG_APPEND_TIME`` (the broker's).
+    timestamp_type: str = "CREATE_TIME"
+    #: True when the value is null (a tombstone), not an empty byte string.
+    is_null: bool = False
+
+    @property
+    def offset(self) -> int:
+        """The record's offset in its partition."""
+        return self.ordinal
+
+    @property
+    def value(self) -> bytes | None:
+        """The value, or None for a tombstone."""
+        return None if self.is_null else self.data
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,3 +334,77 @@ def _binary(value: Any) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, TypeError) as error:
         raise ValueError(f"not a base64 binary value: {value!r}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class RabbitMqRecord(Record):
+    """A RabbitMQ message, as typed handlers receive it.
+
+    ``partition`` is ``"<queue>::<virtual host>"`` (the key of ``rmqMessagesByQueue``),
+    ``position`` the message id (or, for a message without one, a digest of its properties and
+    body), ``data`` the body; ``native`` holds the delivery as the source keeps it.
+    """
+
+    @property
+    def message_id(self) -> str:
+        """The message id the publisher set, or the digest that stands in for it."""
+        return self.position
+
+    @property
+    def body(self) -> bytes:
+        """The message body."""
+        return self.data
+
+    @property
+    def redelivered(self) -> bool:
+        """RabbitMQ's redelivered flag: this message was handed out before."""
+        return bool(self.native.redelivered)
+
+    @property
+    def basic_properties(self) -> dict[str, Any]:
+        """The AMQP basic properties as Lambda renders them (``contentType``, ``headers``...)."""
+        return dict(self.native.properties)
+
+    @property
+    def delivery_count(self) -> int:
+        """Deliveries of this message so far, this one included (1 on the first)."""
+        return int(self.native.deliveries)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveMqRecord(Record):
+    """An ActiveMQ message, as typed handlers receive it.
+
+    ``partition`` is the queue name, ``position`` the JMS message id, ``data`` the body;
+    ``native`` holds the delivery as the source keeps it (its STOMP headers included).
+    """
+
+    @property
+    def message_id(self) -> str:
+        """The JMS message id (``ID:...``)."""
+        return self.position
+
+    @property
+    def body(self) -> bytes:
+        """The message body."""
+        return self.data
+
+    @property
+    def text(self) -> str:
+        """The body as text (a JMS text message is UTF-8)."""
+        return self.data.decode("utf-8", errors="replace")
+
+    @property
+    def redelivered(self) -> bool:
+        """The broker's redelivered flag: this message was handed out before."""
+        return bool(self.native.redelivered)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The STOMP headers the broker sent with the message."""
+        return dict(self.native.headers)
+
+    @property
+    def delivery_count(self) -> int:
+        """Deliveries of this message so far, this one included (1 on the first)."""
+        return int(self.native.deliveries)

@@ -64,6 +64,7 @@ class StreamMappingRunner:
         self._initial: set[str] | None = None
         self._stopping = anyio.Event()
         self._wake = anyio.Event()
+        self._watch_scope = anyio.CancelScope()
         #: Set when :meth:`run` has returned (every partition stopped).
         self.done = anyio.Event()
         self._log = structlog.get_logger("poller.engine").bind(mapping=mapping.mapping_id)
@@ -104,6 +105,8 @@ class StreamMappingRunner:
                 # Times the service had trimmed unread records (DynamoDB Streams keeps 24 h):
                 # the lost ranges are listed below; how many records they held is unknowable.
                 "TrimmedRangeCount": getattr(self._source, "trimmed_events", 0),
+                # Source-specific metrics (Kafka: OffsetLag, CommittedEventCount, ...).
+                **(getattr(self._source, "extra_metrics", dict)()),
             },
             "trimmed_ranges": [
                 {"shard": t.shard, "after": t.after, "resumed_at": t.resumed_at}
@@ -115,6 +118,7 @@ class StreamMappingRunner:
         """Stop fetching; in-flight batches finish, then :meth:`run` returns."""
         self._stopping.set()
         self._wake.set()
+        self._watch_scope.cancel()
 
     # --- run ---------------------------------------------------------------------------------------
 
@@ -127,8 +131,20 @@ class StreamMappingRunner:
             self.done.set()
         self._log.info("mapping stopped")
 
+    async def _watch_source(self) -> None:
+        """Wake the listing loop whenever the source says its partitions changed (Kafka: a
+        rebalance assigned or revoked some), instead of waiting for the next discovery."""
+        wait_for_change = getattr(self._source, "wait_for_partition_change", None)
+        if wait_for_change is None:
+            return
+        with self._watch_scope:
+            while not self._stopping.is_set():
+                await wait_for_change()
+                self._wake.set()
+
     async def _run(self) -> None:
         async with anyio.create_task_group() as group:
+            group.start_soon(self._watch_source)
             failures = 0
             while not self._stopping.is_set():
                 self._wake = anyio.Event()
@@ -195,9 +211,11 @@ class StreamMappingRunner:
 
     async def _run_partition(self, runner: PartitionRunner) -> None:
         partition = runner.partition.id
+        crashed = False
         try:
             finished = await runner.run()
         except Exception as error:
+            crashed = True
             # A store or source failure outside the read loop: the partition is started again
             # from its checkpoint at the next listing; nothing was settled past the checkpoint.
             self._log.error(
@@ -210,4 +228,6 @@ class StreamMappingRunner:
             self._running.pop(partition, None)
         if finished:
             self._finished.add(partition)
+        if finished or (runner.revoked and not crashed):
+            # Children may start now; a revoked partition may already be ours again.
             self._wake.set()

@@ -59,14 +59,34 @@ Outcome = Succeeded | PartiallyFailed | Failed
 SUCCEEDED = Succeeded()
 
 
-def _index_of(records: Sequence[Record], identify: Callable[[Record], str]) -> dict[str, int]:
+#: How a record is named in ``batchItemFailures``: a string (a sequence number, a message id) or,
+#: for Kafka, the pair (``"topic-N"``, offset) that ``{"partition": ..., "offset": ...}`` names.
+ItemId = str | tuple[str, int]
+
+
+def item_key(identifier: Any) -> ItemId | None:
+    """The key a response's ``itemIdentifier`` names, or None when it is not a valid identifier.
+
+    Strings name themselves (empty is invalid); an object with exactly ``partition`` (text) and
+    ``offset`` (a whole number) names a Kafka record.
+    """
+    if isinstance(identifier, str):
+        return identifier or None
+    if isinstance(identifier, dict) and set(identifier) == {"partition", "offset"}:
+        partition, offset = identifier["partition"], identifier["offset"]
+        if isinstance(partition, str) and isinstance(offset, int) and not isinstance(offset, bool):
+            return (partition, offset)
+    return None
+
+
+def _index_of(records: Sequence[Record], identify: Callable[[Record], ItemId]) -> dict[Any, int]:
     return {identify(record): index for index, record in enumerate(records)}
 
 
 def parse_lambda_response(
     response: Any,
     records: Sequence[Record],
-    identify: Callable[[Record], str],
+    identify: Callable[[Record], ItemId],
     *,
     report_batch_item_failures: bool,
 ) -> Outcome:
@@ -95,13 +115,14 @@ def parse_lambda_response(
                 f"batchItemFailures entry {entry!r} has no itemIdentifier", function_error=None
             )
         identifier = entry["itemIdentifier"]
-        if not isinstance(identifier, str) or not identifier:
+        key = item_key(identifier)
+        if key is None:
             return Failed(
                 f"batchItemFailures entry has an invalid itemIdentifier {identifier!r} "
-                "(must be a non-empty string)",
+                "(must be a non-empty string, or {partition, offset} for Kafka)",
                 function_error=None,
             )
-        position = index.get(identifier)
+        position = index.get(key)
         if position is None:
             return Failed(
                 f"itemIdentifier {identifier!r} is not a record of this batch", function_error=None
@@ -111,7 +132,7 @@ def parse_lambda_response(
 
 
 def parse_typed_result(
-    result: Any, records: Sequence[Record], identify: Callable[[Record], str]
+    result: Any, records: Sequence[Record], identify: Callable[[Record], ItemId]
 ) -> Outcome:
     """Turn what a typed handler returned (None, or the failed records/identifiers) into an outcome.
 
@@ -128,7 +149,7 @@ def parse_typed_result(
     items = list(result)
     if not items:
         return SUCCEEDED
-    index: dict[str, int] | None = None
+    index: dict[Any, int] | None = None
     positions = {id(record): i for i, record in enumerate(records)}
     failed: set[int] = set()
     for item in items:
@@ -138,14 +159,14 @@ def parse_typed_result(
                 if index is None:
                     index = _index_of(records, identify)
                 found = index.get(identify(item))
-        elif isinstance(item, str):
+        elif (key := item_key(item)) is not None:
             if index is None:
                 index = _index_of(records, identify)
-            found = index.get(item)
+            found = index.get(key)
         else:
             return Failed(
-                f"typed handler returned a failed item of type {type(item).__name__}; expected "
-                "a Record or an item identifier string",
+                f"typed handler returned a failed item {item!r}; expected a Record or an item "
+                "identifier (a string, or {partition, offset} for Kafka)",
                 function_error=None,
             )
         if found is None:

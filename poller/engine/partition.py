@@ -97,6 +97,11 @@ class PartitionRunner:
         #: Resuming from a LATEST marker without AT_TIMESTAMP: records before this are skipped.
         self._skip_before: float | None = None
         self._processors: list[BatchProcessor] = []
+        #: Set when this partition must stop taking work: the worker stops (``stopping``) or the
+        #: source revoked the partition. The batch in flight finishes either way.
+        self._stop = anyio.Event()
+        #: True once the source said the partition is no longer ours.
+        self.revoked = False
         self._log = structlog.get_logger("poller.engine").bind(
             mapping=mapping.mapping_id, shard=partition.id
         )
@@ -147,13 +152,13 @@ class PartitionRunner:
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._fetch_until_stopped, fetching, reader, send)
-                group.start_soon(self._cancel_on_stop, fetching)
+                group.start_soon(self._follow_worker_stop, fetching)
                 await self._process(receive)
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await reader.aclose()
-        if self._ended and self._settled >= self._fetched and not self._stopping.is_set():
+        if self._ended and self._settled >= self._fetched and not self._stop.is_set():
             await self._finish()
             return True
         return False
@@ -202,8 +207,9 @@ class PartitionRunner:
 
     # --- fetching ----------------------------------------------------------------------------------
 
-    async def _cancel_on_stop(self, fetching: anyio.CancelScope) -> None:
+    async def _follow_worker_stop(self, fetching: anyio.CancelScope) -> None:
         await self._stopping.wait()
+        self._stop.set()
         fetching.cancel()
 
     async def _fetch_until_stopped(
@@ -224,7 +230,7 @@ class PartitionRunner:
         min_interval = self._source.min_read_interval
         next_read = 0.0
         failures = 0
-        while not self._stopping.is_set():
+        while not self._stop.is_set():
             wait = next_read - anyio.current_time()
             if wait > 0:
                 await anyio.sleep(wait)
@@ -239,6 +245,13 @@ class PartitionRunner:
                 next_read = anyio.current_time() + delay
                 continue
             failures = 0
+            if result.revoked:
+                # Lanes see the stop before the buffer closes, so no new batch is cut; what was
+                # read and not settled is read again by the partition's next owner.
+                self.revoked = True
+                self._stop.set()
+                self._log.info("partition revoked; finishing the batch in flight")
+                return
             records = result.records
             self.behind_ms = result.behind_ms
             if self._skip_before is not None and records:
@@ -282,7 +295,7 @@ class PartitionRunner:
                 group.start_soon(self._lane, lane_receive, False)
             try:
                 async for chunk in receive:
-                    if self._stopping.is_set():
+                    if self._stop.is_set():
                         break
                     self._watermark.register(chunk)
                     groups: list[list[Record]] = [[] for _ in range(lanes)]
@@ -306,7 +319,7 @@ class PartitionRunner:
             renderer=self._source,
             sink=self._sink,
             settle=self._settle,
-            stopping=self._stopping,
+            stopping=self._stop,
             counters=self._counters,
             idempotency=self._store,
             function_name=self._function_name,
@@ -321,9 +334,9 @@ class PartitionRunner:
             max_bytes=mapping.max_payload_bytes,
         )
         async with receive:
-            while not self._stopping.is_set():
+            while not self._stop.is_set():
                 cut = await batcher.next_batch()
-                if cut is None or self._stopping.is_set():
+                if cut is None or self._stop.is_set():
                     return
                 if register:
                     self._watermark.register(cut.records)

@@ -16,9 +16,11 @@ import anyio
 
 from poller.config import ResolvedMapping, StartingPosition
 from poller.engine.metrics import MappingCounters
+from poller.engine.outcome import ItemId
 from poller.records import Batch, Record
 
 __all__ = [
+    "BrokerQueueSource",
     "Checkpoint",
     "CheckpointStore",
     "Discard",
@@ -77,6 +79,9 @@ class ReadResult:
     ended: bool = False
     #: Partitions the source named as children when this one ended (may be empty).
     children: tuple[PartitionInfo, ...] = ()
+    #: The partition is no longer ours (Kafka: the group gave it to another consumer). The runner
+    #: lets the batch in flight finish, settles it, and stops without marking the partition done.
+    revoked: bool = False
 
 
 class PartitionReader(Protocol):
@@ -98,8 +103,9 @@ class EventRenderer(Protocol):
         """The Lambda event for one invocation, e.g. ``{"Records": [...]}``."""
         ...
 
-    def item_identifier(self, record: Record) -> str:
-        """What ``batchItemFailures[].itemIdentifier`` names this record by."""
+    def item_identifier(self, record: Record) -> ItemId:
+        """What ``batchItemFailures[].itemIdentifier`` names this record by (as :func:`item_key`
+        reads it: a string, or Kafka's (``"topic-N"``, offset))."""
         ...
 
     def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
@@ -146,6 +152,15 @@ class QueueInfo:
     max_receive_count: int | None = None
     #: The dead-letter queue of the redrive policy, when it has one.
     dead_letter_target: str | None = None
+    #: A message broker's queue (RabbitMQ, ActiveMQ), read through a :class:`BrokerQueueSource`.
+    #: A broker has no visibility timeout: an unsettled message stays with its consumer until it
+    #: is acknowledged or given back, so the engine gives a failed batch back at once and sends no
+    #: heartbeat. The queue is one ordered partition, so a fixed number of pollers run
+    #: (``MaximumConcurrency``, default 1: order kept), the batching window starts at the first
+    #: message, a failure sends the whole batch back, and a message that failed more than
+    #: ``MaximumRedeliveries`` times is dead-lettered by the broker or sent to the on-failure
+    #: destination.
+    broker: bool = False
 
 
 class QueueSource(EventRenderer, Protocol):
@@ -183,6 +198,24 @@ class QueueSource(EventRenderer, Protocol):
 
     async def aclose(self) -> None:
         """Release what the source holds (never the client, which the caller owns)."""
+        ...
+
+
+class BrokerQueueSource(QueueSource, Protocol):
+    """A message broker queue (RabbitMQ, ActiveMQ): what it adds to :class:`QueueSource`.
+
+    ``delete`` acknowledges. ``change_visibility(records, 0)`` gives back messages whose batch
+    failed: it counts a failed delivery for each and returns them *with every message received but
+    not yet handed over*, so they come again in queue order. ``receive_count`` is the number of
+    deliveries including this one, counted by the broker where it can, else by the source.
+    """
+
+    async def release(self, records: Sequence[Record]) -> None:
+        """Give back messages that were received but never handed over (no failure counted)."""
+        ...
+
+    async def dead_letter(self, records: Sequence[Record]) -> Sequence[Record]:
+        """Hand messages to the broker's dead-letter handling; return the ones that failed."""
         ...
 
 

@@ -10,6 +10,12 @@ while more than the minimum run. A slow handler only holds its own poller.
 Settlement follows AWS (:class:`QueueBatchProcessor` has the rules); on a FIFO queue the queue
 itself never hands one message group to two pollers, and the processor keeps a failed group's
 later messages from being settled past its failure.
+
+A message broker's queue (RabbitMQ, ActiveMQ; ``QueueInfo.broker``) runs a fixed number of
+pollers instead: ``MaximumConcurrency`` if set, else one, which keeps the queue's order (a batch
+is settled before the next is handed over, and a failed one comes back before anything after
+it). The source's consumer buffers ahead, so a receive returns at once what arrived; the
+batching window starts at the first message of a batch (AWS's rule for MQ).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import structlog
@@ -28,6 +34,7 @@ from poller.config import ResolvedMapping
 from poller.engine.backoff import Backoff
 from poller.engine.metrics import MappingCounters
 from poller.engine.protocols import (
+    BrokerQueueSource,
     DiscardSink,
     IdempotencyStore,
     QueueInfo,
@@ -49,6 +56,8 @@ _SCALE_UP_EVERY = 0.2
 _DEFAULT_MAX_POLLERS = 1250
 #: The longest long poll SQS allows.
 _LONG_POLL_SECONDS = 20
+#: Pollers of a broker queue without a MaximumConcurrency: one keeps the queue's order.
+_DEFAULT_BROKER_POLLERS = 1
 
 
 class QueueMappingRunner:
@@ -90,7 +99,7 @@ class QueueMappingRunner:
         #: Set when :meth:`run` has returned.
         self.done = anyio.Event()
         self._log = structlog.get_logger("poller.engine").bind(
-            mapping=mapping.mapping_id, queue=mapping.event_source_arn
+            mapping=mapping.mapping_id, queue=mapping.source_label
         )
 
     # --- status ----------------------------------------------------------------------------------
@@ -158,11 +167,17 @@ class QueueMappingRunner:
             info = await self._describe()
             if info is not None:
                 self._info = info
-                self._check_timeouts(info)
+                if info.broker:
+                    # Fixed pollers: a broker's consumer already runs ahead of the batches.
+                    self._max_pollers = self.mapping.maximum_concurrency or _DEFAULT_BROKER_POLLERS
+                    self._min_pollers = self._max_pollers
+                else:
+                    self._check_timeouts(info)
                 async with anyio.create_task_group() as group:
                     for _ in range(self._min_pollers):
                         self._start_poller(group)
-                    group.start_soon(self._scale_up, group)
+                    if not info.broker:
+                        group.start_soon(self._scale_up, group)
         finally:
             self.done.set()
         self._log.info("mapping stopped")
@@ -222,6 +237,9 @@ class QueueMappingRunner:
             function_arn=self._function_arn,
             clock=self._clock,
         )
+        if self._info.broker:
+            await self._poll_loop(processor)  # no visibility timeout: nothing to extend
+            return
         async with anyio.create_task_group() as group:
             group.start_soon(processor.heartbeat)
             await self._poll_loop(processor)
@@ -276,6 +294,9 @@ class QueueMappingRunner:
         reached; waits are whole seconds (SQS's unit), so the window may run up to a second over.
         An empty long poll returns no batch, so the poller can tell the queue is empty.
         """
+        assert self._info is not None
+        if self._info.broker:
+            return await self._gather_from_broker(processor, held)
         source = self._source
         batch_size = self.mapping.batch_size
         window = self.mapping.batching_window
@@ -305,6 +326,42 @@ class QueueMappingRunner:
                     return held
         return held  # stopped while receiving
 
+    async def _gather_from_broker(
+        self, processor: QueueBatchProcessor, held: list[Record]
+    ) -> list[Record]:
+        """Take one batch from a broker consumer's buffer: the window starts at the first message.
+
+        The first receive waits up to the long poll for a message; later ones wait only what is
+        left of the window, to the fraction of a second (the consumer's buffer has no whole-second
+        unit). The batch ends at BatchSize, at the payload cap, or when the window ends.
+        """
+        source = self._source
+        batch_size = self.mapping.batch_size
+        window = self.mapping.batching_window
+        cap = self.mapping.max_payload_bytes
+        total_bytes = 0
+        deadline = math.inf
+        with self._cancelled_by_stop():
+            while True:
+                wait = self._long_poll if not held else max(0.0, deadline - anyio.current_time())
+                received = await source.receive(
+                    min(source.max_receive, batch_size - len(held)), wait
+                )
+                if not received and not held:
+                    return held
+                if received:
+                    if not held:
+                        deadline = anyio.current_time() + window
+                    self.counters.polled_events += len(received)
+                    held.extend(received)
+                    processor.hold(received)
+                    total_bytes += sum(r.size for r in received)
+                if len(held) >= batch_size or total_bytes >= cap:
+                    return held
+                if anyio.current_time() >= deadline:
+                    return held
+        return held  # stopped while receiving
+
     async def _release_unprocessed(
         self, processor: QueueBatchProcessor, records: Sequence[Record]
     ) -> None:
@@ -313,5 +370,8 @@ class QueueMappingRunner:
         if not records:
             return
         with anyio.CancelScope(shield=True):
-            await self._source.change_visibility(records, 0)
+            if self._info is not None and self._info.broker:
+                await cast(BrokerQueueSource, self._source).release(records)
+            else:
+                await self._source.change_visibility(records, 0)
         self._log.info("released unprocessed messages", messages=len(records))

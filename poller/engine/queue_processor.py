@@ -15,6 +15,17 @@
 * With idempotency on, messages that already succeeded (by message id) are deleted unseen; with an
   on-failure destination and ``MaximumRetryAttempts`` N, a message received more than N+1 times is
   recorded there and deleted. Without one, the queue's redrive policy moves it to its DLQ.
+
+A message broker's queue (RabbitMQ, ActiveMQ) has no partial responses and no visibility timeout:
+
+* Success acknowledges the whole batch; any failure gives the whole batch back at once, and the
+  source returns what it buffered with it, so the queue's order holds.
+* A message delivered ``MaximumRedeliveries`` + 1 times that fails again is not given back: it
+  goes to the on-failure destination (then acknowledged) when the mapping has one, else to the
+  broker's dead-letter handling (RabbitMQ: the queue's dead-letter exchange; ActiveMQ: its DLQ).
+  One that arrives already past that (the broker counted deliveries before a restart) is settled
+  the same way before it is handed over.
+* A message larger than the payload cap can never be handed over: it is dead-lettered at once.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import anyio
 import structlog
@@ -33,11 +45,13 @@ from poller.engine.metrics import MappingCounters
 from poller.engine.outcome import Outcome, PartiallyFailed, Succeeded
 from poller.engine.processor import RETRY_ATTEMPTS_EXHAUSTED
 from poller.engine.protocols import (
+    BrokerQueueSource,
     Discard,
     DiscardSink,
     IdempotencyStore,
     QueueInfo,
     QueueSource,
+    ResponseContext,
     Target,
 )
 from poller.records import Record
@@ -110,7 +124,7 @@ class QueueBatchProcessor:
         # before it is deleted or given back, so no extension ever lands after its settlement.
         self._settling = anyio.Lock()
         self._log = structlog.get_logger("poller.engine").bind(
-            mapping=mapping.mapping_id, queue=mapping.event_source_arn
+            mapping=mapping.mapping_id, queue=mapping.source_label
         )
 
     # --- heartbeat ---------------------------------------------------------------------------------
@@ -159,6 +173,13 @@ class QueueBatchProcessor:
         On a FIFO queue a group that failed in one part goes back whole: its messages in the
         later parts are returned without being handed over.
         """
+        if self._info.broker:
+            try:
+                for chunk in self._chunks(records):
+                    await self._process_from_broker(chunk)
+            finally:
+                self._held.clear()
+            return
         failed_groups: set[str] = set()
         try:
             for chunk in self._chunks(records):
@@ -225,6 +246,105 @@ class QueueBatchProcessor:
         if failed:
             await self._give_back(failed)
         return failed
+
+    async def _process_from_broker(self, records: list[Record]) -> None:
+        """Settle one part of a broker batch: ack on success, else give it all back or give up."""
+        broker = cast(BrokerQueueSource, self._source)
+        cap = self._mapping.max_payload_bytes
+        too_large = [r for r in records if r.size > cap]
+        if too_large:
+            for record in too_large:
+                self._log.error(
+                    "message larger than the invocation payload cap dead-lettered",
+                    message=record.position,
+                    size=record.size,
+                    cap=cap,
+                )
+            await self._dead_letter(too_large)
+            records = [r for r in records if r.size <= cap]
+        if self._idempotency is not None and records:
+            records = await self._skip_succeeded(records)
+        limit = self._mapping.maximum_redeliveries + 1
+        count = broker.receive_count
+        exhausted = [r for r in records if count(r) > limit]
+        if exhausted:
+            await self._give_up(exhausted, None, str(uuid.uuid4()))
+            records = [r for r in records if count(r) <= limit]
+        if not records:
+            return
+        outcome, request_id = await invoke(
+            self._target,
+            self._mapping,
+            "",
+            records,
+            attempt=max(count(r) for r in records),
+            function_name=self._function_name,
+            function_arn=self._function_arn,
+            counters=self._counters,
+        )
+        if isinstance(outcome, Succeeded):
+            if self._idempotency is not None:
+                await self._idempotency.remember_succeeded(
+                    self._mapping.mapping_id,
+                    IDEMPOTENCY_PARTITION,
+                    [r.position for r in records],
+                    self._clock() + self._mapping.idempotency_ttl,
+                )
+            await self._delete(records)
+            return
+        reason = getattr(outcome, "reason", "partial response (not supported for MQ)")
+        self._log.warning("batch failed", batch=request_id, messages=len(records), reason=reason)
+        # Give up on the exhausted ones before the rest goes back: giving back may return every
+        # unsettled message of the consumer (ActiveMQ resubscribes).
+        exhausted = [r for r in records if count(r) >= limit]
+        if exhausted:
+            error = getattr(outcome, "function_error", "Unhandled")
+            await self._give_up(exhausted, ResponseContext(function_error=error), request_id)
+        retry = [r for r in records if count(r) < limit]
+        if retry:
+            await self._change_visibility(retry, 0)
+
+    async def _give_up(
+        self, records: list[Record], response: ResponseContext | None, request_id: str
+    ) -> None:
+        """Messages past MaximumRedeliveries: on-failure destination (then ack) or dead letter."""
+        if self._sink is None:
+            self._log.warning(
+                "messages dead-lettered after too many deliveries",
+                messages=[r.position for r in records],
+                maximum_redeliveries=self._mapping.maximum_redeliveries,
+            )
+            await self._dead_letter(records)
+            return
+        count = self._source.receive_count
+        discard = Discard(
+            mapping_id=self._mapping.mapping_id,
+            partition="",
+            records=tuple(records),
+            condition=RETRY_ATTEMPTS_EXHAUSTED,
+            invoke_count=max(count(r) for r in records) - (1 if response is None else 0),
+            request_id=request_id,
+            response=response,
+            timestamp=self._clock(),
+        )
+        delivered = await deliver_discard(
+            self._sink, discard, stopping=self._stopping, counters=self._counters, log=self._log
+        )
+        if delivered:
+            await self._delete(records)
+        else:  # stopping: they go back and are recorded on their next delivery
+            await self._change_visibility(records, 0)
+
+    async def _dead_letter(self, records: Sequence[Record]) -> None:
+        async with self._settling:
+            self._unhold(records)
+            failed = await cast(BrokerQueueSource, self._source).dead_letter(records)
+        self._counters.dropped_events += len(records) - len(failed)
+        if failed:
+            self._log.error(
+                "messages could not be dead-lettered; they will be delivered again",
+                messages=[r.position for r in failed],
+            )
 
     async def _skip_succeeded(self, records: list[Record]) -> list[Record]:
         assert self._idempotency is not None

@@ -14,8 +14,17 @@ import anyio
 import structlog
 
 from poller.aws import AwsClients
-from poller.config import ARN, MappingConfig, PollerConfig, ResolvedMapping, SourceKind
+from poller.config import (
+    ARN,
+    MappingConfig,
+    PollerConfig,
+    ResolvedMapping,
+    SourceKind,
+    WorkerConfig,
+)
 from poller.destinations import OnFailureSink, destination_for
+from poller.destinations.base import Destination
+from poller.destinations.kafka import KafkaTopicDestination
 from poller.engine.mapping import StreamMappingRunner
 from poller.engine.metrics import MappingCounters
 from poller.engine.protocols import (
@@ -30,8 +39,10 @@ from poller.engine.protocols import (
 from poller.engine.queue import QueueMappingRunner
 from poller.errors import ConfigError, HandlerImportError
 from poller.sources.dynamodb_streams import DynamoDBStreamsOptions, DynamoDBStreamsSource
+from poller.sources.kafka import KafkaOptions, KafkaSource, kafka_connection
 from poller.sources.kinesis import KinesisOptions, KinesisSource
 from poller.sources.sqs import SqsSource
+from poller.stores.kafka_offsets import CommittedOffsetStore
 from poller.targets import load_handler, target_for
 
 __all__ = ["HandlerRef", "build_runner", "resolve_handlers"]
@@ -124,9 +135,22 @@ class CountingSink:
 
 
 async def build_source(
-    mapping: ResolvedMapping, clients: AwsClients
+    mapping: ResolvedMapping, clients: AwsClients, worker: WorkerConfig | None = None
 ) -> PartitionSource | QueueSource:
-    """The source that reads the mapping's event source ARN."""
+    """The source that reads the mapping's event source; the caller closes it."""
+    worker = worker or WorkerConfig()
+    if mapping.source_kind is SourceKind.KAFKA:
+        session_ms = int(worker.kafka_session_timeout_seconds * 1000)
+        return KafkaSource(
+            mapping,
+            await kafka_connection(mapping, clients),
+            KafkaOptions(
+                session_timeout_ms=session_ms,
+                heartbeat_interval_ms=max(100, session_ms // 3),
+                rebalance_timeout_ms=session_ms,
+                revoke_grace_seconds=worker.kafka_revoke_grace_seconds,
+            ),
+        )
     if mapping.source_kind is SourceKind.KINESIS:
         return KinesisSource(
             mapping.event_source_arn,
@@ -151,6 +175,18 @@ async def build_source(
             ARN.parse(mapping.event_source_arn).region or clients.region,
         )
     raise ConfigError(f"EventSourceArn: {mapping.source_kind.value} sources are not supported yet")
+
+
+def _destination(
+    mapping: ResolvedMapping, source: PartitionSource | QueueSource, clients: AwsClients
+) -> Destination:
+    uri = mapping.on_failure_destination
+    assert uri is not None
+    if uri.startswith("kafka://"):
+        if not isinstance(source, KafkaSource):
+            raise ConfigError(f"on-failure destination {uri!r}: only a Kafka source can use it")
+        return KafkaTopicDestination(uri, source.producer)
+    return destination_for(uri, clients)
 
 
 def _function_arn(mapping: ResolvedMapping, name: str, region: str) -> str:
@@ -190,11 +226,12 @@ async def build_runner(
     sink: DiscardSink | None = None
     if mapping.on_failure_destination:
         sink = CountingSink(
-            OnFailureSink(
-                source, function_arn, destination_for(mapping.on_failure_destination, clients)
-            ),
+            OnFailureSink(source, function_arn, _destination(mapping, source, clients)),
             counters,
         )
+    if isinstance(source, KafkaSource):
+        # A Kafka mapping's checkpoints are its consumer group's committed offsets.
+        store = CommittedOffsetStore(store, source)
     if mapping.source_kind in QUEUE_KINDS:
         # Without a destination, the queue's own redrive policy takes what keeps failing.
         return QueueMappingRunner(

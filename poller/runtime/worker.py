@@ -29,7 +29,7 @@ from poller.aws import AwsClients
 from poller.config import PollerConfig
 from poller.engine.protocols import MappingRunner, PartitionSource, QueueSource, Store
 from poller.runtime.embedded import EmbeddedAws, create_resources
-from poller.runtime.wiring import HandlerRef, build_runner, resolve_handlers
+from poller.runtime.wiring import HandlerRef, build_runner, build_source, resolve_handlers
 from poller.stores import open_store
 
 __all__ = ["Worker"]
@@ -128,6 +128,12 @@ class Worker:
                 if not mapping.enabled:
                     _log.info("mapping disabled; not started", mapping=mapping.mapping_id)
                     continue
+                source = self._sources.get(mapping.mapping_id)
+                if source is None:
+                    # Sources built here are closed here (a Kafka source leaves its group);
+                    # sources handed in belong to the caller.
+                    source = await build_source(mapping, clients, worker_settings)
+                    stack.push_async_callback(source.aclose)
                 runner = await build_runner(
                     mapping,
                     self._handlers[mapping.mapping_id],
@@ -136,7 +142,7 @@ class Worker:
                     discovery_interval=worker_settings.shard_discovery_seconds,
                     idle_poll=worker_settings.idle_poll_seconds,
                     limiter=limiter,
-                    source=self._sources.get(mapping.mapping_id),
+                    source=source,
                     queue_wait_seconds=worker_settings.queue_wait_seconds,
                 )
                 self._runners.append(runner)
