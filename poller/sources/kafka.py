@@ -419,23 +419,26 @@ class KafkaSource:
         return reader
 
     async def _seek(self, consumer: AIOKafkaConsumer, tp: TopicPartition, start: StartAt) -> None:
+        # Let the consumer settle its own starting position for the new assignment first: done
+        # in the background, it would otherwise overwrite the seek below.
+        await consumer.position(tp)
         if start.after is not None:
-            consumer.seek(tp, int(start.after) + 1)
+            offset = int(start.after) + 1
         elif start.starting_position is StartingPosition.TRIM_HORIZON:
-            await consumer.seek_to_beginning(tp)
+            offset = (await consumer.beginning_offsets([tp]))[tp]
         elif start.starting_position is StartingPosition.AT_TIMESTAMP and start.timestamp:
             wanted = int(start.timestamp.timestamp() * 1000)
             found = (await consumer.offsets_for_times({tp: wanted})).get(tp)
             # No record at or after the time: start at the end. (Some brokers answer "none" as
             # offset 0 with timestamp -1; that is none too.)
             if found is None or found.timestamp < 0:
-                await consumer.seek_to_end(tp)
+                offset = (await consumer.end_offsets([tp]))[tp]
             else:
-                consumer.seek(tp, found.offset)
+                offset = found.offset
         else:
-            await consumer.seek_to_end(tp)
-        # Resolve the position now, so a LATEST start's first offset is fixed (and committed).
-        await consumer.position(tp)
+            offset = (await consumer.end_offsets([tp]))[tp]
+        # An explicit offset fixes a LATEST start's first offset (which the store then commits).
+        consumer.seek(tp, offset)
 
     def _forget(self, reader: _KafkaReader) -> None:
         if self._readers.get(reader.tp) is reader:

@@ -8,10 +8,18 @@ reached the on-failure destinations.
 from __future__ import annotations
 
 import base64
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import pytest
+from aiobotocore.session import get_session
 
+from poller.destinations.kafka import FAILURE_HEADER
 from poller.runtime.worker import Worker
 from tests.conformance.kinesis_helpers import wait_until
 from tests.integration.kafka_helpers import (
@@ -21,6 +29,7 @@ from tests.integration.kafka_helpers import (
     kafka_config,
     kafka_mapping,
     produce,
+    read_all,
 )
 
 pytestmark = pytest.mark.integration
@@ -69,12 +78,291 @@ async def test_records_are_handed_in_order_per_partition_and_committed(
 
 
 async def _wait_committed(
-    bootstrap: str, group: str, topic: str, wanted: dict[int, int]
+    bootstrap: str, group: str, topic: str, wanted: dict[int, int], *, partitions: int = 4
 ) -> dict[int, int]:
+    """Poll the group's committed offsets until they include ``wanted`` (or WAIT passes)."""
     found: dict[int, int] = {}
     with anyio.move_on_after(WAIT):
-        while found != wanted:
-            found = await committed(bootstrap, group, topic, len(wanted))
-            if found != wanted:
+        while any(found.get(p) != o for p, o in wanted.items()):
+            found = await committed(bootstrap, group, topic, partitions)
+            if any(found.get(p) != o for p, o in wanted.items()):
                 await anyio.sleep(0.2)
     return found
+
+
+# --- failures: blocking, order, retries, destinations ----------------------------------------------
+
+
+async def test_a_failing_partition_blocks_while_the_others_go_on(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    topic = await create_topic(kafka_bootstrap, unique_name, 2)
+    await produce(kafka_bootstrap, topic, [(i % 2, f"v{i}".encode(), None) for i in range(20)])
+    failing = {"on": True}
+
+    def respond(event: dict[str, Any]) -> Any:
+        (records,) = event["records"].values()
+        if records[0]["partition"] == 0 and failing["on"]:
+            raise RuntimeError("partition 0 is down")
+        return None
+
+    handed = Handed(respond)
+    mapping = kafka_mapping(
+        kafka_bootstrap, topic, unique_name, BatchSize=3, RetryBackoffSeconds=0.05
+    )
+    async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
+        offsets = await _wait_committed(kafka_bootstrap, unique_name, topic, {1: 10}, partitions=2)
+        assert offsets.get(1) == 10, "partition 1 should finish while partition 0 fails"
+        await wait_until(
+            lambda: handed.offsets_by_partition().get(0, []).count(0) >= 3,
+            within=WAIT,
+            what="partition 0 retried",
+        )
+        # Blocked: partition 0 was only ever handed its first batch, and nothing was committed.
+        assert set(handed.offsets_by_partition()[0]) == {0, 1, 2}
+        assert 0 not in await committed(kafka_bootstrap, unique_name, topic, 2)
+        failing["on"] = False
+        offsets = await _wait_committed(
+            kafka_bootstrap, unique_name, topic, {0: 10, 1: 10}, partitions=2
+        )
+    assert offsets == {0: 10, 1: 10}
+    first_success = handed.offsets_by_partition()[0]
+    assert sorted(set(first_success)) == list(range(10))
+    assert first_success[-7:] == list(range(3, 10)), "partition 0 went on in order after recovery"
+
+
+async def test_order_per_partition_holds_under_random_partial_and_whole_failures(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    topic = await create_topic(kafka_bootstrap, unique_name, 3)
+    await produce(kafka_bootstrap, topic, [(i % 3, f"v{i}".encode(), None) for i in range(150)])
+    chooser = random.Random(7)
+    succeeded: dict[int, list[int]] = {}
+    lock = threading.Lock()
+
+    def respond(event: dict[str, Any]) -> Any:
+        (records,) = event["records"].values()
+        draw = chooser.random()
+        if draw < 0.2:
+            raise RuntimeError("whole batch fails")
+        failed_at = len(records)
+        if draw < 0.5 and len(records) > 1:
+            failed_at = chooser.randrange(1, len(records))
+        with lock:
+            for record in records[:failed_at]:
+                succeeded.setdefault(record["partition"], []).append(record["offset"])
+        if failed_at < len(records):
+            key = f"{records[failed_at]['topic']}-{records[failed_at]['partition']}"
+            return {
+                "batchItemFailures": [
+                    {"itemIdentifier": {"partition": key, "offset": r["offset"]}}
+                    for r in records[failed_at:]
+                ]
+            }
+        return None
+
+    handed = Handed(respond)
+    mapping = kafka_mapping(
+        kafka_bootstrap,
+        topic,
+        unique_name,
+        BatchSize=6,
+        RetryBackoffSeconds=0.01,
+        RetryBackoffMaxSeconds=0.02,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+    )
+    async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
+        offsets = await _wait_committed(
+            kafka_bootstrap, unique_name, topic, {p: 50 for p in range(3)}, partitions=3
+        )
+    assert offsets == {p: 50 for p in range(3)}
+    # Each record succeeded exactly once, in offset order, per partition.
+    assert succeeded == {p: list(range(50)) for p in range(3)}
+
+
+async def test_exhausted_batch_goes_to_sqs_with_kafka_batch_info_then_is_committed_past(
+    kafka_bootstrap: str, moto_endpoint: str, unique_name: str
+) -> None:
+    topic = await create_topic(kafka_bootstrap, unique_name, 1)
+    values = [b"ok-0", b"poison", b"ok-2"]
+    await produce(kafka_bootstrap, topic, [(0, v, b"key") for v in values])
+    dlq = await _sqs_queue(moto_endpoint, unique_name)
+
+    def respond(event: dict[str, Any]) -> Any:
+        (records,) = event["records"].values()
+        if any(base64.b64decode(r["value"]) == b"poison" for r in records):
+            raise RuntimeError("cannot take poison")
+        return None
+
+    handed = Handed(respond)
+    mapping = kafka_mapping(
+        kafka_bootstrap,
+        topic,
+        unique_name,
+        BatchSize=1,
+        MaximumRetryAttempts=1,
+        RetryBackoffSeconds=0.01,
+        DestinationConfig={"OnFailure": {"Destination": dlq.arn}},
+    )
+    config = kafka_config(mapping, aws=_aws(moto_endpoint))
+    async with Worker(config, handlers={unique_name: handed}):
+        offsets = await _wait_committed(kafka_bootstrap, unique_name, topic, {0: 3}, partitions=1)
+        messages = await dlq.receive(1)
+    assert offsets == {0: 3}
+    assert handed.offsets_by_partition()[0] == [0, 1, 1, 2]
+    record = json.loads(messages[0]["Body"])
+    assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    info = record["KafkaBatchInfo"]
+    assert info["batchSize"] == 1
+    assert info["bootstrapServers"] == kafka_bootstrap
+    assert info["payloadSize"] > 0
+    assert set(info["recordsInfo"]) == {f"{topic}-0"}
+    partition_info = info["recordsInfo"][f"{topic}-0"]
+    assert partition_info["firstRecordOffset"] == partition_info["lastRecordOffset"] == "1"
+    assert partition_info["firstRecordTimestamp"].endswith("Z")
+
+
+async def test_kafka_destination_receives_the_records_themselves_with_the_failure(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    topic = await create_topic(kafka_bootstrap, unique_name, 1)
+    dead_letters = await create_topic(kafka_bootstrap, f"{unique_name}-dlt", 1)
+    await produce(
+        kafka_bootstrap, topic, [(0, b"poison", b"k1"), (0, b"fine", b"k2")], headers=[("h", b"1")]
+    )
+
+    def respond(event: dict[str, Any]) -> Any:
+        (records,) = event["records"].values()
+        if base64.b64decode(records[0]["value"]) == b"poison":
+            raise RuntimeError("poison")
+        return None
+
+    handed = Handed(respond)
+    mapping = kafka_mapping(
+        kafka_bootstrap,
+        topic,
+        unique_name,
+        BatchSize=1,
+        MaximumRetryAttempts=0,
+        DestinationConfig={"OnFailure": {"Destination": f"kafka://{dead_letters}"}},
+    )
+    async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
+        offsets = await _wait_committed(kafka_bootstrap, unique_name, topic, {0: 2}, partitions=1)
+    assert offsets == {0: 2}
+    (sent,) = await read_all(kafka_bootstrap, dead_letters, 1)
+    assert (sent.value, sent.key) == (b"poison", b"k1")
+    headers = dict(sent.headers)
+    assert headers["h"] == b"1"
+    failure = json.loads(headers[FAILURE_HEADER])
+    assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert failure["KafkaBatchInfo"]["recordsInfo"][f"{topic}-0"]["firstRecordOffset"] == "0"
+
+
+# --- restarts ----------------------------------------------------------------------------------------
+
+
+async def test_a_restart_resumes_from_the_committed_offsets(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    topic = await create_topic(kafka_bootstrap, unique_name, 2)
+    await produce(kafka_bootstrap, topic, [(i % 2, f"a{i}".encode(), None) for i in range(10)])
+    first = Handed()
+    mapping = kafka_mapping(kafka_bootstrap, topic, unique_name)
+    async with Worker(kafka_config(mapping), handlers={unique_name: first}):
+        await _wait_committed(kafka_bootstrap, unique_name, topic, {0: 5, 1: 5}, partitions=2)
+    await produce(kafka_bootstrap, topic, [(i % 2, f"b{i}".encode(), None) for i in range(10)])
+    second = Handed()
+    # StartingPosition applies only without a committed offset: LATEST here changes nothing.
+    mapping = kafka_mapping(kafka_bootstrap, topic, unique_name, StartingPosition="LATEST")
+    async with Worker(kafka_config(mapping), handlers={unique_name: second}):
+        offsets = await _wait_committed(
+            kafka_bootstrap, unique_name, topic, {0: 10, 1: 10}, partitions=2
+        )
+    assert offsets == {0: 10, 1: 10}
+    assert second.offsets_by_partition() == {0: list(range(5, 10)), 1: list(range(5, 10))}
+
+
+async def test_latest_start_keeps_records_written_while_the_worker_was_down(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    topic = await create_topic(kafka_bootstrap, unique_name, 1)
+    await produce(kafka_bootstrap, topic, [(0, b"before", None)])
+    mapping = kafka_mapping(kafka_bootstrap, topic, unique_name, StartingPosition="LATEST")
+    first = Handed()
+    async with Worker(kafka_config(mapping), handlers={unique_name: first}):
+        # The partition opened at LATEST: its first offset is committed at once.
+        await _wait_committed(kafka_bootstrap, unique_name, topic, {0: 1}, partitions=1)
+    assert first.records() == []
+    await produce(kafka_bootstrap, topic, [(0, b"while-down", None)])
+    second = Handed()
+    async with Worker(kafka_config(mapping), handlers={unique_name: second}):
+        await wait_until(lambda: len(second.records()) >= 1, within=WAIT, what="one record")
+    assert [base64.b64decode(r["value"]) for r in second.records()] == [b"while-down"]
+
+
+async def test_at_timestamp_starts_at_the_first_record_at_or_after_the_time(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    topic = await create_topic(kafka_bootstrap, unique_name, 1)
+    await produce(kafka_bootstrap, topic, [(0, b"old", None)])
+    # The broker stamps records with its own clock (same machine): step past the old record.
+    moment = time.time() + 0.05
+    await anyio.sleep(0.1)
+    await produce(kafka_bootstrap, topic, [(0, b"new", None)])
+    handed = Handed()
+    mapping = kafka_mapping(
+        kafka_bootstrap,
+        topic,
+        unique_name,
+        StartingPosition="AT_TIMESTAMP",
+        StartingPositionTimestamp=moment,
+    )
+    async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
+        await wait_until(lambda: len(handed.records()) >= 1, within=WAIT, what="one record")
+        await _wait_committed(kafka_bootstrap, unique_name, topic, {0: 2}, partitions=1)
+    assert [base64.b64decode(r["value"]) for r in handed.records()] == [b"new"]
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def _aws(endpoint: str) -> dict[str, Any]:
+    return {
+        "region": "us-east-1",
+        "endpoint_url": endpoint,
+        "access_key_id": "testing",
+        "secret_access_key": "testing",
+    }
+
+
+@dataclass(slots=True)
+class _Queue:
+    client: Any
+    url: str
+    arn: str
+
+    async def receive(self, count: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        with anyio.move_on_after(WAIT):
+            while len(found) < count:
+                response = await self.client.receive_message(
+                    QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                )
+                found.extend(response.get("Messages") or [])
+        assert len(found) >= count, f"expected {count} on-failure messages, got {len(found)}"
+        return found
+
+
+async def _sqs_queue(endpoint: str, name: str) -> _Queue:
+    session = get_session()
+    client = await session.create_client(
+        "sqs",
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).__aenter__()
+    url = (await client.create_queue(QueueName=name))["QueueUrl"]
+    return _Queue(client, url, f"arn:aws:sqs:us-east-1:123456789012:{name}")
