@@ -6,14 +6,20 @@ end) and by hand::
     python scripts/servers.py start moto      # prints the endpoint, writes .servers/moto.json
     python scripts/servers.py stop moto
     python scripts/servers.py start kafka     # tansu, a Kafka-protocol broker kept in memory
+    python scripts/servers.py start rabbitmq  # RabbitMQ (Debian package), AMQP 0-9-1
+    python scripts/servers.py start activemq  # ActiveMQ (Debian package), STOMP 1.2
 
-Every server listens on 127.0.0.1 only, on a free port, and is stopped by its PID.
+Every server listens on 127.0.0.1 only, on a free port, and is stopped by its PID. The brokers
+keep their data in a private directory under .servers/ and can be stopped and started again on
+the same port with that data (:func:`restart`), so tests can take a broker away mid-run.
+Missing Debian packages are installed with apt-get (as root).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import importlib.util
 import json
 import os
@@ -26,6 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +46,12 @@ class RunningServer:
     pid: int
     endpoint: str
     log: str
+    #: Brokers: their private directory and port (a restart reuses both).
+    data_dir: str = ""
+    port: int = 0
+    #: A helper process stopped with the server (RabbitMQ's private epmd) and its port.
+    helper_pid: int = 0
+    helper_port: int = 0
 
 
 def free_port() -> int:
@@ -218,22 +231,43 @@ def _wait_kafka(
     )
 
 
-def start_kafka(timeout: float = 30.0) -> RunningServer:
-    """tansu, a Kafka-protocol broker with in-memory storage, on a free loopback port."""
+def start_kafka(
+    timeout: float = 30.0,
+    *,
+    name: str = "kafka",
+    port: int | None = None,
+    storage: str = "memory://tansu/",
+    s3_endpoint: str | None = None,
+) -> RunningServer:
+    """tansu, a Kafka-protocol broker, on a free loopback port (or ``port``, for a restart).
+
+    Storage is in memory by default. ``storage="s3://BUCKET/"`` with ``s3_endpoint`` (a moto
+    server) keeps topics, records and committed offsets in S3, so the broker can be stopped and
+    started again without losing them: the broker-loss tests use that.
+    """
     STATE_DIR.mkdir(exist_ok=True)
     binary = tansu_binary()
-    port = free_port()
+    port = port or free_port()
     listener = f"tcp://127.0.0.1:{port}"
-    log = STATE_DIR / "kafka.log"
+    log = STATE_DIR / f"{name}.log"
     env = {key: value for key, value in os.environ.items() if key not in _TANSU_ENV}
     env["NO_COLOR"] = "1"  # plain log lines, readable in a failure message
-    with log.open("wb") as out:
+    if s3_endpoint is not None:
+        env |= {
+            "AWS_ENDPOINT": s3_endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }
+    with log.open("ab") as out:
         proc = subprocess.Popen(
             [
                 str(binary),
                 "broker",
                 "--storage-engine",
-                "memory://tansu/",
+                storage,
                 "--listener-url",
                 listener,
                 "--advertised-listener-url",
@@ -249,12 +283,322 @@ def start_kafka(timeout: float = 30.0) -> RunningServer:
     except Exception:
         _kill(proc.pid)
         raise
-    server = RunningServer("kafka", proc.pid, f"127.0.0.1:{port}", str(log))
-    (STATE_DIR / "kafka.json").write_text(json.dumps(asdict(server)))
+    server = RunningServer(name, proc.pid, f"127.0.0.1:{port}", str(log))
+    (STATE_DIR / f"{name}.json").write_text(json.dumps(asdict(server)))
     return server
 
 
-STARTERS = {"moto": start_moto, "kafka": start_kafka}
+# --- message brokers from Debian packages (RabbitMQ, ActiveMQ) -----------------------------------
+
+_RABBITMQ_HOME = Path("/usr/lib/rabbitmq/bin")
+_ACTIVEMQ_HOME = Path("/usr/share/activemq")
+#: The Debian package each broker comes from, and a file that exists once it is installed.
+_PACKAGES = {
+    "rabbitmq": ("rabbitmq-server", _RABBITMQ_HOME / "rabbitmq-server"),
+    "activemq": ("activemq", _ACTIVEMQ_HOME / "bin" / "activemq.jar"),
+}
+_AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
+
+
+def ensure_package(name: str) -> None:
+    """Install the broker's Debian package when it is missing (needs root and apt-get).
+
+    Installs are serialised by a lock file, so two test runs starting at once do not fight over
+    dpkg's lock; the package's own service is never used (the brokers run from private dirs).
+    """
+    package, marker = _PACKAGES[name]
+    if marker.exists():
+        return
+    if shutil.which("apt-get") is None:
+        raise RuntimeError(f"{package} is not installed and there is no apt-get to install it")
+    if os.geteuid() != 0:
+        raise RuntimeError(
+            f"{package} is not installed and installing it needs root: "
+            f"run `sudo apt-get install -y {package}` once"
+        )
+    STATE_DIR.mkdir(exist_ok=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", package]
+    with (STATE_DIR / "apt.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return
+        result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            # A fresh machine may have no package lists yet.
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
+            result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0 or not marker.exists():
+            output = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
+            raise RuntimeError(
+                f"`{' '.join(install)}` failed (exit {result.returncode}):\n{output}"
+            )
+
+
+def _wait_protocol(
+    name: str,
+    probe: Callable[[], None],
+    deadline: float,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+) -> None:
+    """Call ``probe`` until it passes; fail early when the server process ends."""
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with code {proc.returncode} before it was ready; "
+                f"last log lines:\n{_tail(log)}"
+            )
+        try:
+            probe()
+            return
+        except (OSError, ValueError) as error:
+            last = error
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} was not ready in time ({last}); log:\n{_tail(log)}")
+
+
+def _amqp_probe(port: int) -> None:
+    """Send the AMQP 0-9-1 protocol header; the broker must answer with Connection.Start."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(_AMQP_HEADER)
+        frame = _read_exact(sock, 11)
+        frame_type, channel, _size, class_id, method_id = struct.unpack(">BHIHH", frame)
+        if (frame_type, channel, class_id, method_id) != (1, 0, 10, 10):
+            raise ValueError(f"not a Connection.Start frame: {frame!r}")
+
+
+def _stomp_probe(port: int) -> None:
+    """Send a STOMP 1.2 CONNECT; the broker must answer CONNECTED."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\x00")
+        answer = b""
+        while b"\x00" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("broker closed the connection before answering CONNECT")
+            answer += chunk
+        if not answer.lstrip(b"\r\n").startswith(b"CONNECTED"):
+            raise ValueError(f"not a CONNECTED frame: {answer[:80]!r}")
+        sock.sendall(b"DISCONNECT\n\n\x00")
+
+
+def _rabbitmq_env(data: Path, port: int, epmd_port: int) -> dict[str, str]:
+    """The environment that keeps a RabbitMQ node (and rabbitmqctl) inside ``data``."""
+    return {
+        **os.environ,
+        "HOME": str(data),
+        "RABBITMQ_NODENAME": f"poller{port}@localhost",
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(free_port()),
+        "RABBITMQ_MNESIA_BASE": str(data / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(data / "log"),
+        "RABBITMQ_PID_FILE": str(data / "rabbitmq.pid"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(data / "enabled_plugins"),
+        "RABBITMQ_CONFIG_FILE": str(data / "rabbitmq"),
+        "RABBITMQ_CONF_ENV_FILE": str(data / "rabbitmq-env.conf"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(data / "advanced.config"),
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "ERL_EPMD_PORT": str(epmd_port),
+    }
+
+
+def start_rabbitmq(
+    timeout: float = 90.0, *, port: int | None = None, keep_data: bool = False
+) -> RunningServer:
+    """RabbitMQ on loopback, its node, data and logs in .servers/rabbitmq-PORT.
+
+    A private epmd (on its own port) is started first and stopped with the node, so nothing is
+    left behind and no system-wide RabbitMQ or epmd is touched. ``keep_data`` starts again on
+    the data of an earlier run on the same port (durable queues and persistent messages).
+    """
+    ensure_package("rabbitmq")
+    port = port or free_port()
+    data = STATE_DIR / f"rabbitmq-{port}"
+    if not keep_data:
+        shutil.rmtree(data, ignore_errors=True)
+    (data / "log").mkdir(parents=True, exist_ok=True)
+    (data / "enabled_plugins").write_text("[].\n")
+    (data / "rabbitmq.conf").write_text(
+        f"loopback_users = none\nlisteners.tcp.default = 127.0.0.1:{port}\n"
+    )
+    (data / "rabbitmq-env.conf").write_text("")
+    (data / "advanced.config").write_text("[].\n")
+    epmd_port = free_port()
+    env = _rabbitmq_env(data, port, epmd_port)
+    log = data / "server.log"
+    epmd_binary = shutil.which("epmd") or "epmd"
+    epmd = subprocess.Popen(
+        [epmd_binary, "-address", "127.0.0.1", "-port", str(epmd_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(_RABBITMQ_HOME / "rabbitmq-server")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=data,
+            start_new_session=True,
+        )
+    try:
+        _wait_protocol("rabbitmq", lambda: _amqp_probe(port), time.monotonic() + timeout, proc, log)
+    except Exception:
+        _kill(proc.pid)
+        _kill(epmd.pid)
+        raise
+    server = RunningServer(
+        "rabbitmq",
+        proc.pid,
+        f"amqp://guest:guest@127.0.0.1:{port}/",
+        str(log),
+        data_dir=str(data),
+        port=port,
+        helper_pid=epmd.pid,
+        helper_port=epmd_port,
+    )
+    (STATE_DIR / "rabbitmq.json").write_text(json.dumps(asdict(server)))
+    return server
+
+
+def _stop_rabbitmq(server: RunningServer) -> None:
+    """``rabbitmqctl shutdown`` (a clean stop that keeps durable data), then the process group."""
+    data = Path(server.data_dir)
+    env = _rabbitmq_env(data, server.port, server.helper_port)
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+        subprocess.run(
+            [str(_RABBITMQ_HOME / "rabbitmqctl"), "shutdown"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
+    _kill(server.pid)
+    if server.helper_pid:
+        _kill(server.helper_pid)
+
+
+_ACTIVEMQ_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.springframework.org/schema/beans
+    http://www.springframework.org/schema/beans/spring-beans.xsd
+    http://activemq.apache.org/schema/core
+    http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <!-- Persistent (KahaDB) so a restart keeps what was sent persistent; no redelivery plugin:
+       a STOMP NACK dead-letters at once, retries are redeliveries on resubscribe. -->
+  <broker xmlns="http://activemq.apache.org/schema/core" brokerName="poller" useJmx="false"
+          persistent="true" schedulerSupport="false" dataDirectory="@DATA@" advisorySupport="false">
+    <destinationPolicy>
+      <policyMap>
+        <policyEntries>
+          <policyEntry queue=">">
+            <deadLetterStrategy>
+              <individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"/>
+            </deadLetterStrategy>
+          </policyEntry>
+        </policyEntries>
+      </policyMap>
+    </destinationPolicy>
+    <persistenceAdapter>
+      <kahaDB directory="@DATA@/kahadb" journalMaxFileLength="8mb"/>
+    </persistenceAdapter>
+    <systemUsage>
+      <systemUsage>
+        <memoryUsage><memoryUsage limit="64 mb"/></memoryUsage>
+        <storeUsage><storeUsage limit="1 gb"/></storeUsage>
+        <tempUsage><tempUsage limit="256 mb"/></tempUsage>
+      </systemUsage>
+    </systemUsage>
+    <transportConnectors>
+      <transportConnector name="stomp" uri="stomp://127.0.0.1:@PORT@"/>
+    </transportConnectors>
+  </broker>
+</beans>
+"""
+
+
+def start_activemq(
+    timeout: float = 60.0, *, port: int | None = None, keep_data: bool = False
+) -> RunningServer:
+    """ActiveMQ (STOMP only) on loopback, its config and KahaDB store in .servers/activemq-PORT.
+
+    The Debian wrapper forces its own base dir and a 512 MB heap, so the jar runs directly with
+    a small heap. ``keep_data`` starts again on the store of an earlier run on the same port.
+    """
+    ensure_package("activemq")
+    port = port or free_port()
+    base = STATE_DIR / f"activemq-{port}"
+    if not keep_data:
+        shutil.rmtree(base, ignore_errors=True)
+    conf = base / "conf"
+    for path in (conf, base / "data", base / "tmp"):
+        path.mkdir(parents=True, exist_ok=True)
+    config = _ACTIVEMQ_XML.replace("@DATA@", str(base / "data")).replace("@PORT@", str(port))
+    (conf / "activemq.xml").write_text(config)
+    # ActiveMQ 5.17 logs through log4j 1.x: warnings and errors to the server log.
+    (conf / "log4j.properties").write_text(
+        "log4j.rootLogger=WARN, out\n"
+        "log4j.appender.out=org.apache.log4j.ConsoleAppender\n"
+        "log4j.appender.out.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.out.layout.ConversionPattern=%d %-5p [%c{1}] %m%n\n"
+    )
+    java = shutil.which("java") or "java"
+    command = [
+        java, "-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "--add-reads=java.xml=java.logging",
+        "--add-opens", "java.base/java.lang=ALL-UNNAMED",
+        "--add-opens", "java.base/java.util=ALL-UNNAMED",
+        "--add-opens", "java.base/java.util.concurrent=ALL-UNNAMED",
+        "--add-opens", "java.base/java.net=ALL-UNNAMED",
+        f"-Dactivemq.classpath={conf}", f"-Dactivemq.home={_ACTIVEMQ_HOME}",
+        f"-Dactivemq.base={base}", f"-Dactivemq.conf={conf}", f"-Dactivemq.data={base / 'data'}",
+        f"-Djava.io.tmpdir={base / 'tmp'}", f"-Dlog4j.configuration=file:{conf / 'log4j.properties'}",
+        "-jar", str(_ACTIVEMQ_HOME / "bin" / "activemq.jar"),
+        "start", f"xbean:file:{conf / 'activemq.xml'}",
+    ]  # fmt: skip
+    log = base / "server.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=base,
+            start_new_session=True,
+        )
+    try:
+        _wait_protocol(
+            "activemq", lambda: _stomp_probe(port), time.monotonic() + timeout, proc, log
+        )
+    except Exception:
+        _kill(proc.pid)
+        raise
+    server = RunningServer(
+        "activemq", proc.pid, f"stomp://admin:admin@127.0.0.1:{port}", str(log),
+        data_dir=str(base), port=port,
+    )  # fmt: skip
+    (STATE_DIR / "activemq.json").write_text(json.dumps(asdict(server)))
+    return server
+
+
+def restart(server: RunningServer) -> RunningServer:
+    """Stop a broker and start it again on the same port with the same data."""
+    stop(server, forget=False)
+    starter = {"rabbitmq": start_rabbitmq, "activemq": start_activemq}[server.name]
+    return starter(port=server.port, keep_data=True)
+
+
+STARTERS: dict[str, Callable[[], RunningServer]] = {
+    "moto": start_moto,
+    "kafka": start_kafka,
+    "rabbitmq": start_rabbitmq,
+    "activemq": start_activemq,
+}
 
 
 def _kill(pid: int, grace: float = 5.0) -> None:
@@ -275,10 +619,19 @@ def _kill(pid: int, grace: float = 5.0) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def stop(server: RunningServer) -> None:
-    """Stop a server started by this module, by its PID."""
-    _kill(server.pid)
-    (STATE_DIR / f"{server.name}.json").unlink(missing_ok=True)
+def stop(server: RunningServer, *, forget: bool = True) -> None:
+    """Stop a server started by this module, by its PID (RabbitMQ: rabbitmqctl shutdown first).
+
+    ``forget`` also deletes its state file and private directory; a restart keeps them.
+    """
+    if server.name == "rabbitmq":
+        _stop_rabbitmq(server)
+    else:
+        _kill(server.pid)
+    if forget:
+        (STATE_DIR / f"{server.name}.json").unlink(missing_ok=True)
+        if server.data_dir:
+            shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 def _load(name: str) -> RunningServer | None:

@@ -78,6 +78,8 @@ _NEVER_IDLE_MS = 7 * 24 * 3600 * 1000
 #: Commits that fail for a transient reason (broker unreachable) are tried this many times.
 _COMMIT_ATTEMPTS = 5
 _COMMIT_BACKOFF = Backoff(0.2, 5.0)
+#: Largest request the on-failure producer sends (the broker's own limit applies too).
+_MAX_DESTINATION_REQUEST = 64 * 1024 * 1024
 #: Bytes a record adds to an event besides its base64 key and value (field names, numbers).
 _RECORD_OVERHEAD = 160
 
@@ -332,6 +334,9 @@ class KafkaSource:
                 producer = AIOKafkaProducer(
                     client_id=f"{self._options.client_id}-on-failure",
                     acks="all",
+                    # Discarded records include ones over the 6 MB payload cap: let the broker,
+                    # not the client's 1 MB default, decide what the topic takes.
+                    max_request_size=_MAX_DESTINATION_REQUEST,
                     **self._connection.client_kwargs(),
                 )
                 await producer.start()

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -70,8 +71,6 @@ async def read_all(bootstrap: str, topic: str, count: int, within: float = 10.0)
     await consumer.start()
     found: list[Any] = []
     try:
-        import anyio
-
         with anyio.move_on_after(within):
             while len(found) < count:
                 batch = await consumer.getmany(timeout_ms=200)
@@ -96,10 +95,12 @@ def kafka_mapping(bootstrap: str, topic: str, group: str, **fields: Any) -> dict
     }
 
 
-def kafka_config(*mappings: dict[str, Any], aws: dict[str, Any] | None = None) -> PollerConfig:
-    """A config with short group timings, a memory store and the given mappings."""
+def kafka_config(
+    *mappings: dict[str, Any], aws: dict[str, Any] | None = None, store: str = "memory://"
+) -> PollerConfig:
+    """A config with short group timings, a store (memory unless given) and the mappings."""
     data: dict[str, Any] = {
-        "store": {"url": "memory://"},
+        "store": {"url": store},
         "worker": {
             "shutdown_grace_seconds": 5,
             "kafka_session_timeout_seconds": SESSION_TIMEOUT_SECONDS,
