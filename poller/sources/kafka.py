@@ -274,6 +274,8 @@ class KafkaSource:
         self._producer: AIOKafkaProducer | None = None
         self._start_lock = anyio.Lock()
         self._assigned: frozenset[TopicPartition] = frozenset()
+        #: Revoked partitions whose batches in flight may still commit (during the revoke grace).
+        self._draining: set[TopicPartition] = set()
         self._readers: dict[TopicPartition, _KafkaReader] = {}
         self._changed = anyio.Event()
         #: Records behind the partition's high watermark after the last read, per partition.
@@ -365,9 +367,15 @@ class KafkaSource:
         if not draining:
             return
         self._log.info("partitions revoked", partitions=sorted(r.partition_id for r in draining))
-        with anyio.move_on_after(self._options.revoke_grace_seconds) as scope:
-            for reader in draining:
-                await reader.closed.wait()
+        # Until this callback returns the group waits, and the partitions are still ours to
+        # commit: batches in flight settle and commit now.
+        self._draining |= mine
+        try:
+            with anyio.move_on_after(self._options.revoke_grace_seconds) as scope:
+                for reader in draining:
+                    await reader.closed.wait()
+        finally:
+            self._draining -= mine
         if scope.cancelled_caught:
             self._log.warning(
                 "batches in flight did not finish within the revoke grace period; their "
@@ -480,7 +488,7 @@ class KafkaSource:
         tp = self._tp(partition)
         attempt = 0
         while True:
-            if tp not in self._assigned:
+            if tp not in self._assigned and tp not in self._draining:
                 self._log.info(
                     "offset not committed: the partition was revoked; its next owner reads "
                     "on from the last commit",

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 from aiobotocore.session import get_session
+from structlog.testing import capture_logs
 
 from poller.destinations.kafka import FAILURE_HEADER
 from poller.runtime.worker import Worker
@@ -366,3 +367,84 @@ async def _sqs_queue(endpoint: str, name: str) -> _Queue:
     ).__aenter__()
     url = (await client.create_queue(QueueName=name))["QueueUrl"]
     return _Queue(client, url, f"arn:aws:sqs:us-east-1:123456789012:{name}")
+
+
+# --- rebalances -------------------------------------------------------------------------------------
+
+
+async def test_a_batch_in_flight_at_revocation_finishes_and_is_committed_before_handover(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    topic = await create_topic(kafka_bootstrap, unique_name, 2)
+    await produce(kafka_bootstrap, topic, [(i % 2, f"v{i}".encode(), None) for i in range(8)])
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow_first_batch(event: dict[str, Any]) -> Any:
+        started.set()
+        release.wait(timeout=WAIT)  # holds the batch until the rebalance has begun
+        return None
+
+    first = Handed(slow_first_batch)
+    second = Handed()
+    mapping = kafka_mapping(kafka_bootstrap, topic, unique_name, BatchSize=4)
+    async with Worker(kafka_config(mapping), handlers={unique_name: first}):
+        await wait_until(started.is_set, within=WAIT, what="the first batch started")
+        async with Worker(kafka_config(mapping), handlers={unique_name: second}):
+            # The second member's join revokes the first's partitions while a batch is in flight.
+            await anyio.sleep(0.5)
+            release.set()
+            offsets = await _wait_committed(
+                kafka_bootstrap, unique_name, topic, {0: 4, 1: 4}, partitions=2
+            )
+    assert offsets == {0: 4, 1: 4}
+    handed_twice = set(_pairs(first)) & set(_pairs(second))
+    assert not handed_twice, f"records handed by both members: {sorted(handed_twice)}"
+    assert set(_pairs(first)) | set(_pairs(second)) == {(p, o) for p in (0, 1) for o in range(4)}
+
+
+async def test_a_batch_outliving_the_revoke_grace_is_abandoned_not_committed(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    topic = await create_topic(kafka_bootstrap, unique_name, 1)
+    await produce(kafka_bootstrap, topic, [(0, f"v{i}".encode(), None) for i in range(3)])
+    started = threading.Event()
+    release = threading.Event()
+
+    def stuck(event: dict[str, Any]) -> Any:
+        started.set()
+        release.wait(timeout=WAIT)
+        return None
+
+    first = Handed(stuck)
+    second = Handed()
+    mapping = kafka_mapping(kafka_bootstrap, topic, unique_name, BatchSize=10)
+    short_grace = kafka_config(mapping)
+    short_grace = short_grace.model_copy(
+        update={"worker": short_grace.worker.model_copy(update={"kafka_revoke_grace_seconds": 0.5})}
+    )
+    with capture_logs() as logs:
+        async with Worker(short_grace, handlers={unique_name: first}):
+            await wait_until(started.is_set, within=WAIT, what="the first batch started")
+            async with Worker(kafka_config(mapping), handlers={unique_name: second}):
+                await wait_until(
+                    lambda: any("revoke grace" in entry["event"] for entry in logs),
+                    within=WAIT,
+                    what="the revoke grace to run out",
+                )
+                # Nothing of the stuck batch was committed when the partition was handed on.
+                assert await committed(kafka_bootstrap, unique_name, topic, 1) == {}
+                release.set()
+                offsets = await _wait_committed(
+                    kafka_bootstrap, unique_name, topic, {0: 3}, partitions=1
+                )
+    assert offsets == {0: 3}
+    assert set(_offsets(first) + _offsets(second)) == {0, 1, 2}
+
+
+def _offsets(handed: Handed) -> list[int]:
+    return handed.offsets_by_partition().get(0, [])
+
+
+def _pairs(handed: Handed) -> list[tuple[int, int]]:
+    return [(r["partition"], r["offset"]) for r in handed.records()]
