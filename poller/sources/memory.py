@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
 from poller.config import StartingPosition
 from poller.engine.protocols import PartitionInfo, ReadResult, StartAt
 from poller.records import KinesisRecord, Record
@@ -70,6 +72,8 @@ class _MemoryReader:
     def __init__(self, partition: MemoryPartition, start: StartAt, limit: int) -> None:
         self._partition = partition
         self._limit = limit
+        #: Set by :meth:`MemorySource.revoke`: the next read says the partition is gone.
+        self.revoked = False
         records = partition.records
         if start.after is not None:
             after = int(start.after)
@@ -87,8 +91,14 @@ class _MemoryReader:
             self._index = 0
         self.reads = 0
 
+    @property
+    def partition_id(self) -> str:
+        return self._partition.id
+
     async def read(self) -> ReadResult:
         self.reads += 1
+        if self.revoked:
+            return ReadResult((), revoked=True)
         records = self._partition.records
         chunk = records[self._index : self._index + self._limit]
         self._index += len(chunk)
@@ -122,17 +132,39 @@ class MemorySource:
         self.idle_poll_interval = 1.0
         self.supports_at_timestamp = True
         self.readers: list[_MemoryReader] = []
+        self._revoked: set[str] = set()
+        self._changed = anyio.Event()
 
     def add(self, partition: MemoryPartition) -> MemoryPartition:
         """Add a partition (a new shard after a reshard)."""
         self.partitions[partition.id] = partition
         return partition
 
+    def revoke(self, partition_id: str) -> None:
+        """Take a partition away, as a Kafka group does in a rebalance: it is no longer listed
+        and its readers answer ``revoked`` from their next read."""
+        self._revoked.add(partition_id)
+        for reader in self.readers:
+            if reader.partition_id == partition_id:
+                reader.revoked = True
+        self._changed.set()
+
+    def assign(self, partition_id: str) -> None:
+        """Give a revoked partition back."""
+        self._revoked.discard(partition_id)
+        self._changed.set()
+
+    async def wait_for_partition_change(self) -> None:
+        """Return once partitions were revoked or assigned since the last call."""
+        await self._changed.wait()
+        self._changed = anyio.Event()
+
     async def list_partitions(self) -> Sequence[PartitionInfo]:
-        return [p.info for p in self.partitions.values()]
+        return [p.info for p in self.partitions.values() if p.id not in self._revoked]
 
     async def open_reader(self, partition: PartitionInfo, start: StartAt) -> _MemoryReader:
         reader = _MemoryReader(self.partitions[partition.id], start, self.read_limit)
+        reader.revoked = partition.id in self._revoked
         self.readers.append(reader)
         return reader
 
