@@ -251,3 +251,26 @@ async def read_poller(
     if handed != total:
         raise RuntimeError(f"poller handed over {handed} records, expected exactly {total}")
     return timing
+
+
+@contextmanager
+def kafka_server(bootstrap: str | None = None) -> Iterator[str]:
+    """A Kafka bootstrap address: ``bootstrap`` when given, else a tansu broker for this run.
+
+    A broker started here keeps its log in a temporary directory (not the repository's
+    ``.servers/``, which a test run may be using) and is stopped at the end.
+    """
+    if bootstrap:
+        print(f"kafka broker {bootstrap} (given)")
+        yield bootstrap
+        return
+    servers = _load_servers()
+    state_dir = Path(tempfile.mkdtemp(prefix="poller-benchmark-"))
+    servers.STATE_DIR = state_dir
+    server = servers.start_kafka()
+    try:
+        print(f"kafka broker (tansu) {server.endpoint} (pid {server.pid})")
+        yield server.endpoint
+    finally:
+        servers.stop(server)
+        shutil.rmtree(state_dir, ignore_errors=True)

@@ -424,14 +424,17 @@ class KafkaSource:
             reader.revoke()  # taken away between listing and opening: the runner just stops
             return reader
         try:
-            await self._seek(consumer, tp, start)
+            offset = await self._seek(consumer, tp, start)
         except IllegalStateError:
             reader.revoke()
             return reader
+        # Everything before the first offset read counts as committed (CommittedEventCount
+        # counts what this consumer commits past it).
+        self._committed[partition.id] = offset
         self._readers[tp] = reader
         return reader
 
-    async def _seek(self, consumer: AIOKafkaConsumer, tp: TopicPartition, start: StartAt) -> None:
+    async def _seek(self, consumer: AIOKafkaConsumer, tp: TopicPartition, start: StartAt) -> int:
         # Let the consumer settle its own starting position for the new assignment first: done
         # in the background, it would otherwise overwrite the seek below.
         await consumer.position(tp)
@@ -452,6 +455,7 @@ class KafkaSource:
             offset = (await consumer.end_offsets([tp]))[tp]
         # An explicit offset fixes a LATEST start's first offset (which the store then commits).
         consumer.seek(tp, offset)
+        return int(offset)
 
     def _forget(self, reader: _KafkaReader) -> None:
         if self._readers.get(reader.tp) is reader:
@@ -545,30 +549,24 @@ class KafkaSource:
     # --- records and rendering ------------------------------------------------------------------
 
     def _record(self, partition_id: str, message: Any) -> KafkaRecord:
+        # The hot path of a busy topic: positional arguments, the client's record as ``native``.
         value: bytes | None = message.value
         key: bytes | None = message.key
-        headers = tuple((str(name), raw) for name, raw in (message.headers or ()))
-        size = (
-            _RECORD_OVERHEAD
-            + (len(value) * 4 // 3 if value else 0)
-            + (len(key) * 4 // 3 if key else 0)
-            + sum(len(n) + 4 * len(v or b"") for n, v in headers)
-        )
+        size = _RECORD_OVERHEAD + (len(value) if value else 0) * 4 // 3
+        if key:
+            size += len(key) * 4 // 3
+        if message.headers:
+            size += sum(len(n) + 4 * len(v or b"") for n, v in message.headers)
+        offset: int = message.offset
         return KafkaRecord(
-            partition=partition_id,
-            position=str(message.offset),
-            ordinal=message.offset,
-            key="",
-            data=value or b"",
-            arrival=message.timestamp / 1000,
-            size=size,
-            topic=message.topic,
-            partition_number=message.partition,
-            record_key=key,
-            headers=headers,
-            timestamp_ms=message.timestamp,
-            timestamp_type="LOG_APPEND_TIME" if message.timestamp_type == 1 else "CREATE_TIME",
-            is_null=value is None,
+            partition_id,
+            str(offset),
+            offset,
+            "",
+            value or b"",
+            message.timestamp / 1000,
+            size,
+            message,
         )
 
     def _render_record(self, record: KafkaRecord) -> dict[str, Any]:
@@ -579,10 +577,12 @@ class KafkaSource:
             "timestamp": record.timestamp_ms,
             "timestampType": record.timestamp_type,
         }
-        if record.record_key is not None:
-            rendered["key"] = _b64(record.record_key)
-        rendered["value"] = None if record.is_null else _b64(record.data)
-        rendered["headers"] = [{name: list(value or b"")} for name, value in record.headers]
+        key = record.record_key
+        if key is not None:
+            rendered["key"] = _b64(key)
+        value = record.value
+        rendered["value"] = None if value is None else _b64(value)
+        rendered["headers"] = [{name: list(raw or b"")} for name, raw in record.headers]
         return rendered
 
     def render_event(self, records: Sequence[Record]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import ssl
 from typing import Any
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -50,20 +51,28 @@ def mapping(**fields: Any) -> ResolvedMapping:
 
 
 def record(offset: int, value: bytes | None = b"v", key: bytes | None = b"k") -> KafkaRecord:
+    native = ConsumerRecord(
+        topic="orders",
+        partition=2,
+        offset=offset,
+        timestamp=1_700_000_000_500 + offset * 1000,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(value or b""),
+        headers=[("trace", b"ab"), ("empty", None)],
+    )
     return KafkaRecord(
         partition="orders-2",
         position=str(offset),
         ordinal=offset,
         key="",
         data=value or b"",
-        arrival=1_700_000_000.5 + offset,
+        arrival=native.timestamp / 1000,
         size=100,
-        topic="orders",
-        partition_number=2,
-        record_key=key,
-        headers=(("trace", b"ab"), ("empty", None)),
-        timestamp_ms=1_700_000_000_500 + offset * 1000,
-        is_null=value is None,
+        native=native,
     )
 
 
