@@ -569,27 +569,29 @@ class KafkaSource:
             message,
         )
 
-    def _render_record(self, record: KafkaRecord) -> dict[str, Any]:
+    def _render_record(self, record: Record) -> dict[str, Any]:
+        # Read straight from the client's record: this runs once per record per invocation.
+        message = record.native
         rendered: dict[str, Any] = {
-            "topic": record.topic,
-            "partition": record.partition_number,
+            "topic": message.topic,
+            "partition": message.partition,
             "offset": record.ordinal,
-            "timestamp": record.timestamp_ms,
-            "timestampType": record.timestamp_type,
+            "timestamp": message.timestamp,
+            "timestampType": "LOG_APPEND_TIME" if message.timestamp_type == 1 else "CREATE_TIME",
         }
-        key = record.record_key
+        key = message.key
         if key is not None:
             rendered["key"] = _b64(key)
-        value = record.value
+        value = message.value
         rendered["value"] = None if value is None else _b64(value)
-        rendered["headers"] = [{name: list(raw or b"")} for name, raw in record.headers]
+        headers = message.headers
+        rendered["headers"] = [{str(n): list(v or b"")} for n, v in headers] if headers else []
         return rendered
 
     def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
         """AWS's Kafka event: records grouped under ``topic-partition``."""
         grouped: dict[str, list[dict[str, Any]]] = {}
         for record in records:
-            assert isinstance(record, KafkaRecord)
             grouped.setdefault(record.partition, []).append(self._render_record(record))
         return {**self._event_head, "records": grouped}
 
