@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 from aiobotocore.session import get_session
+from structlog.testing import capture_logs
 
 from poller.runtime.worker import Worker
 from poller.sources.kafka import KafkaConnection, KafkaOptions, KafkaSource
@@ -203,3 +204,18 @@ async def _read_one(bootstrap: str, topic: str) -> Any:
                     return messages[0]
     finally:
         await consumer.stop()
+
+
+async def test_an_unreachable_cluster_is_logged_and_retried_not_fatal(unique_name: str) -> None:
+    mapping = kafka_mapping("127.0.0.1:1", unique_name, unique_name)
+    with capture_logs() as logs:
+        async with Worker(kafka_config(mapping), handlers={unique_name: Handed()}) as worker:
+            await wait_until(
+                lambda: any(e["event"] == "cannot list partitions" for e in logs),
+                within=WAIT,
+                what="the listing error",
+            )
+            assert worker.status()[unique_name]["metrics"]["PollingErrorCount"] >= 1
+    error = next(e for e in logs if e["event"] == "cannot list partitions")
+    assert "cannot reach Kafka at 127.0.0.1:1" in error["error"]
+    assert error["retry_in"] > 0
