@@ -945,9 +945,14 @@ class PollerConfig(_Model):
                 )
             seen_ids.setdefault(mapping_id, index)
             pair = (mapping.source_label, mapping.handler)
+            source_fields = (
+                "EventSourceArn"
+                if mapping.event_source_arn
+                else "SelfManagedEventSource topic/queue"
+            )
             if mapping.handler is not None and pair in seen_pairs:
                 problems.append(
-                    f"mappings[{index}]: the pair (source, Handler) is already mapped by "
+                    f"mappings[{index}]: the pair ({source_fields}, Handler) is already mapped by "
                     f"mappings[{seen_pairs[pair]}] (AWS refuses a duplicate function and source)"
                 )
             seen_pairs.setdefault(pair, index)
