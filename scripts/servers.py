@@ -490,7 +490,8 @@ _ACTIVEMQ_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
     http://activemq.apache.org/schema/core
     http://activemq.apache.org/schema/core/activemq-core.xsd">
   <!-- Persistent (KahaDB) so a restart keeps what was sent persistent; no redelivery plugin:
-       a STOMP NACK dead-letters at once, retries are redeliveries on resubscribe. -->
+       a STOMP NACK dead-letters at once, retries are redeliveries on resubscribe. Non-persistent
+       messages are dead-lettered too (ActiveMQ's default drops them instead). -->
   <broker xmlns="http://activemq.apache.org/schema/core" brokerName="poller" useJmx="false"
           persistent="true" schedulerSupport="false" dataDirectory="@DATA@" advisorySupport="false">
     <destinationPolicy>
@@ -498,7 +499,8 @@ _ACTIVEMQ_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
         <policyEntries>
           <policyEntry queue=">">
             <deadLetterStrategy>
-              <individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"/>
+              <individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"
+                                            processNonPersistent="true"/>
             </deadLetterStrategy>
           </policyEntry>
         </policyEntries>

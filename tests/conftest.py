@@ -61,6 +61,83 @@ def kafka_bootstrap() -> Iterator[str]:
         servers.stop(server)
 
 
+class BrokerServer:
+    """A message broker started for the run, which a test may stop and start again.
+
+    ``restart`` keeps the port and the broker's data (durable queues, persistent messages), so
+    clients reconnect to the same URL. It blocks while the broker stops and starts: call it from
+    a worker thread (``anyio.to_thread.run_sync``) so the event loop under test keeps running.
+    """
+
+    def __init__(self, url: str, server: object | None = None) -> None:
+        #: The broker's URL without credentials (the default login works on the test brokers).
+        self.url = url
+        self._server = server
+
+    @property
+    def restartable(self) -> bool:
+        """False for an external broker (POLLER_TEST_*_URL): tests that restart it skip."""
+        return self._server is not None
+
+    def stop(self) -> None:
+        """Stop the broker process (RabbitMQ: a clean shutdown; ActiveMQ: SIGTERM)."""
+        assert self._server is not None, "an external broker cannot be stopped by the tests"
+        _servers_module().stop(self._server, forget=False)
+
+    def start(self) -> None:
+        """Start it again on the same port with the same data."""
+        assert self._server is not None, "an external broker cannot be started by the tests"
+        servers = _servers_module()
+        name = self._server.name  # type: ignore[attr-defined]
+        starter = servers.start_rabbitmq if name == "rabbitmq" else servers.start_activemq
+        self._server = starter(port=self._server.port, keep_data=True)  # type: ignore[attr-defined]
+
+    def restart(self) -> None:
+        """Stop, then start on the same port with the same data."""
+        self.stop()
+        self.start()
+
+
+def _broker(name: str, env: str, scheme: str) -> Iterator[BrokerServer]:
+    external = os.environ.get(env)
+    if external:
+        yield BrokerServer(external)
+        return
+    servers = _servers_module()
+    server = getattr(servers, f"start_{name}")()
+    broker = BrokerServer(f"{scheme}://127.0.0.1:{server.port}", server)
+    try:
+        yield broker
+    finally:
+        servers.stop(broker._server)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_broker() -> Iterator[BrokerServer]:
+    """RabbitMQ on loopback, started once per run when a test asks for it (or
+    POLLER_TEST_RABBITMQ_URL, which cannot be restarted)."""
+    yield from _broker("rabbitmq", "POLLER_TEST_RABBITMQ_URL", "amqp")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url(rabbitmq_broker: BrokerServer) -> str:
+    """``amqp://127.0.0.1:PORT`` of the run's RabbitMQ (guest login)."""
+    return rabbitmq_broker.url
+
+
+@pytest.fixture(scope="session")
+def activemq_broker() -> Iterator[BrokerServer]:
+    """ActiveMQ (STOMP) on loopback, started once per run when a test asks for it (or
+    POLLER_TEST_ACTIVEMQ_URL, which cannot be restarted)."""
+    yield from _broker("activemq", "POLLER_TEST_ACTIVEMQ_URL", "stomp")
+
+
+@pytest.fixture(scope="session")
+def activemq_url(activemq_broker: BrokerServer) -> str:
+    """``stomp://127.0.0.1:PORT`` of the run's ActiveMQ (no login needed)."""
+    return activemq_broker.url
+
+
 @pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> str:
     """A name no other test uses, so tests can share one server."""
