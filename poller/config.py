@@ -667,6 +667,11 @@ class MappingConfig(_Model):
         endpoint = self.self_managed_event_source.urls[0]
         if self.source_kind is SourceKind.KAFKA:
             endpoint = f"kafka://{endpoint}"
+        else:  # a broker URL may carry a login: the label goes into logs and events, it must not
+            scheme, _, rest = endpoint.partition("://")
+            host, _, path = rest.partition("/")
+            endpoint = f"{scheme}://{host.rpartition('@')[2]}" + (f"/{path}" if path else "")
+            endpoint = endpoint.rstrip("/")
         name = (self.topics or self.queues or ("",))[0]
         return f"{endpoint}/{name}"
 
@@ -803,7 +808,8 @@ class ResolvedMapping:
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     #: Kafka bootstrap servers or MQ broker URLs given in SelfManagedEventSource (else looked up
     #: from the ARN).
-    endpoints: tuple[str, ...] = ()
+    #: (Out of ``repr``: a broker URL may carry a login.)
+    endpoints: tuple[str, ...] = field(default=(), repr=False)
     #: Kafka: the topic read.
     topic: str | None = None
     #: MQ: the queue read.

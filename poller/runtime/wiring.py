@@ -38,9 +38,12 @@ from poller.engine.protocols import (
 )
 from poller.engine.queue import QueueMappingRunner
 from poller.errors import ConfigError, HandlerImportError
+from poller.sources.activemq import ActiveMqSource
 from poller.sources.dynamodb_streams import DynamoDBStreamsOptions, DynamoDBStreamsSource
 from poller.sources.kafka import KafkaOptions, KafkaSource, kafka_connection
 from poller.sources.kinesis import KinesisOptions, KinesisSource
+from poller.sources.mq_common import broker_engine
+from poller.sources.rabbitmq import RabbitMqSource
 from poller.sources.sqs import SqsSource
 from poller.stores.kafka_offsets import CommittedOffsetStore
 from poller.targets import load_handler, target_for
@@ -50,7 +53,7 @@ __all__ = ["HandlerRef", "build_runner", "resolve_handlers"]
 _log = structlog.get_logger("poller.runtime")
 
 #: Sources whose messages are settled one by one (delete, visibility) instead of checkpointed.
-QUEUE_KINDS = frozenset({SourceKind.SQS})
+QUEUE_KINDS = frozenset({SourceKind.SQS, SourceKind.MQ})
 
 #: A handler given through the Python API: a typed or Lambda-style callable, or a Target.
 HandlerRef = Callable[..., Any] | Target
@@ -174,6 +177,10 @@ async def build_source(
             await clients.client("sqs"),
             ARN.parse(mapping.event_source_arn).region or clients.region,
         )
+    if mapping.source_kind is SourceKind.MQ:
+        if await broker_engine(mapping, clients) == "RABBITMQ":
+            return RabbitMqSource(mapping, clients)
+        return ActiveMqSource(mapping, clients)
     raise ConfigError(f"EventSourceArn: {mapping.source_kind.value} sources are not supported yet")
 
 

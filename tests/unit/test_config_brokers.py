@@ -263,3 +263,13 @@ def test_esm_json_of_a_self_managed_kafka_mapping_loads() -> None:
     assert resolved.starting_position is StartingPosition.LATEST
     assert resolved.endpoints == ("b-1.example:9092", "b-2.example:9092")
     assert resolved.consumer_group_id == "orders-group"
+
+
+def test_a_login_in_a_broker_url_never_reaches_the_source_label() -> None:
+    urls = {"Endpoints": {"MQ_BROKER_URLS": ["amqp://user:hunter2@127.0.0.1:5672/"]}}
+    resolved = parse_config(mq(SelfManagedEventSource=urls)).mappings[0].resolved()
+    assert resolved.source_label == "amqp://127.0.0.1:5672/orders"
+    assert "hunter2" not in resolved.source_label
+    # The endpoints themselves keep the login: the source logs in with it.
+    assert resolved.endpoints == ("amqp://user:hunter2@127.0.0.1:5672/",)
+    assert "hunter2" not in repr(resolved)

@@ -1,0 +1,680 @@
+"""The MQ sources run by a whole Worker against real brokers: one behavioural suite, two brokers.
+
+:class:`MqBehaviour` holds every test; :class:`TestRabbitMq` and :class:`TestActiveMq` run it
+against RabbitMQ (AMQP 0-9-1) and ActiveMQ (STOMP 1.2), each with a small admin helper that
+talks to the broker with the plain client library (never through poller) to set queues up,
+publish, read dead letters and check that a queue was left empty.
+
+Waits are for events: the handler signals every invocation, dead letters arrive on a consumer.
+"The queue is empty" is checked with a sentinel: a message published after the test is consumed
+raw, and nothing may come before it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import anyio
+import pytest
+import stompman
+from aiobotocore.session import get_session
+from structlog.testing import capture_logs
+
+from poller.aws import AwsClients
+from poller.config import AwsConfig, parse_config
+from poller.errors import SourceError
+from poller.runtime.worker import Worker
+from poller.sources.mq_common import broker_endpoints, broker_engine
+from tests.conftest import BrokerServer
+
+pytestmark = pytest.mark.integration
+
+REGION = "us-east-1"
+_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+# --- a Lambda-style handler that records every event --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of one invocation, broker-neutral."""
+
+    body: str
+    redelivered: bool
+    raw: dict[str, Any]
+
+
+class Calls:
+    """``async handler(event, context)``: records each event, then ``respond(messages)`` decides.
+
+    ``respond`` may raise (a function error), return a value, or await something.
+    """
+
+    def __init__(self, respond: Callable[[list[Message]], Any] | None = None) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._respond = respond
+        self._changed = anyio.Event()
+
+    async def __call__(self, event: dict[str, Any], context: Any) -> Any:
+        self.events.append(event)
+        self._changed.set()
+        self._changed = anyio.Event()
+        if self._respond is None:
+            return None
+        result = self._respond(messages_of(event))
+        if hasattr(result, "__await__"):
+            result = await result
+        return result
+
+    @property
+    def batches(self) -> list[list[Message]]:
+        return [messages_of(event) for event in self.events]
+
+    def bodies(self) -> list[str]:
+        return [m.body for batch in self.batches for m in batch]
+
+    async def wait_for(self, condition: Callable[[], bool], *, within: float, what: str) -> None:
+        try:
+            with anyio.fail_after(within):
+                while not condition():
+                    await self._changed.wait()
+        except TimeoutError:
+            pytest.fail(f"timed out after {within} s waiting for {what}; saw {self.bodies()}")
+
+
+def messages_of(event: dict[str, Any]) -> list[Message]:
+    """The messages of an aws:rmq or aws:mq event, in order."""
+    if event["eventSource"] == "aws:rmq":
+        raw = [m for messages in event["rmqMessagesByQueue"].values() for m in messages]
+    else:
+        raw = list(event["messages"])
+    return [Message(base64.b64decode(m["data"]).decode(), m["redelivered"], m) for m in raw]
+
+
+# --- brokers, seen through their plain client libraries -----------------------------------------
+
+
+class RabbitAdmin:
+    """aio-pika on the test broker: durable queues with a dead-letter queue, publishing, reading."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def __aenter__(self) -> RabbitAdmin:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    @contextlib.asynccontextmanager
+    async def _channel(self) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+        """A fresh connection per operation: the tests restart the broker under it."""
+        connection = await aio_pika.connect(self.url)
+        try:
+            yield await connection.channel()
+        finally:
+            await connection.close()
+
+    def dead_letter_queue(self, name: str) -> str:
+        return f"{name}.dlq"
+
+    async def create_queue(self, name: str) -> None:
+        """A durable queue whose rejected messages go to ``<name>.dlq``."""
+        async with self._channel() as channel:
+            await channel.declare_queue(self.dead_letter_queue(name), durable=True)
+            await channel.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": self.dead_letter_queue(name),
+                },
+            )
+
+    async def publish(self, name: str, bodies: Sequence[str | bytes]) -> None:
+        """Persistent messages, each with a message id, in order."""
+        async with self._channel() as channel:
+            for body in bodies:
+                data = body.encode() if isinstance(body, str) else body
+                message = aio_pika.Message(
+                    data,
+                    message_id=str(uuid.uuid4()),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    content_type="text/plain",
+                )
+                await channel.default_exchange.publish(message, routing_key=name)
+
+    async def consume(self, name: str, count: int, *, within: float) -> list[str]:
+        """Take (and ack) ``count`` messages of queue ``name``; fail after ``within`` seconds."""
+        bodies: list[str] = []
+        async with self._channel() as channel:
+            queue = await channel.declare_queue(name, passive=True)
+            try:
+                with anyio.fail_after(within):
+                    async with queue.iterator() as messages:
+                        async for message in messages:
+                            await message.ack()
+                            bodies.append(message.body.decode(errors="replace")[:50])
+                            if len(bodies) >= count:
+                                break
+            except TimeoutError:
+                pytest.fail(f"{name}: only {bodies} of {count} messages within {within} s")
+        return bodies
+
+
+class ActiveAdmin:
+    """stompman on the test broker: queues appear on first use; DLQ.<name> takes dead letters.
+
+    Each operation opens its own client: stompman's client must be entered and left in one task.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        host, port = url.removeprefix("stomp://").split(":")
+        self._params = [stompman.ConnectionParameters(host, int(port), "", "")]
+
+    async def __aenter__(self) -> ActiveAdmin:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    def _client(self) -> stompman.Client:
+        return stompman.Client(self._params, max_concurrent_handlers=None)
+
+    def dead_letter_queue(self, name: str) -> str:
+        return f"DLQ.{name}"
+
+    async def create_queue(self, name: str) -> None:
+        """Nothing to do: ActiveMQ creates a queue when it is first used."""
+
+    async def publish(self, name: str, bodies: Sequence[str | bytes]) -> None:
+        """Persistent messages in order: text messages for str, bytes messages for bytes."""
+        async with self._client() as client:
+            for body in bodies:
+                data = body.encode() if isinstance(body, str) else body
+                await client.send(
+                    data,
+                    f"/queue/{name}",
+                    add_content_length=isinstance(body, bytes),
+                    headers={"persistent": "true"},
+                )
+
+    async def consume(self, name: str, count: int, *, within: float) -> list[str]:
+        """Take (and ack) ``count`` messages of queue ``name``; fail after ``within`` seconds."""
+        bodies: list[str] = []
+        enough = anyio.Event()
+
+        async def handle(frame: stompman.AckableMessageFrame) -> None:
+            if len(bodies) >= count:
+                return  # not acked: it goes back when the subscription ends
+            bodies.append(frame.body.decode(errors="replace")[:50])
+            await frame.ack()
+            if len(bodies) >= count:
+                enough.set()
+
+        async with self._client() as client:
+            subscription = await client.subscribe_with_manual_ack(
+                f"/queue/{name}", handle, headers={"activemq.prefetchSize": "1"}
+            )
+            try:
+                with anyio.fail_after(within):
+                    await enough.wait()
+            except TimeoutError:
+                pytest.fail(f"{name}: only {bodies} of {count} messages within {within} s")
+            finally:
+                await subscription.unsubscribe()
+        return bodies
+
+
+Admin = RabbitAdmin | ActiveAdmin
+
+
+async def assert_drained(admin: Admin, name: str) -> None:
+    """Nothing is left on ``name``: a sentinel published now is the first message consumed."""
+    await admin.publish(name, ["sentinel"])
+    assert await admin.consume(name, 1, within=10) == ["sentinel"], f"{name} held messages"
+
+
+# --- running a mapping ---------------------------------------------------------------------------
+
+
+def mapping(url: str, queue: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "UUID": f"mq-{queue}",
+        "SelfManagedEventSource": {"Endpoints": {"MQ_BROKER_URLS": [url]}},
+        "Queues": [queue],
+        "FunctionTimeout": 10,
+        **fields,
+    }
+
+
+def worker(
+    config_mapping: dict[str, Any], handler: Any, *, aws_endpoint: str | None = None
+) -> Worker:
+    aws: dict[str, Any] = {"region": REGION, "access_key_id": "testing"}
+    aws["secret_access_key"] = "testing"
+    if aws_endpoint:
+        aws["endpoint_url"] = aws_endpoint
+    config = parse_config(
+        {
+            "aws": aws,
+            "store": {"url": "memory://"},
+            "worker": {"shutdown_grace_seconds": 5, "queue_wait_seconds": 1},
+            "mappings": [config_mapping],
+        }
+    )
+    return Worker(config, handlers={config_mapping["UUID"]: handler})
+
+
+class Failing(Exception):
+    """The handler failed on purpose."""
+
+
+# --- the suite -----------------------------------------------------------------------------------
+
+
+class MqBehaviour:
+    """Every test of an MQ source; subclasses provide ``broker`` and ``admin``."""
+
+    @pytest.fixture
+    def broker(self) -> BrokerServer:
+        raise NotImplementedError
+
+    @pytest.fixture
+    async def admin(self, broker: BrokerServer) -> AsyncIterator[Admin]:
+        raise NotImplementedError
+        yield
+
+    async def test_batches_keep_the_queue_order_and_carry_the_aws_shape(
+        self, broker: BrokerServer, admin: Admin, unique_name: str
+    ) -> None:
+        await admin.create_queue(unique_name)
+        bodies = [f"m{i:02d}" for i in range(25)]
+        await admin.publish(unique_name, bodies)
+        calls = Calls()
+        async with worker(mapping(broker.url, unique_name, BatchSize=10), calls):
+            await calls.wait_for(lambda: len(calls.bodies()) >= 25, within=20, what="25 messages")
+        assert calls.bodies() == bodies
+        assert all(1 <= len(batch) <= 10 for batch in calls.batches)
+        assert not any(m.redelivered for batch in calls.batches for m in batch)
+        self.check_event_shape(calls.events[0], broker.url, unique_name)
+        await assert_drained(admin, unique_name)
+
+    def check_event_shape(self, event: dict[str, Any], url: str, queue: str) -> None:
+        raise NotImplementedError
+
+    async def test_the_batching_window_starts_at_the_first_message(
+        self, broker: BrokerServer, admin: Admin, unique_name: str
+    ) -> None:
+        """With a long window, two messages published apart still make one batch."""
+        await admin.create_queue(unique_name)
+        calls = Calls()
+        fields = {"BatchSize": 10, "MaximumBatchingWindowInSeconds": 2}
+        async with worker(mapping(broker.url, unique_name, **fields), calls):
+            await admin.publish(unique_name, ["first"])
+            await anyio.sleep(0.5)  # the scenario: well inside the window the first one opened
+            await admin.publish(unique_name, ["second"])
+            await calls.wait_for(lambda: len(calls.bodies()) >= 2, within=10, what="2 messages")
+        assert [[m.body for m in batch] for batch in calls.batches] == [["first", "second"]]
+
+    async def test_a_failed_batch_comes_back_whole_before_anything_after_it(
+        self, broker: BrokerServer, admin: Admin, unique_name: str
+    ) -> None:
+        await admin.create_queue(unique_name)
+        bodies = [f"m{i}" for i in range(10)]
+        await admin.publish(unique_name, bodies)
+        failures = 0
+
+        def respond(messages: list[Message]) -> None:
+            nonlocal failures
+            if messages[0].body == "m0" and failures < 2:
+                failures += 1
+                raise Failing("first batch fails twice")
+
+        calls = Calls(respond)
+        fields = {"BatchSize": 5, "MaximumBatchingWindowInSeconds": 0.2}
+        async with worker(mapping(broker.url, unique_name, **fields), calls):
+            await calls.wait_for(lambda: "m9" in calls.bodies(), within=20, what="m9")
+        batches = [[m.body for m in batch] for batch in calls.batches]
+        assert batches == [bodies[:5], bodies[:5], bodies[:5], bodies[5:]]
+        assert [m.redelivered for m in calls.batches[0]] == [False] * 5
+        assert [m.redelivered for m in calls.batches[1]] == [True] * 5
+        # m5..m9 were delivered ahead (prefetch) and went back with the failed batch: the broker
+        # marks them redelivered too, although no handler saw them before.
+        await assert_drained(admin, unique_name)
+
+    async def test_a_message_that_keeps_failing_is_dead_lettered_after_the_limit(
+        self, broker: BrokerServer, admin: Admin, unique_name: str
+    ) -> None:
+        await admin.create_queue(unique_name)
+        await admin.publish(unique_name, ["ok-1", "poison", "ok-2"])
+
+        def respond(messages: list[Message]) -> None:
+            if any(m.body == "poison" for m in messages):
+                raise Failing("poison")
+
+        calls = Calls(respond)
+        fields = {"BatchSize": 1, "MaximumRedeliveries": 2}
+        with capture_logs() as logs:
+            async with worker(mapping(broker.url, unique_name, **fields), calls):
+                await calls.wait_for(lambda: "ok-2" in calls.bodies(), within=20, what="ok-2")
+                dead = await admin.consume(admin.dead_letter_queue(unique_name), 1, within=10)
+        assert dead == ["poison"]
+        # 1 delivery + 2 redeliveries, then the broker's dead-lettering; order kept meanwhile.
+        assert calls.bodies() == ["ok-1", "poison", "poison", "poison", "ok-2"]
+        assert any(
+            entry["event"] == "messages dead-lettered after too many deliveries" for entry in logs
+        )
+        await assert_drained(admin, unique_name)
+
+    async def test_with_a_destination_a_message_past_the_limit_goes_there_and_is_acked(
+        self, broker: BrokerServer, admin: Admin, unique_name: str, moto_endpoint: str
+    ) -> None:
+        await admin.create_queue(unique_name)
+        options: dict[str, Any] = {"region_name": REGION, "endpoint_url": moto_endpoint}
+        async with get_session().create_client("sqs", **options, **_CREDENTIALS) as sqs:
+            url = (await sqs.create_queue(QueueName=f"{unique_name}-dest"))["QueueUrl"]
+            arn = f"arn:aws:sqs:{REGION}:123456789012:{unique_name}-dest"
+            await admin.publish(unique_name, ["poison", "after"])
+
+            def respond(messages: list[Message]) -> None:
+                if messages[0].body == "poison":
+                    raise Failing("poison")
+
+            calls = Calls(respond)
+            fields = {
+                "BatchSize": 1,
+                "MaximumRedeliveries": 1,
+                "DestinationConfig": {"OnFailure": {"Destination": arn}},
+            }
+            async with worker(
+                mapping(broker.url, unique_name, **fields), calls, aws_endpoint=moto_endpoint
+            ):
+                await calls.wait_for(lambda: "after" in calls.bodies(), within=20, what="after")
+            response = await sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)
+        records = [json.loads(m["Body"]) for m in response.get("Messages", [])]
+        assert calls.bodies() == ["poison", "poison", "after"]
+        assert len(records) == 1
+        record = records[0]
+        assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
+        assert record["requestContext"]["approximateInvokeCount"] == 2
+        assert record["responseContext"]["functionError"] == "Unhandled"
+        (key,) = [k for k in record if k.endswith("BatchInfo")]
+        info = record[key]
+        assert info["batchSize"] == 1
+        assert [base64.b64decode(m["data"]).decode() for m in info["messages"]] == ["poison"]
+        await assert_drained(admin, unique_name)
+        await assert_drained(admin, admin.dead_letter_queue(unique_name))
+
+    async def test_a_message_over_the_payload_cap_is_dead_lettered_with_a_log_line(
+        self, broker: BrokerServer, admin: Admin, unique_name: str
+    ) -> None:
+        await admin.create_queue(unique_name)
+        await admin.publish(unique_name, [b"x" * (6 * 1024 * 1024 + 1), "small"])
+        calls = Calls()
+        with capture_logs() as logs:
+            async with worker(mapping(broker.url, unique_name, BatchSize=10), calls):
+                await calls.wait_for(lambda: "small" in calls.bodies(), within=20, what="small")
+                dead = await admin.consume(admin.dead_letter_queue(unique_name), 1, within=10)
+        assert calls.bodies() == ["small"]
+        assert dead == ["x" * 50]
+        assert any("larger than the invocation payload cap" in e["event"] for e in logs)
+
+    async def test_maximum_concurrency_runs_batches_at_once_and_settles_each_alone(
+        self, broker: BrokerServer, admin: Admin, unique_name: str
+    ) -> None:
+        """Batches finish out of order and one fails: every message is settled exactly by its
+        own batch (no ack of a neighbour's delivery), and the failed one comes back."""
+        await admin.create_queue(unique_name)
+        bodies = [f"m{i:02d}" for i in range(40)]
+        await admin.publish(unique_name, bodies)
+        running = 0
+        most = 0
+        failed_once = False
+
+        async def respond(messages: list[Message]) -> None:
+            nonlocal running, most, failed_once
+            running += 1
+            most = max(most, running)
+            try:
+                # Later batches finish first: acks arrive out of delivery order.
+                await anyio.sleep(0.2 if messages[0].body < "m10" else 0.05)
+                if messages[0].body == "m05" and not failed_once:
+                    failed_once = True
+                    raise Failing("once")
+            finally:
+                running -= 1
+
+        calls = Calls(respond)
+        fields = {
+            "BatchSize": 5,
+            "MaximumBatchingWindowInSeconds": 0.1,
+            "ScalingConfig": {"MaximumConcurrency": 3},
+        }
+        async with worker(mapping(broker.url, unique_name, **fields), calls):
+            await calls.wait_for(
+                lambda: set(calls.bodies()) == set(bodies) and calls.bodies().count("m05") == 2,
+                within=30,
+                what="every message, m05 twice",
+            )
+        assert most > 1
+        handed = calls.bodies()
+        failed = next(b for b in calls.batches if b[0].body == "m05")
+        twice = {m.body for m in failed}
+        assert {body: handed.count(body) for body in bodies} == {
+            body: 2 if body in twice else 1 for body in bodies
+        }
+        await assert_drained(admin, unique_name)
+
+    async def test_a_broker_restart_mid_batch_loses_nothing_and_hands_nothing_twice(
+        self, broker: BrokerServer, admin: Admin, unique_name: str
+    ) -> None:
+        """The broker restarts while a batch is in the handler: its ack cannot reach the broker,
+        so the batch is delivered again; idempotency acks it without handing it over again."""
+        if not broker.restartable:
+            pytest.skip("an external broker cannot be restarted by the tests")
+        await admin.create_queue(unique_name)
+        bodies = [f"m{i:02d}" for i in range(20)]
+        await admin.publish(unique_name, bodies)
+        in_handler = anyio.Event()
+        restarted = anyio.Event()
+
+        async def respond(messages: list[Message]) -> None:
+            if messages[0].body == "m05":
+                in_handler.set()
+                await restarted.wait()
+
+        calls = Calls(respond)
+        fields = {"BatchSize": 5, "Idempotency": True, "FunctionTimeout": 60}
+        with capture_logs() as logs:
+            async with worker(mapping(broker.url, unique_name, **fields), calls) as running:
+                with anyio.fail_after(20):
+                    await in_handler.wait()
+                await anyio.to_thread.run_sync(broker.restart)
+                restarted.set()
+                await calls.wait_for(lambda: "m19" in calls.bodies(), within=60, what="m19")
+                counters = running.status()[f"mq-{unique_name}"]["metrics"]
+        assert calls.bodies() == bodies
+        events = [entry["event"] for entry in logs]
+        assert "messages could not be deleted; they will be delivered again" in events
+        # The batch whose ack was lost came back and was acked without a second hand-over. (A
+        # broker stopped right after an earlier ack may hand some of that batch out again too.)
+        assert counters["IdempotentSkippedEventCount"] >= 5
+        await assert_drained(admin, unique_name)
+
+
+class TestRabbitMq(MqBehaviour):
+    @pytest.fixture
+    def broker(self, rabbitmq_broker: BrokerServer) -> BrokerServer:
+        return rabbitmq_broker
+
+    @pytest.fixture
+    async def admin(self, broker: BrokerServer) -> AsyncIterator[Admin]:
+        async with RabbitAdmin(broker.url) as admin:
+            yield admin
+
+    def check_event_shape(self, event: dict[str, Any], url: str, queue: str) -> None:
+        assert event["eventSource"] == "aws:rmq"
+        assert event["eventSourceArn"] == f"{url}/{queue}"
+        assert list(event["rmqMessagesByQueue"]) == [f"{queue}::/"]
+        message = event["rmqMessagesByQueue"][f"{queue}::/"][0]
+        assert list(message) == ["basicProperties", "redelivered", "data"]
+        properties = message["basicProperties"]
+        assert list(properties) == [
+            "contentType", "contentEncoding", "headers", "deliveryMode", "priority",
+            "correlationId", "replyTo", "expiration", "messageId", "timestamp", "type",
+            "userId", "appId", "clusterId", "bodySize",
+        ]  # fmt: skip
+        assert properties["contentType"] == "text/plain"
+        assert properties["deliveryMode"] == 2
+        assert properties["bodySize"] == 3
+        assert base64.b64decode(message["data"]) == b"m00"
+
+
+class TestActiveMq(MqBehaviour):
+    @pytest.fixture
+    def broker(self, activemq_broker: BrokerServer) -> BrokerServer:
+        return activemq_broker
+
+    @pytest.fixture
+    async def admin(self, broker: BrokerServer) -> AsyncIterator[Admin]:
+        async with ActiveAdmin(broker.url) as admin:
+            yield admin
+
+    def check_event_shape(self, event: dict[str, Any], url: str, queue: str) -> None:
+        assert event["eventSource"] == "aws:mq"
+        assert event["eventSourceArn"] == f"{url}/{queue}"
+        message = event["messages"][0]
+        assert list(message)[:10] == [
+            "messageID", "messageType", "deliveryMode", "replyTo", "type", "expiration",
+            "priority", "correlationId", "redelivered", "destination",
+        ]  # fmt: skip
+        assert message["messageID"].startswith("ID:")
+        assert message["messageType"] == "jms/text-message"
+        assert message["deliveryMode"] == 2
+        assert message["destination"] == {"physicalName": queue}
+        assert base64.b64decode(message["data"]) == b"m00"
+        assert isinstance(message["timestamp"], int)
+        assert message["brokerOutTime"] >= message["timestamp"]
+
+
+# --- brokers named by ARN, credentials from Secrets Manager --------------------------------------
+
+
+async def test_an_amazon_mq_broker_arn_is_resolved_with_describe_broker(
+    moto_endpoint: str, unique_name: str
+) -> None:
+    """EngineType picks the source; the endpoints of the right protocol are the ones used."""
+    options: dict[str, Any] = {"region_name": REGION, "endpoint_url": moto_endpoint}
+    async with get_session().create_client("mq", **options, **_CREDENTIALS) as client:
+        arns = {}
+        for engine, version in (("RABBITMQ", "3.10"), ("ACTIVEMQ", "5.17")):
+            created = await client.create_broker(
+                BrokerName=f"{unique_name}-{engine.lower()}",
+                EngineType=engine,
+                EngineVersion=version,
+                HostInstanceType="mq.t3.micro",
+                DeploymentMode="SINGLE_INSTANCE",
+                PubliclyAccessible=False,
+                AutoMinorVersionUpgrade=False,
+                Users=[{"Username": "admin", "Password": "a-long-password"}],
+            )
+            arns[engine] = created["BrokerArn"]
+    aws = AwsConfig(
+        region=REGION,
+        endpoint_url=moto_endpoint,
+        access_key_id="testing",
+        secret_access_key="testing",
+    )
+    clients = AwsClients(aws)
+    try:
+        for engine, schemes in (("RABBITMQ", ("amqp", "amqps")), ("ACTIVEMQ", ("stomp+ssl",))):
+            resolved = parse_config(
+                {"mappings": [{"EventSourceArn": arns[engine], "Queues": ["orders"]}]}
+            ).mappings[0]
+            assert await broker_engine(resolved.resolved(), clients) == engine
+            endpoints = await broker_endpoints(
+                resolved.resolved(), clients, engine=engine, schemes=schemes
+            )
+            assert [e.scheme for e in endpoints] == [schemes[-1]]
+            assert all(e.tls for e in endpoints)
+        wrong = parse_config(
+            {"mappings": [{"EventSourceArn": arns["ACTIVEMQ"], "Queues": ["orders"]}]}
+        ).mappings[0]
+        with pytest.raises(SourceError, match="runs ACTIVEMQ, not RABBITMQ"):
+            await broker_endpoints(wrong.resolved(), clients, engine="RABBITMQ", schemes=("amqps",))
+    finally:
+        await clients.aclose()
+
+
+async def test_basic_auth_from_secrets_manager_and_no_password_in_the_logs(
+    rabbitmq_broker: BrokerServer, moto_endpoint: str, unique_name: str
+) -> None:
+    """The right secret connects; a wrong one is refused with a message naming the source,
+    and the password shows up in no log line."""
+    async with RabbitAdmin(rabbitmq_broker.url) as admin:
+        await admin.create_queue(unique_name)
+        await admin.publish(unique_name, ["hello"])
+    options: dict[str, Any] = {"region_name": REGION, "endpoint_url": moto_endpoint}
+    async with get_session().create_client("secretsmanager", **options, **_CREDENTIALS) as sm:
+        good = await sm.create_secret(
+            Name=f"{unique_name}-good",
+            SecretString=json.dumps({"username": "guest", "password": "guest"}),
+        )
+        bad = await sm.create_secret(
+            Name=f"{unique_name}-bad",
+            SecretString=json.dumps({"username": "guest", "password": "s3cret-Wrong-pw"}),
+        )
+
+    def with_secret(arn: str) -> dict[str, Any]:
+        fields = {"SourceAccessConfigurations": [{"Type": "BASIC_AUTH", "URI": arn}]}
+        return mapping(rabbitmq_broker.url, unique_name, **fields)
+
+    refused = worker(with_secret(bad["ARN"]), Calls(), aws_endpoint=moto_endpoint)
+    with capture_logs() as logs:
+        async with refused:
+            try:
+                with anyio.fail_after(10):
+                    while not any(e["event"] == "cannot read the queue" for e in logs):
+                        await anyio.sleep(0.05)
+            except TimeoutError:
+                pytest.fail(f"no connection error logged: {logs}")
+    errors = [e for e in logs if e["event"] == "cannot read the queue"]
+    assert "ACCESS_REFUSED" in errors[0]["error"] or "Cannot connect" in errors[0]["error"]
+    assert unique_name in errors[0]["error"]
+    assert "s3cret-Wrong-pw" not in repr(logs)
+
+    calls = Calls()
+    async with worker(with_secret(good["ARN"]), calls, aws_endpoint=moto_endpoint):
+        await calls.wait_for(lambda: calls.bodies() == ["hello"], within=15, what="hello")
+
+
+async def test_a_missing_rabbitmq_queue_is_reported_by_name_and_retried(
+    rabbitmq_broker: BrokerServer, unique_name: str
+) -> None:
+    """RabbitMQ can say a queue does not exist (passive declare); the mapping logs it and tries
+    again, and starts consuming once the queue is there."""
+    calls = Calls()
+    with capture_logs() as logs:
+        async with worker(mapping(rabbitmq_broker.url, unique_name), calls):
+            try:
+                with anyio.fail_after(10):
+                    while not any(e["event"] == "cannot read the queue" for e in logs):
+                        await anyio.sleep(0.05)
+            except TimeoutError:
+                pytest.fail(f"no error logged for the missing queue: {logs}")
+            async with RabbitAdmin(rabbitmq_broker.url) as admin:
+                await admin.create_queue(unique_name)
+                await admin.publish(unique_name, ["late"])
+            await calls.wait_for(lambda: calls.bodies() == ["late"], within=20, what="late")
+    error = next(e for e in logs if e["event"] == "cannot read the queue")["error"]
+    assert error.startswith(f"Queue not found: {unique_name} in virtual host '/'")
