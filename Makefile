@@ -42,6 +42,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/kinesis.py
 	$(PY) benchmarks/dynamodb_streams.py
 	$(PY) benchmarks/sqs.py
+	$(PY) benchmarks/mq.py
+	$(PY) benchmarks/kafka.py
 
 clean:
 	rm -rf $(VENV) .poller .servers .pytest_cache .mypy_cache .ruff_cache .hypothesis
