@@ -12,7 +12,6 @@ import json
 import time
 from typing import Any
 
-import anyio
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -21,27 +20,17 @@ from poller.runtime.worker import Worker
 from tests.conformance.kinesis_helpers import wait_until
 from tests.integration.kafka_helpers import (
     Handed,
-    committed,
     create_topic,
     kafka_config,
     kafka_mapping,
     produce,
     read_all,
+    wait_committed,
 )
 
 pytestmark = pytest.mark.integration
 
 WAIT = 20.0
-
-
-async def wait_committed(bootstrap: str, group: str, topic: str, offset: int) -> int | None:
-    found: dict[int, int] = {}
-    with anyio.move_on_after(WAIT):
-        while found.get(0) != offset:
-            found = await committed(bootstrap, group, topic, 1)
-            if found.get(0) != offset:
-                await anyio.sleep(0.1)
-    return found.get(0)
 
 
 async def test_spec_1_n_retries_mean_n_plus_1_invocations_then_one_failure_record(
@@ -64,7 +53,7 @@ async def test_spec_1_n_retries_mean_n_plus_1_invocations_then_one_failure_recor
         DestinationConfig={"OnFailure": {"Destination": f"kafka://{dead_letters}"}},
     )
     async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
-        assert await wait_committed(kafka_bootstrap, unique_name, topic, 1) == 1
+        assert await wait_committed(kafka_bootstrap, unique_name, topic, {0: 1}) == {0: 1}
     assert len(handed.events) == 3
     (sent,) = await read_all(kafka_bootstrap, dead_letters, 1)
     failure = json.loads(dict(sent.headers)[FAILURE_HEADER])
@@ -99,7 +88,7 @@ async def test_spec_3_partial_failure_retries_from_the_failed_record_only(
         FunctionResponseTypes=["ReportBatchItemFailures"],
     )
     async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
-        assert await wait_committed(kafka_bootstrap, unique_name, topic, 6) == 6
+        assert await wait_committed(kafka_bootstrap, unique_name, topic, {0: 6}) == {0: 6}
     offsets = handed.offsets_by_partition()[0]
     # Records 0-4 once; record 5 alone, N + 1 = 4 times; then discarded (no destination).
     assert offsets == [0, 1, 2, 3, 4, 5, 5, 5, 5]
@@ -147,7 +136,7 @@ async def test_spec_9_records_older_than_the_maximum_age_are_discarded_uninvoked
         DestinationConfig={"OnFailure": {"Destination": f"kafka://{dead_letters}"}},
     )
     async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
-        assert await wait_committed(kafka_bootstrap, unique_name, topic, 2) == 2
+        assert await wait_committed(kafka_bootstrap, unique_name, topic, {0: 2}) == {0: 2}
     assert [base64.b64decode(r["value"]) for r in handed.records()] == [b"fresh"]
     (sent,) = await read_all(kafka_bootstrap, dead_letters, 1)
     failure = json.loads(dict(sent.headers)[FAILURE_HEADER])

@@ -81,6 +81,33 @@ async def read_all(bootstrap: str, topic: str, count: int, within: float = 10.0)
         await consumer.stop()
 
 
+async def wait_committed(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    wanted: dict[int, int],
+    *,
+    partitions: int | None = None,
+    within: float = 20.0,
+) -> dict[int, int]:
+    """Poll the group's committed offsets until they include ``wanted``; return the last read.
+
+    The caller asserts on the result, so a timeout shows what was committed instead. Reads that
+    fail (a broker restarting) count as nothing committed yet.
+    """
+    count = partitions if partitions is not None else max(wanted) + 1
+    found: dict[int, int] = {}
+    with anyio.move_on_after(within):
+        while any(found.get(p) != o for p, o in wanted.items()):
+            try:
+                found = await committed(bootstrap, group, topic, count)
+            except Exception:
+                found = {}
+            if any(found.get(p) != o for p, o in wanted.items()):
+                await anyio.sleep(0.1)
+    return found
+
+
 def kafka_mapping(bootstrap: str, topic: str, group: str, **fields: Any) -> dict[str, Any]:
     """A self-managed Kafka mapping under AWS field names; ``fields`` add or override."""
     return {

@@ -31,6 +31,7 @@ from tests.integration.kafka_helpers import (
     kafka_config,
     kafka_mapping,
     produce,
+    wait_committed,
 )
 
 pytestmark = pytest.mark.integration
@@ -39,21 +40,6 @@ WAIT = 30.0
 GROUP_OPTIONS = KafkaOptions(
     session_timeout_ms=2000, heartbeat_interval_ms=300, rebalance_timeout_ms=2000
 )
-
-
-async def wait_committed(
-    bootstrap: str, group: str, topic: str, wanted: dict[int, int], within: float = WAIT
-) -> dict[int, int]:
-    found: dict[int, int] = {}
-    with anyio.move_on_after(within):
-        while found != wanted:
-            try:
-                found = await committed(bootstrap, group, topic, len(wanted))
-            except Exception:  # the broker may be restarting
-                found = {}
-            if found != wanted:
-                await anyio.sleep(0.2)
-    return found
 
 
 class LosingCommits(KafkaSource):

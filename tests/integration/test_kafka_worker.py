@@ -31,6 +31,7 @@ from tests.integration.kafka_helpers import (
     kafka_mapping,
     produce,
     read_all,
+    wait_committed,
 )
 
 pytestmark = pytest.mark.integration
@@ -48,7 +49,7 @@ async def test_records_are_handed_in_order_per_partition_and_committed(
     config = kafka_config(kafka_mapping(kafka_bootstrap, topic, unique_name, BatchSize=7))
     async with Worker(config, handlers={unique_name: handed}):
         await wait_until(lambda: len(handed.records()) >= 80, within=WAIT, what="80 records")
-        offsets = await _wait_committed(
+        offsets = await wait_committed(
             kafka_bootstrap, unique_name, topic, {p: 20 for p in range(4)}
         )
     assert handed.offsets_by_partition() == {p: list(range(20)) for p in range(4)}
@@ -78,19 +79,6 @@ async def test_records_are_handed_in_order_per_partition_and_committed(
     assert offsets == {p: 20 for p in range(4)}
 
 
-async def _wait_committed(
-    bootstrap: str, group: str, topic: str, wanted: dict[int, int], *, partitions: int = 4
-) -> dict[int, int]:
-    """Poll the group's committed offsets until they include ``wanted`` (or WAIT passes)."""
-    found: dict[int, int] = {}
-    with anyio.move_on_after(WAIT):
-        while any(found.get(p) != o for p, o in wanted.items()):
-            found = await committed(bootstrap, group, topic, partitions)
-            if any(found.get(p) != o for p, o in wanted.items()):
-                await anyio.sleep(0.2)
-    return found
-
-
 # --- failures: blocking, order, retries, destinations ----------------------------------------------
 
 
@@ -112,7 +100,7 @@ async def test_a_failing_partition_blocks_while_the_others_go_on(
         kafka_bootstrap, topic, unique_name, BatchSize=3, RetryBackoffSeconds=0.05
     )
     async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
-        offsets = await _wait_committed(kafka_bootstrap, unique_name, topic, {1: 10}, partitions=2)
+        offsets = await wait_committed(kafka_bootstrap, unique_name, topic, {1: 10}, partitions=2)
         assert offsets.get(1) == 10, "partition 1 should finish while partition 0 fails"
         await wait_until(
             lambda: handed.offsets_by_partition().get(0, []).count(0) >= 3,
@@ -123,7 +111,7 @@ async def test_a_failing_partition_blocks_while_the_others_go_on(
         assert set(handed.offsets_by_partition()[0]) == {0, 1, 2}
         assert 0 not in await committed(kafka_bootstrap, unique_name, topic, 2)
         failing["on"] = False
-        offsets = await _wait_committed(
+        offsets = await wait_committed(
             kafka_bootstrap, unique_name, topic, {0: 10, 1: 10}, partitions=2
         )
     assert offsets == {0: 10, 1: 10}
@@ -173,7 +161,7 @@ async def test_order_per_partition_holds_under_random_partial_and_whole_failures
         FunctionResponseTypes=["ReportBatchItemFailures"],
     )
     async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
-        offsets = await _wait_committed(
+        offsets = await wait_committed(
             kafka_bootstrap, unique_name, topic, {p: 50 for p in range(3)}, partitions=3
         )
     assert offsets == {p: 50 for p in range(3)}
@@ -207,7 +195,7 @@ async def test_exhausted_batch_goes_to_sqs_with_kafka_batch_info_then_is_committ
     )
     config = kafka_config(mapping, aws=_aws(moto_endpoint))
     async with Worker(config, handlers={unique_name: handed}):
-        offsets = await _wait_committed(kafka_bootstrap, unique_name, topic, {0: 3}, partitions=1)
+        offsets = await wait_committed(kafka_bootstrap, unique_name, topic, {0: 3}, partitions=1)
         messages = await dlq.receive(1)
     assert offsets == {0: 3}
     assert handed.offsets_by_partition()[0] == [0, 1, 1, 2]
@@ -250,7 +238,7 @@ async def test_kafka_destination_receives_the_records_themselves_with_the_failur
         DestinationConfig={"OnFailure": {"Destination": f"kafka://{dead_letters}"}},
     )
     async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
-        offsets = await _wait_committed(kafka_bootstrap, unique_name, topic, {0: 2}, partitions=1)
+        offsets = await wait_committed(kafka_bootstrap, unique_name, topic, {0: 2}, partitions=1)
     assert offsets == {0: 2}
     (sent,) = await read_all(kafka_bootstrap, dead_letters, 1)
     assert (sent.value, sent.key) == (b"poison", b"k1")
@@ -272,13 +260,13 @@ async def test_a_restart_resumes_from_the_committed_offsets(
     first = Handed()
     mapping = kafka_mapping(kafka_bootstrap, topic, unique_name)
     async with Worker(kafka_config(mapping), handlers={unique_name: first}):
-        await _wait_committed(kafka_bootstrap, unique_name, topic, {0: 5, 1: 5}, partitions=2)
+        await wait_committed(kafka_bootstrap, unique_name, topic, {0: 5, 1: 5}, partitions=2)
     await produce(kafka_bootstrap, topic, [(i % 2, f"b{i}".encode(), None) for i in range(10)])
     second = Handed()
     # StartingPosition applies only without a committed offset: LATEST here changes nothing.
     mapping = kafka_mapping(kafka_bootstrap, topic, unique_name, StartingPosition="LATEST")
     async with Worker(kafka_config(mapping), handlers={unique_name: second}):
-        offsets = await _wait_committed(
+        offsets = await wait_committed(
             kafka_bootstrap, unique_name, topic, {0: 10, 1: 10}, partitions=2
         )
     assert offsets == {0: 10, 1: 10}
@@ -294,7 +282,7 @@ async def test_latest_start_keeps_records_written_while_the_worker_was_down(
     first = Handed()
     async with Worker(kafka_config(mapping), handlers={unique_name: first}):
         # The partition opened at LATEST: its first offset is committed at once.
-        await _wait_committed(kafka_bootstrap, unique_name, topic, {0: 1}, partitions=1)
+        await wait_committed(kafka_bootstrap, unique_name, topic, {0: 1}, partitions=1)
     assert first.records() == []
     await produce(kafka_bootstrap, topic, [(0, b"while-down", None)])
     second = Handed()
@@ -322,7 +310,7 @@ async def test_at_timestamp_starts_at_the_first_record_at_or_after_the_time(
     )
     async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
         await wait_until(lambda: len(handed.records()) >= 1, within=WAIT, what="one record")
-        await _wait_committed(kafka_bootstrap, unique_name, topic, {0: 2}, partitions=1)
+        await wait_committed(kafka_bootstrap, unique_name, topic, {0: 2}, partitions=1)
     assert [base64.b64decode(r["value"]) for r in handed.records()] == [b"new"]
 
 
@@ -394,7 +382,7 @@ async def test_a_batch_in_flight_at_revocation_finishes_and_is_committed_before_
             # The second member's join revokes the first's partitions while a batch is in flight.
             await anyio.sleep(0.5)
             release.set()
-            offsets = await _wait_committed(
+            offsets = await wait_committed(
                 kafka_bootstrap, unique_name, topic, {0: 4, 1: 4}, partitions=2
             )
     assert offsets == {0: 4, 1: 4}
@@ -435,7 +423,7 @@ async def test_a_batch_outliving_the_revoke_grace_is_abandoned_not_committed(
                 # Nothing of the stuck batch was committed when the partition was handed on.
                 assert await committed(kafka_bootstrap, unique_name, topic, 1) == {}
                 release.set()
-                offsets = await _wait_committed(
+                offsets = await wait_committed(
                     kafka_bootstrap, unique_name, topic, {0: 3}, partitions=1
                 )
     assert offsets == {0: 3}
