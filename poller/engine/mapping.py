@@ -143,6 +143,16 @@ class StreamMappingRunner:
                 self._wake.set()
 
     async def _run(self) -> None:
+        # A source may run a task of its own for as long as its partitions do (Kafka: the
+        # committer); it is cancelled only after every partition runner has returned.
+        background = getattr(self._source, "run_background", None)
+        async with anyio.create_task_group() as outer:
+            if background is not None:
+                outer.start_soon(background)
+            await self._run_partitions()
+            outer.cancel_scope.cancel()
+
+    async def _run_partitions(self) -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(self._watch_source)
             failures = 0

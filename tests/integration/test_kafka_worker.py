@@ -436,3 +436,16 @@ def _offsets(handed: Handed) -> list[int]:
 
 def _pairs(handed: Handed) -> list[tuple[int, int]]:
     return [(r["partition"], r["offset"]) for r in handed.records()]
+
+
+async def test_stopping_right_after_the_last_batch_still_commits_it(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    topic = await create_topic(kafka_bootstrap, unique_name, 2)
+    await produce(kafka_bootstrap, topic, [(i % 2, f"v{i}".encode(), None) for i in range(40)])
+    handed = Handed()
+    mapping = kafka_mapping(kafka_bootstrap, topic, unique_name, BatchSize=5)
+    async with Worker(kafka_config(mapping), handlers={unique_name: handed}):
+        await wait_until(lambda: len(handed.records()) >= 40, within=WAIT, what="40 records")
+    # Commits are batched in the background; stopping flushes what the last batches settled.
+    assert await committed(kafka_bootstrap, unique_name, topic, 2) == {0: 20, 1: 20}
