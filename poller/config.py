@@ -827,6 +827,12 @@ class ResolvedMapping:
             object.__setattr__(self, "source_label", self.event_source_arn)
 
     @property
+    def window_from_first_record(self) -> bool:
+        """The batching window opens with a batch's first record (Kafka, MQ), not when the
+        previous invocation ended (streams, SQS)."""
+        return self.source_kind in (SourceKind.KAFKA, SourceKind.MQ)
+
+    @property
     def fifo(self) -> bool:
         """The source is a FIFO queue."""
         return self.source_kind is SourceKind.SQS and self.event_source_arn.endswith(".fifo")

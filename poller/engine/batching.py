@@ -1,10 +1,12 @@
 """Cutting a partition's records into batches: BatchSize, the batching window and the 6 MB cap.
 
 A batch is sent when the first of these happens: ``batch_size`` records are ready, the batching
-window (which starts when the previous invocation ended) runs out, or the next record would take the
-payload past ``max_bytes``. With a window of 0 a batch is whatever is ready now, at least one record.
-A single record larger than ``max_bytes`` comes out alone, flagged, so the engine can discard it with
-condition ``MaximumPayloadSizeExceeded`` instead of failing an invocation forever.
+window runs out, or the next record would take the payload past ``max_bytes``. The window starts
+when the previous invocation ended (streams, as AWS) or, with ``window_from_first_record``, when
+the batch's first record arrived (Kafka and MQ, as AWS). With a window of 0 a batch is whatever
+is ready now, at least one record. A single record larger than ``max_bytes`` comes out alone,
+flagged, so the engine can discard it with condition ``MaximumPayloadSizeExceeded`` instead of
+failing an invocation forever.
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ class Batcher:
         batch_size: int,
         window: float,
         max_bytes: int,
+        window_from_first_record: bool = False,
     ) -> None:
         self._chunks = chunks
         self._batch_size = batch_size
         self._window = window
+        self._from_first = window_from_first_record
         self._max_bytes = max_bytes
         # Pending records are pending[head:]; cutting moves head, and the list is compacted
         # now and then, so a batch is one slice instead of a pop per record.
@@ -101,6 +105,11 @@ class Batcher:
     async def next_batch(self) -> CutBatch | None:
         """The next batch, or None when the stream ended and nothing is left."""
         if self._window > 0:
+            if self._from_first and not self.pending:
+                # The window opens with the first record: an idle partition waits for it.
+                if not await self._receive():
+                    return None
+                self._drain_ready()
             with anyio.move_on_after(self._window):
                 while not self._full():
                     if not await self._receive():

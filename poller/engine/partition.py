@@ -332,6 +332,7 @@ class PartitionRunner:
             batch_size=mapping.batch_size,
             window=mapping.batching_window,
             max_bytes=mapping.max_payload_bytes,
+            window_from_first_record=mapping.window_from_first_record,
         )
         async with receive:
             while not self._stop.is_set():

@@ -67,3 +67,45 @@ async def test_payload_cap_splits_and_flags_oversized_records() -> None:
     while (cut := await batcher.next_batch()) is not None:
         cuts.append(([r.ordinal for r in cut.records], cut.oversized))
     assert cuts == [([1, 2], False), ([3], False), ([4], True), ([5], False)]
+
+
+async def test_window_opens_with_the_first_record_when_asked() -> None:
+    """Kafka and MQ (AWS): an idle partition's first record does not go alone; the window starts
+    with it and gathers what follows."""
+    send, receive = anyio.create_memory_object_stream[Sequence[Record]](1)
+    batcher = Batcher(
+        receive, batch_size=100, window=0.3, max_bytes=10**6, window_from_first_record=True
+    )
+
+    async def feed() -> None:
+        await anyio.sleep(0.4)  # idle for longer than the window: the source's own pace
+        await send.send([rec(1)])
+        await anyio.sleep(0.05)
+        await send.send([rec(2)])
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(feed)
+            cut = await batcher.next_batch()
+    assert cut is not None and [r.ordinal for r in cut.records] == [1, 2]
+
+
+async def test_window_counted_from_the_previous_invocation_sends_a_late_first_record_alone() -> (
+    None
+):
+    """Streams (AWS): the window ran out while the shard was idle, so the first record goes at once."""
+    send, receive = anyio.create_memory_object_stream[Sequence[Record]](1)
+    batcher = Batcher(receive, batch_size=100, window=0.1, max_bytes=10**6)
+
+    async def feed() -> None:
+        await anyio.sleep(0.3)
+        await send.send([rec(1)])
+        await anyio.sleep(0.2)
+        await send.send([rec(2)])
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(feed)
+            cut = await batcher.next_batch()
+            group.cancel_scope.cancel()
+    assert cut is not None and [r.ordinal for r in cut.records] == [1]
