@@ -379,9 +379,16 @@ class ActiveMqSource:
 
     async def delete(self, records: Sequence[Record]) -> list[Record]:
         """ACK each message; return the ones that could not be acknowledged."""
+        return await self._settle_with(records, AckFrame)
+
+    async def _settle_with(
+        self, records: Sequence[Record], frame: type[AckFrame | NackFrame]
+    ) -> list[Record]:
+        """Send ``frame`` (ACK or NACK) for each message of the current subscription; return
+        the ones it could not reach (a lost connection's deliveries come back by themselves)."""
         live, stale = self._split(records)
         try:
-            if live and not await self._send(live, AckFrame):
+            if live and not await self._send(live, frame):
                 return list(records)
             for record in live:
                 self._counter.forget(record.position)
@@ -439,15 +446,7 @@ class ActiveMqSource:
 
     async def dead_letter(self, records: Sequence[Record]) -> list[Record]:
         """NACK: the broker's dead-letter strategy takes the messages."""
-        live, stale = self._split(records)
-        try:
-            if live and not await self._send(live, NackFrame):
-                return list(records)
-            for record in live:
-                self._counter.forget(record.position)
-            return stale
-        finally:
-            self._unhand(records)
+        return await self._settle_with(records, NackFrame)
 
     async def aclose(self) -> None:
         """Unsubscribe and disconnect: ActiveMQ hands unacknowledged messages out again."""
