@@ -9,10 +9,9 @@ client seam (``tests/faults.py``); everything else is moto's real answers.
 from __future__ import annotations
 
 import base64
-import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,32 +28,25 @@ from tests.conformance.kinesis_helpers import (
     SHARD0,
     AwsSetup,
     LambdaRecorder,
-    Seen,
     always_fail,
     arrived_at_for,
     aws_setup,
     drain_queue,
-    fail_items,
     faulty_kinesis,
     kinesis_mapping,
     poller_config,
     run_until_idle,
     wait_until,
 )
+from tests.conformance.stream_suite import (
+    BATCH_INFO_KEYS,
+    ISO_MILLIS,
+    StreamConformance,
+    StreamKit,
+)
 from tests.faults import FaultyClient, arrived_at
 
 pytestmark = pytest.mark.integration
-
-ISO_MILLIS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-BATCH_INFO_KEYS = {
-    "shardId",
-    "startSequenceNumber",
-    "endSequenceNumber",
-    "approximateArrivalOfFirstRecord",
-    "approximateArrivalOfLastRecord",
-    "batchSize",
-    "streamArn",
-}
 
 
 @pytest.fixture
@@ -86,243 +78,32 @@ def assert_kinesis_batch_info(
     assert ISO_MILLIS.match(info["approximateArrivalOfLastRecord"])
 
 
-# --- 1, 2: retries exhausted and what the on-failure record covers ---------------------------------
+# --- 1-5: the suite every stream source passes (tests/conformance/stream_suite.py) ----------------
 
 
-async def test_retry_attempts_exhausted_invokes_n_plus_one_times(
-    aws: AwsSetup, unique_name: str
-) -> None:
-    """SPEC 1: MaximumRetryAttempts=2 and a failing function: 3 invocations, then one record."""
-    arn = await aws.create_stream(unique_name)
-    queue = await aws.create_queue(unique_name)
-    numbers = await aws.put_records(arn, payloads(3))
-    mapping_id = new_id()
-    handler = LambdaRecorder(always_fail)
-    config = poller_config(
-        aws.endpoint,
-        kinesis_mapping(arn, uuid=mapping_id, on_failure=queue, MaximumRetryAttempts=2),
-    )
+class TestKinesisStreams(StreamConformance):
+    """SPEC 1-5 on a one-shard Kinesis stream."""
 
-    await run_until_idle(Worker(config, handlers={mapping_id: handler}))
+    @pytest.fixture
+    def kit(self, aws: AwsSetup) -> StreamKit:
+        async def stream_with_records(name: str, count: int) -> tuple[str, list[str]]:
+            arn = await aws.create_stream(name)
+            return arn, await aws.put_records(arn, payloads(count))
 
-    assert handler.batches == [numbers] * 3
-    messages = await drain_queue(aws.sqs, queue)
-    assert len(messages) == 1
-    message = messages[0]
-    assert set(message) == {
-        "requestContext",
-        "responseContext",
-        "version",
-        "timestamp",
-        "KinesisBatchInfo",
-    }
-    last = handler.invocations[-1]
-    assert message["requestContext"] == {
-        "requestId": last.aws_request_id,
-        "functionArn": last.invoked_function_arn,
-        "condition": "RetryAttemptsExhausted",
-        "approximateInvokeCount": 3,
-    }
-    assert message["responseContext"] == {
-        "statusCode": 200,
-        "executedVersion": "$LATEST",
-        "functionError": "Unhandled",
-    }
-    assert message["version"] == "1.0"
-    assert ISO_MILLIS.match(message["timestamp"])
-    assert_kinesis_batch_info(message, stream_arn=arn, first=numbers[0], last=numbers[-1], size=3)
+        async def shard_of(arn: str) -> str:
+            return SHARD0
 
-
-async def test_batch_size_one_discard_names_one_record(aws: AwsSetup, unique_name: str) -> None:
-    """SPEC 2: with BatchSize=1 the discarded record is the whole batch info: start == end."""
-    arn = await aws.create_stream(unique_name)
-    queue = await aws.create_queue(unique_name)
-    numbers = await aws.put_records(arn, payloads(3))
-    poisoned = numbers[1]
-
-    def respond(seen: Seen) -> Any:
-        if poisoned in seen.sequence_numbers:
-            raise ValueError("cannot process this record")
-        return None
-
-    mapping_id = new_id()
-    handler = LambdaRecorder(respond)
-    config = poller_config(
-        aws.endpoint,
-        kinesis_mapping(
-            arn, uuid=mapping_id, on_failure=queue, BatchSize=1, MaximumRetryAttempts=0
-        ),
-    )
-
-    await run_until_idle(Worker(config, handlers={mapping_id: handler}))
-
-    assert handler.batches == [[n] for n in numbers]
-    messages = await drain_queue(aws.sqs, queue)
-    assert len(messages) == 1
-    info = messages[0]["KinesisBatchInfo"]
-    assert info["startSequenceNumber"] == info["endSequenceNumber"] == poisoned
-    assert info["approximateArrivalOfFirstRecord"] == info["approximateArrivalOfLastRecord"]
-    assert_kinesis_batch_info(messages[0], stream_arn=arn, first=poisoned, last=poisoned, size=1)
-    assert messages[0]["requestContext"]["approximateInvokeCount"] == 1
-
-
-async def test_discard_after_partial_failure_covers_only_unsettled_records(
-    aws: AwsSetup, unique_name: str
-) -> None:
-    """SPEC 2: records before the lowest failed one succeed; batch info covers the rest only."""
-    arn = await aws.create_stream(unique_name)
-    queue = await aws.create_queue(unique_name)
-    numbers = await aws.put_records(arn, payloads(4))
-    mapping_id = new_id()
-    handler = LambdaRecorder(fail_items(numbers[2]))
-    config = poller_config(
-        aws.endpoint,
-        kinesis_mapping(
-            arn,
-            uuid=mapping_id,
-            on_failure=queue,
-            BatchSize=4,
-            MaximumRetryAttempts=0,
-            FunctionResponseTypes=["ReportBatchItemFailures"],
-        ),
-    )
-
-    await run_until_idle(Worker(config, handlers={mapping_id: handler}))
-
-    assert handler.batches == [numbers]
-    messages = await drain_queue(aws.sqs, queue)
-    assert len(messages) == 1
-    assert_kinesis_batch_info(
-        messages[0], stream_arn=arn, first=numbers[2], last=numbers[3], size=2
-    )
-
-
-# --- 3, 4, 5: ReportBatchItemFailures ------------------------------------------------------------
-
-
-async def test_partial_failure_retries_the_failed_record_alone(
-    aws: AwsSetup, unique_name: str
-) -> None:
-    """SPEC 3: BatchSize=3, 6 records, the 6th fails, MaximumRetryAttempts=3.
-
-    Records 0-4 are delivered once; the 6th is retried alone until its retries are exhausted,
-    and its on-failure record names it alone with approximateInvokeCount 4 and no function error.
-    """
-    arn = await aws.create_stream(unique_name)
-    queue = await aws.create_queue(unique_name)
-    numbers = await aws.put_records(arn, payloads(6))
-    failing = numbers[5]
-    mapping_id = new_id()
-    handler = LambdaRecorder(fail_items(failing))
-    config = poller_config(
-        aws.endpoint,
-        kinesis_mapping(
-            arn,
-            uuid=mapping_id,
-            on_failure=queue,
-            BatchSize=3,
-            MaximumRetryAttempts=3,
-            FunctionResponseTypes=["ReportBatchItemFailures"],
-        ),
-    )
-
-    await run_until_idle(Worker(config, handlers={mapping_id: handler}))
-
-    assert handler.batches == [numbers[:3], numbers[3:], [failing], [failing], [failing]]
-    delivered = handler.delivered()
-    assert all(delivered.count(n) == 1 for n in numbers[:5])
-    messages = await drain_queue(aws.sqs, queue)
-    assert len(messages) == 1
-    message = messages[0]
-    assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
-    assert message["requestContext"]["approximateInvokeCount"] == 4
-    assert message["responseContext"]["functionError"] is None
-    assert message["responseContext"]["statusCode"] == 200
-    assert_kinesis_batch_info(message, stream_arn=arn, first=failing, last=failing, size=1)
-
-
-#: First answers that fail the whole batch; each gets the batch's sequence numbers.
-WHOLE_BATCH_FAILURES: dict[str, Callable[[list[str]], Any]] = {
-    "integer itemIdentifier": lambda n: {"batchItemFailures": [{"itemIdentifier": 123}]},
-    "empty itemIdentifier": lambda n: {"batchItemFailures": [{"itemIdentifier": ""}]},
-    "null itemIdentifier": lambda n: {"batchItemFailures": [{"itemIdentifier": None}]},
-    "entry without itemIdentifier": lambda n: {"batchItemFailures": [{"foo": n[1]}]},
-    "unknown sequence number": lambda n: {"batchItemFailures": [{"itemIdentifier": "999999"}]},
-    "valid entry next to an invalid one": lambda n: {
-        "batchItemFailures": [{"itemIdentifier": n[2]}, {"itemIdentifier": None}]
-    },
-}
-
-
-@pytest.mark.parametrize("answer", [*WHOLE_BATCH_FAILURES, "unhandled exception"])
-async def test_invalid_partial_response_retries_the_whole_batch(
-    aws: AwsSetup, unique_name: str, answer: str
-) -> None:
-    """SPEC 4: a malformed batchItemFailures answer, or an exception, fails the whole batch."""
-    arn = await aws.create_stream(unique_name)
-    numbers = await aws.put_records(arn, payloads(3))
-
-    def respond(seen: Seen) -> Any:
-        if len(handler.invocations) > 1:
-            return None  # the retry succeeds
-        if answer == "unhandled exception":
-            raise RuntimeError("boom")
-        return WHOLE_BATCH_FAILURES[answer](seen.sequence_numbers)
-
-    mapping_id = new_id()
-    handler = LambdaRecorder(respond)
-    config = poller_config(
-        aws.endpoint,
-        kinesis_mapping(
-            arn,
-            uuid=mapping_id,
-            BatchSize=3,
-            MaximumRetryAttempts=1,
-            FunctionResponseTypes=["ReportBatchItemFailures"],
-        ),
-    )
-    worker = Worker(config, handlers={mapping_id: handler})
-
-    await run_until_idle(worker)
-
-    assert handler.batches == [numbers, numbers]
-    metrics = worker.status()[mapping_id]["metrics"]
-    assert metrics["Errors"] == 1
-    assert metrics["DroppedEventCount"] == 0
-
-
-@pytest.mark.parametrize(
-    "response",
-    ["", [], None, {}, {"batchItemFailures": []}, {"batchItemFailures": None}],
-    ids=["empty string", "empty list", "null", "empty object", "no failures", "null failures"],
-)
-async def test_success_responses_are_not_retried(
-    aws: AwsSetup, unique_name: str, response: Any
-) -> None:
-    """SPEC 5: "", [], null, {}, and empty or null batchItemFailures all mean success."""
-    arn = await aws.create_stream(unique_name)
-    queue = await aws.create_queue(unique_name)
-    numbers = await aws.put_records(arn, payloads(3))
-    mapping_id = new_id()
-    handler = LambdaRecorder(lambda _seen: response)
-    config = poller_config(
-        aws.endpoint,
-        kinesis_mapping(
-            arn,
-            uuid=mapping_id,
-            on_failure=queue,
-            BatchSize=3,
-            MaximumRetryAttempts=0,
-            FunctionResponseTypes=["ReportBatchItemFailures"],
-        ),
-    )
-    worker = Worker(config, handlers={mapping_id: handler})
-
-    await run_until_idle(worker)
-
-    assert handler.batches == [numbers]
-    assert await drain_queue(aws.sqs, queue) == []
-    assert worker.status()[mapping_id]["metrics"]["Errors"] == 0
+        return StreamKit(
+            endpoint=aws.endpoint,
+            sqs=aws.sqs,
+            batch_info_key="KinesisBatchInfo",
+            arrival_pattern=ISO_MILLIS,
+            stream_with_records=stream_with_records,
+            create_queue=aws.create_queue,
+            shard_of=shard_of,
+            mapping=kinesis_mapping,
+            recorder=LambdaRecorder,
+        )
 
 
 # --- 6, 7, 8: ordering, starting position, several mappings --------------------------------------

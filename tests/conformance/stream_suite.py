@@ -1,0 +1,298 @@
+"""The AWS-recorded behaviours every stream source shows (SPEC 1-5): one suite, one subclass each.
+
+:class:`StreamConformance` holds the tests; a source's test module subclasses it and provides a
+``kit`` fixture (a :class:`StreamKit`): how to make a stream holding records, a mapping of it, the
+Lambda-style recorder that reads its events, and what its on-failure batch info looks like. The
+tests then run a whole worker against the real moto server, identically for every source, so a
+behaviour cannot drift between Kinesis and DynamoDB Streams.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from poller.runtime.worker import Worker
+from tests.conformance.kinesis_helpers import (
+    LambdaRecorder,
+    Queue,
+    Seen,
+    always_fail,
+    drain_queue,
+    fail_items,
+    poller_config,
+    run_until_idle,
+)
+
+ISO_MILLIS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+BATCH_INFO_KEYS = {
+    "shardId",
+    "startSequenceNumber",
+    "endSequenceNumber",
+    "approximateArrivalOfFirstRecord",
+    "approximateArrivalOfLastRecord",
+    "batchSize",
+    "streamArn",
+}
+
+#: First answers that fail the whole batch; each gets the batch's sequence numbers.
+WHOLE_BATCH_FAILURES: dict[str, Callable[[list[str]], Any]] = {
+    "integer itemIdentifier": lambda n: {"batchItemFailures": [{"itemIdentifier": 123}]},
+    "empty itemIdentifier": lambda n: {"batchItemFailures": [{"itemIdentifier": ""}]},
+    "null itemIdentifier": lambda n: {"batchItemFailures": [{"itemIdentifier": None}]},
+    "entry without itemIdentifier": lambda n: {"batchItemFailures": [{"foo": n[1]}]},
+    "unknown sequence number": lambda n: {"batchItemFailures": [{"itemIdentifier": "999999"}]},
+    "valid entry next to an invalid one": lambda n: {
+        "batchItemFailures": [{"itemIdentifier": n[2]}, {"itemIdentifier": None}]
+    },
+}
+
+
+@dataclass(frozen=True)
+class StreamKit:
+    """What the suite needs of one stream source."""
+
+    endpoint: str
+    sqs: Any
+    #: ``KinesisBatchInfo`` or ``DDBStreamBatchInfo``.
+    batch_info_key: str
+    #: How the source's on-failure records spell arrival times.
+    arrival_pattern: re.Pattern[str]
+    #: (name, count) -> the stream's ARN and the sequence numbers of ``count`` new records.
+    stream_with_records: Callable[[str, int], Awaitable[tuple[str, list[str]]]]
+    create_queue: Callable[[str], Awaitable[Queue]]
+    #: The id of the stream's (only) shard.
+    shard_of: Callable[[str], Awaitable[str]]
+    #: (arn, uuid=..., on_failure=..., **fields) -> a mapping under AWS field names.
+    mapping: Callable[..., dict[str, Any]]
+    #: A Lambda-style recorder that reads this source's events.
+    recorder: Callable[..., LambdaRecorder]
+
+    async def run(self, *mappings: dict[str, Any], handler: Any) -> Worker:
+        """Run a worker for ``mappings`` (all handled by ``handler``) until it is idle."""
+        config = poller_config(self.endpoint, *mappings)
+        worker = Worker(config, handlers={m["UUID"]: handler for m in mappings})
+        await run_until_idle(worker)
+        return worker
+
+    async def assert_batch_info(
+        self, message: dict[str, Any], *, stream_arn: str, first: str, last: str, size: int
+    ) -> None:
+        """The message's batch info names exactly the records ``first``..``last``."""
+        info = message[self.batch_info_key]
+        assert set(info) == BATCH_INFO_KEYS
+        assert info["shardId"] == await self.shard_of(stream_arn)
+        assert info["streamArn"] == stream_arn
+        assert info["startSequenceNumber"] == first
+        assert info["endSequenceNumber"] == last
+        assert info["batchSize"] == size
+        assert self.arrival_pattern.match(info["approximateArrivalOfFirstRecord"])
+        assert self.arrival_pattern.match(info["approximateArrivalOfLastRecord"])
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class StreamConformance:
+    """SPEC 1-5 for a stream source; subclasses provide the ``kit`` fixture."""
+
+    # --- 1, 2: retries exhausted and what the on-failure record covers -------------------------
+
+    async def test_retry_attempts_exhausted_invokes_n_plus_one_times(
+        self, kit: StreamKit, unique_name: str
+    ) -> None:
+        """SPEC 1: MaximumRetryAttempts=2 and a failing function: 3 invocations, then one record."""
+        arn, numbers = await kit.stream_with_records(unique_name, 3)
+        queue = await kit.create_queue(unique_name)
+        handler = kit.recorder(always_fail)
+        mapping = kit.mapping(arn, uuid=new_id(), on_failure=queue, MaximumRetryAttempts=2)
+
+        await kit.run(mapping, handler=handler)
+
+        assert handler.batches == [numbers] * 3
+        messages = await drain_queue(kit.sqs, queue)
+        assert len(messages) == 1
+        message = messages[0]
+        assert set(message) == {
+            "requestContext",
+            "responseContext",
+            "version",
+            "timestamp",
+            kit.batch_info_key,
+        }
+        last = handler.invocations[-1]
+        assert message["requestContext"] == {
+            "requestId": last.aws_request_id,
+            "functionArn": last.invoked_function_arn,
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 3,
+        }
+        assert message["responseContext"] == {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        }
+        assert message["version"] == "1.0"
+        assert ISO_MILLIS.match(message["timestamp"])
+        await kit.assert_batch_info(
+            message, stream_arn=arn, first=numbers[0], last=numbers[-1], size=3
+        )
+
+    async def test_batch_size_one_discard_names_one_record(
+        self, kit: StreamKit, unique_name: str
+    ) -> None:
+        """SPEC 2: with BatchSize=1 the discarded record is the whole batch info: start == end."""
+        arn, numbers = await kit.stream_with_records(unique_name, 3)
+        queue = await kit.create_queue(unique_name)
+        poisoned = numbers[1]
+
+        def respond(seen: Seen) -> Any:
+            if poisoned in seen.sequence_numbers:
+                raise ValueError("cannot process this record")
+            return None
+
+        handler = kit.recorder(respond)
+        mapping = kit.mapping(
+            arn, uuid=new_id(), on_failure=queue, BatchSize=1, MaximumRetryAttempts=0
+        )
+
+        await kit.run(mapping, handler=handler)
+
+        assert handler.batches == [[n] for n in numbers]
+        messages = await drain_queue(kit.sqs, queue)
+        assert len(messages) == 1
+        info = messages[0][kit.batch_info_key]
+        assert info["startSequenceNumber"] == info["endSequenceNumber"] == poisoned
+        assert info["approximateArrivalOfFirstRecord"] == info["approximateArrivalOfLastRecord"]
+        await kit.assert_batch_info(
+            messages[0], stream_arn=arn, first=poisoned, last=poisoned, size=1
+        )
+        assert messages[0]["requestContext"]["approximateInvokeCount"] == 1
+
+    async def test_discard_after_partial_failure_covers_only_unsettled_records(
+        self, kit: StreamKit, unique_name: str
+    ) -> None:
+        """SPEC 2: records before the lowest failed one succeed; batch info covers the rest only."""
+        arn, numbers = await kit.stream_with_records(unique_name, 4)
+        queue = await kit.create_queue(unique_name)
+        handler = kit.recorder(fail_items(numbers[2]))
+        mapping = kit.mapping(
+            arn,
+            uuid=new_id(),
+            on_failure=queue,
+            BatchSize=4,
+            MaximumRetryAttempts=0,
+            FunctionResponseTypes=["ReportBatchItemFailures"],
+        )
+
+        await kit.run(mapping, handler=handler)
+
+        assert handler.batches == [numbers]
+        messages = await drain_queue(kit.sqs, queue)
+        assert len(messages) == 1
+        await kit.assert_batch_info(
+            messages[0], stream_arn=arn, first=numbers[2], last=numbers[3], size=2
+        )
+
+    # --- 3, 4, 5: ReportBatchItemFailures ------------------------------------------------------
+
+    async def test_partial_failure_retries_the_failed_record_alone(
+        self, kit: StreamKit, unique_name: str
+    ) -> None:
+        """SPEC 3: BatchSize=3, 6 records, the 6th fails, MaximumRetryAttempts=3.
+
+        Records 0-4 are delivered once; the 6th is retried alone until its retries are exhausted,
+        and its on-failure record names it alone with approximateInvokeCount 4 and no function
+        error.
+        """
+        arn, numbers = await kit.stream_with_records(unique_name, 6)
+        queue = await kit.create_queue(unique_name)
+        failing = numbers[5]
+        handler = kit.recorder(fail_items(failing))
+        mapping = kit.mapping(
+            arn,
+            uuid=new_id(),
+            on_failure=queue,
+            BatchSize=3,
+            MaximumRetryAttempts=3,
+            FunctionResponseTypes=["ReportBatchItemFailures"],
+        )
+
+        await kit.run(mapping, handler=handler)
+
+        assert handler.batches == [numbers[:3], numbers[3:], [failing], [failing], [failing]]
+        delivered = handler.delivered()
+        assert all(delivered.count(n) == 1 for n in numbers[:5])
+        messages = await drain_queue(kit.sqs, queue)
+        assert len(messages) == 1
+        message = messages[0]
+        assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
+        assert message["requestContext"]["approximateInvokeCount"] == 4
+        assert message["responseContext"]["functionError"] is None
+        assert message["responseContext"]["statusCode"] == 200
+        await kit.assert_batch_info(message, stream_arn=arn, first=failing, last=failing, size=1)
+
+    @pytest.mark.parametrize("answer", [*WHOLE_BATCH_FAILURES, "unhandled exception"])
+    async def test_invalid_partial_response_retries_the_whole_batch(
+        self, kit: StreamKit, unique_name: str, answer: str
+    ) -> None:
+        """SPEC 4: a malformed batchItemFailures answer, or an exception, fails the whole batch."""
+        arn, numbers = await kit.stream_with_records(unique_name, 3)
+
+        def respond(seen: Seen) -> Any:
+            if len(handler.invocations) > 1:
+                return None  # the retry succeeds
+            if answer == "unhandled exception":
+                raise RuntimeError("boom")
+            return WHOLE_BATCH_FAILURES[answer](seen.sequence_numbers)
+
+        mapping_id = new_id()
+        handler = kit.recorder(respond)
+        mapping = kit.mapping(
+            arn,
+            uuid=mapping_id,
+            BatchSize=3,
+            MaximumRetryAttempts=1,
+            FunctionResponseTypes=["ReportBatchItemFailures"],
+        )
+
+        worker = await kit.run(mapping, handler=handler)
+
+        assert handler.batches == [numbers, numbers]
+        metrics = worker.status()[mapping_id]["metrics"]
+        assert metrics["Errors"] == 1
+        assert metrics["DroppedEventCount"] == 0
+
+    @pytest.mark.parametrize(
+        "response",
+        ["", [], None, {}, {"batchItemFailures": []}, {"batchItemFailures": None}],
+        ids=["empty string", "empty list", "null", "empty object", "no failures", "null failures"],
+    )
+    async def test_success_responses_are_not_retried(
+        self, kit: StreamKit, unique_name: str, response: Any
+    ) -> None:
+        """SPEC 5: "", [], null, {}, and empty or null batchItemFailures all mean success."""
+        arn, numbers = await kit.stream_with_records(unique_name, 3)
+        queue = await kit.create_queue(unique_name)
+        mapping_id = new_id()
+        handler = kit.recorder(lambda _seen: response)
+        mapping = kit.mapping(
+            arn,
+            uuid=mapping_id,
+            on_failure=queue,
+            BatchSize=3,
+            MaximumRetryAttempts=0,
+            FunctionResponseTypes=["ReportBatchItemFailures"],
+        )
+
+        worker = await kit.run(mapping, handler=handler)
+
+        assert handler.batches == [numbers]
+        assert await drain_queue(kit.sqs, queue) == []
+        assert worker.status()[mapping_id]["metrics"]["Errors"] == 0
