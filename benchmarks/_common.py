@@ -253,6 +253,35 @@ async def read_poller(
     return timing
 
 
+def rows_against_raw(
+    samples: Mapping[str, Sequence[Timing]], count: int, aim: float
+) -> list[dict[str, Any]]:
+    """Table rows for a raw-loop-versus-poller read: ``samples`` maps ``"raw"`` and
+    ``"poller-<BatchSize>"`` to their timings; medians, and ratios to the raw loop's median."""
+    raw_rate = median([count / t.wall for t in samples["raw"]])
+    raw_cpu = median([t.cpu / count * 1e6 for t in samples["raw"]])
+    rows: list[dict[str, Any]] = []
+    for key, timings in samples.items():
+        rate = median([count / t.wall for t in timings])
+        cpu_us = median([t.cpu / count * 1e6 for t in timings])
+        is_raw = key == "raw"
+        rows.append(
+            {
+                "variant": "raw aiobotocore loop" if is_raw else "poller Worker, typed no-op",
+                "batch_size": None if is_raw else int(key.split("-")[1]),
+                "records_per_s": rate,
+                "wall_s": median([t.wall for t in timings]),
+                "cpu_s": median([t.cpu for t in timings]),
+                "cpu_us_per_record": cpu_us,
+                "ratio_to_raw": rate / raw_rate,
+                "cpu_ratio_to_raw": cpu_us / raw_cpu,
+                "meets_aim": None if is_raw else rate / raw_rate >= aim,
+                "runs_records_per_s": [count / t.wall for t in timings],
+            }
+        )
+    return rows
+
+
 @contextmanager
 def kafka_server(bootstrap: str | None = None) -> Iterator[str]:
     """A Kafka bootstrap address: ``bootstrap`` when given, else a tansu broker for this run.

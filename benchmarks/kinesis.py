@@ -35,10 +35,10 @@ import anyio
 from _common import (
     Timing,
     aws_config,
-    median,
     moto_server,
     print_table,
     read_poller,
+    rows_against_raw,
     timed,
     write_results,
 )
@@ -156,27 +156,7 @@ async def measure(
             )
             samples.setdefault(f"poller-{batch}", []).append(timing)
 
-    raw_rate = median([count / t.wall for t in samples["raw"]])
-    raw_cpu = median([t.cpu / count * 1e6 for t in samples["raw"]])
-    rows: list[dict[str, Any]] = []
-    for key, timings in samples.items():
-        rate = median([count / t.wall for t in timings])
-        cpu_us = median([t.cpu / count * 1e6 for t in timings])
-        is_raw = key == "raw"
-        rows.append(
-            {
-                "variant": "raw aiobotocore loop" if is_raw else "poller Worker, typed no-op",
-                "batch_size": None if is_raw else int(key.split("-")[1]),
-                "records_per_s": rate,
-                "wall_s": median([t.wall for t in timings]),
-                "cpu_s": median([t.cpu for t in timings]),
-                "cpu_us_per_record": cpu_us,
-                "ratio_to_raw": rate / raw_rate,
-                "cpu_ratio_to_raw": cpu_us / raw_cpu,
-                "meets_aim": None if is_raw else rate / raw_rate >= AIM_RATIO,
-                "runs_records_per_s": [count / t.wall for t in timings],
-            }
-        )
+    rows = rows_against_raw(samples, count, AIM_RATIO)
     return {
         "stream": name,
         "shards": shards,
