@@ -29,10 +29,12 @@ from poller.errors import (
     StoreError,
 )
 from poller.records import (
+    ActiveMqRecord,
     Batch,
     DynamoDBRecord,
     KafkaRecord,
     KinesisRecord,
+    RabbitMqRecord,
     Record,
     SqsRecord,
     from_dynamodb_json,
@@ -43,6 +45,7 @@ from poller.targets import LambdaContext
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActiveMqRecord",
     "AwsConfig",
     "Batch",
     "ConfigError",
@@ -60,6 +63,7 @@ __all__ = [
     "PartiallyFailed",
     "PollerConfig",
     "PollerError",
+    "RabbitMqRecord",
     "Record",
     "SelfManagedEventSource",
     "SourceAccessConfiguration",

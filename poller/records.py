@@ -18,6 +18,7 @@ from typing import Any
 __all__ = [
     "ActiveMqRecord",
     "Batch",
+    "BrokerRecord",
     "DynamoDBRecord",
     "KafkaRecord",
     "KinesisRecord",
@@ -357,17 +358,14 @@ def _binary(value: Any) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class RabbitMqRecord(Record):
-    """A RabbitMQ message, as typed handlers receive it.
-
-    ``partition`` is ``"<queue>::<virtual host>"`` (the key of ``rmqMessagesByQueue``),
-    ``position`` the message id (or, for a message without one, a digest of its properties and
-    body), ``data`` the body; ``native`` holds the delivery as the source keeps it.
-    """
+class BrokerRecord(Record):
+    """What RabbitMQ and ActiveMQ messages share: ``position`` is the message id, ``data`` the
+    body, ``native`` the delivery as the source keeps it (redelivered flag, delivery count)."""
 
     @property
     def message_id(self) -> str:
-        """The message id the publisher set, or the digest that stands in for it."""
+        """The message id (RabbitMQ: the publisher's, or a digest standing in for it; ActiveMQ:
+        the JMS id, ``ID:...``)."""
         return self.position
 
     @property
@@ -377,13 +375,8 @@ class RabbitMqRecord(Record):
 
     @property
     def redelivered(self) -> bool:
-        """RabbitMQ's redelivered flag: this message was handed out before."""
+        """The broker's redelivered flag: this message was handed out before."""
         return bool(self.native.redelivered)
-
-    @property
-    def basic_properties(self) -> dict[str, Any]:
-        """The AMQP basic properties as Lambda renders them (``contentType``, ``headers``...)."""
-        return dict(self.native.properties)
 
     @property
     def delivery_count(self) -> int:
@@ -392,7 +385,22 @@ class RabbitMqRecord(Record):
 
 
 @dataclass(frozen=True, slots=True)
-class ActiveMqRecord(Record):
+class RabbitMqRecord(BrokerRecord):
+    """A RabbitMQ message, as typed handlers receive it.
+
+    ``partition`` is ``"<queue>::<virtual host>"`` (the key of ``rmqMessagesByQueue``),
+    ``position`` the message id (or, for a message without one, a digest of its properties and
+    body), ``data`` the body; ``native`` holds the delivery as the source keeps it.
+    """
+
+    @property
+    def basic_properties(self) -> dict[str, Any]:
+        """The AMQP basic properties as Lambda renders them (``contentType``, ``headers``...)."""
+        return dict(self.native.properties)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveMqRecord(BrokerRecord):
     """An ActiveMQ message, as typed handlers receive it.
 
     ``partition`` is the queue name, ``position`` the JMS message id, ``data`` the body;
@@ -400,31 +408,11 @@ class ActiveMqRecord(Record):
     """
 
     @property
-    def message_id(self) -> str:
-        """The JMS message id (``ID:...``)."""
-        return self.position
-
-    @property
-    def body(self) -> bytes:
-        """The message body."""
-        return self.data
-
-    @property
     def text(self) -> str:
         """The body as text (a JMS text message is UTF-8)."""
         return self.data.decode("utf-8", errors="replace")
 
     @property
-    def redelivered(self) -> bool:
-        """The broker's redelivered flag: this message was handed out before."""
-        return bool(self.native.redelivered)
-
-    @property
     def headers(self) -> dict[str, str]:
         """The STOMP headers the broker sent with the message."""
         return dict(self.native.headers)
-
-    @property
-    def delivery_count(self) -> int:
-        """Deliveries of this message so far, this one included (1 on the first)."""
-        return int(self.native.deliveries)
