@@ -282,6 +282,27 @@ def rows_against_raw(
     return rows
 
 
+def print_rows_against_raw(title: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Print rows from :func:`rows_against_raw` as a table."""
+    print_table(
+        title,
+        ["variant", "batch", "records/s", "wall s", "CPU us/rec", "CPU vs raw", "vs raw", "aim"],
+        [
+            [
+                r["variant"],
+                r["batch_size"],
+                r["records_per_s"],
+                r["wall_s"],
+                r["cpu_us_per_record"],
+                r["cpu_ratio_to_raw"],
+                r["ratio_to_raw"],
+                "-" if r["meets_aim"] is None else ("met" if r["meets_aim"] else "MISSED"),
+            ]
+            for r in rows
+        ],
+    )
+
+
 @contextmanager
 def kafka_server(bootstrap: str | None = None) -> Iterator[str]:
     """A Kafka bootstrap address: ``bootstrap`` when given, else a tansu broker for this run.

@@ -36,7 +36,7 @@ from _common import (
     Timing,
     aws_config,
     moto_server,
-    print_table,
+    print_rows_against_raw,
     read_poller,
     rows_against_raw,
     timed,
@@ -189,23 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         f"this run (aim >= {AIM_RATIO}). CPU us/rec counts this process only (moto runs in its "
         "own), client creation and start-up included; 'CPU vs raw' is that over the raw loop's."
     )
-    print_table(
-        "Reading Kinesis from moto over HTTP",
-        ["variant", "batch", "records/s", "wall s", "CPU us/rec", "CPU vs raw", "vs raw", "aim"],
-        [
-            [
-                r["variant"],
-                r["batch_size"],
-                r["records_per_s"],
-                r["wall_s"],
-                r["cpu_us_per_record"],
-                r["cpu_ratio_to_raw"],
-                r["ratio_to_raw"],
-                "-" if r["meets_aim"] is None else ("met" if r["meets_aim"] else "MISSED"),
-            ]
-            for r in rows
-        ],
-    )
+    print_rows_against_raw("Reading Kinesis from moto over HTTP", rows)
     path = write_results("kinesis", {**report, "aim_ratio": AIM_RATIO})
     print(f"\nwritten: {path}")
     return 0

@@ -158,7 +158,7 @@ async def build_source(
         return KinesisSource(
             mapping.event_source_arn,
             await clients.client("kinesis"),
-            ARN.parse(mapping.event_source_arn).region or clients.region,
+            _region(mapping, clients),
             # The engine paces reads (idle poll, catch-up); the reader keeps AWS's 5 reads/s guard.
             KinesisOptions(min_read_interval=0.2, idle_read_interval=0.2),
         )
@@ -166,7 +166,7 @@ async def build_source(
         return DynamoDBStreamsSource(
             mapping.event_source_arn,
             await clients.client("dynamodbstreams"),
-            ARN.parse(mapping.event_source_arn).region or clients.region,
+            _region(mapping, clients),
             # The engine paces idle polls (4/s by default, as Lambda) and reads on at once
             # while records keep coming; DynamoDB Streams has no per-shard read rate to guard.
             DynamoDBStreamsOptions(min_read_interval=0.0, idle_read_interval=0.0),
@@ -175,13 +175,18 @@ async def build_source(
         return SqsSource(
             mapping.event_source_arn,
             await clients.client("sqs"),
-            ARN.parse(mapping.event_source_arn).region or clients.region,
+            _region(mapping, clients),
         )
     if mapping.source_kind is SourceKind.MQ:
         if await broker_engine(mapping, clients) == "RABBITMQ":
             return RabbitMqSource(mapping, clients)
         return ActiveMqSource(mapping, clients)
     raise ConfigError(f"EventSourceArn: {mapping.source_kind.value} sources are not supported yet")
+
+
+def _region(mapping: ResolvedMapping, clients: AwsClients) -> str:
+    """The source's region: the ARN's, else the configured one."""
+    return ARN.parse(mapping.event_source_arn).region or clients.region
 
 
 def _destination(

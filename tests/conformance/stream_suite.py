@@ -1,4 +1,4 @@
-"""The AWS-recorded behaviours every stream source shows (SPEC 1-5): one suite, one subclass each.
+"""The AWS-recorded behaviours every stream source shows (SPEC 1-5, 9, 11): one suite, a subclass each.
 
 :class:`StreamConformance` holds the tests; a source's test module subclasses it and provides a
 ``kit`` fixture (a :class:`StreamKit`): how to make a stream holding records, a mapping of it, the
@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from poller.runtime.worker import Worker
 from tests.conformance.kinesis_helpers import (
+    ACCOUNT,
+    REGION,
     LambdaRecorder,
     Queue,
     Seen,
@@ -72,11 +75,23 @@ class StreamKit:
     mapping: Callable[..., dict[str, Any]]
     #: A Lambda-style recorder that reads this source's events.
     recorder: Callable[..., LambdaRecorder]
+    #: (moment, sequence numbers or None for all) -> a ``wrap_client`` under which the records
+    #: read look as if they reached the stream at ``moment`` (moto cannot make old records).
+    aged: Callable[[datetime, Collection[str] | None], Callable[[str, Any], Any]]
 
-    async def run(self, *mappings: dict[str, Any], handler: Any) -> Worker:
+    async def run(
+        self,
+        *mappings: dict[str, Any],
+        handler: Any,
+        wrap_client: Callable[[str, Any], Any] | None = None,
+    ) -> Worker:
         """Run a worker for ``mappings`` (all handled by ``handler``) until it is idle."""
         config = poller_config(self.endpoint, *mappings)
-        worker = Worker(config, handlers={m["UUID"]: handler for m in mappings})
+        worker = Worker(
+            config,
+            handlers={m["UUID"]: handler for m in mappings},
+            wrap_client=wrap_client,
+        )
         await run_until_idle(worker)
         return worker
 
@@ -100,7 +115,7 @@ def new_id() -> str:
 
 
 class StreamConformance:
-    """SPEC 1-5 for a stream source; subclasses provide the ``kit`` fixture."""
+    """SPEC 1-5, 9 and 11 for a stream source; subclasses provide the ``kit`` fixture."""
 
     # --- 1, 2: retries exhausted and what the on-failure record covers -------------------------
 
@@ -296,3 +311,58 @@ class StreamConformance:
         assert handler.batches == [numbers]
         assert await drain_queue(kit.sqs, queue) == []
         assert worker.status()[mapping_id]["metrics"]["Errors"] == 0
+
+    # --- 9, 11: MaximumRecordAgeInSeconds ------------------------------------------------------
+
+    async def test_records_expired_before_ingestion_are_never_invoked(
+        self, kit: StreamKit, unique_name: str
+    ) -> None:
+        """SPEC 9: records already too old go to the destination uninvoked, without
+        responseContext; their age is the source's arrival (or creation) time."""
+        arn, numbers = await kit.stream_with_records(unique_name, 3)
+        queue = await kit.create_queue(unique_name)
+        two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
+        handler = kit.recorder()
+        mapping = kit.mapping(arn, uuid=new_id(), on_failure=queue, MaximumRecordAgeInSeconds=60)
+
+        await kit.run(mapping, handler=handler, wrap_client=kit.aged(two_minutes_ago, None))
+
+        assert handler.invocations == []
+        messages = await drain_queue(kit.sqs, queue)
+        assert len(messages) == 1
+        message = messages[0]
+        assert "responseContext" not in message
+        context = message["requestContext"]
+        assert context["condition"] == "RecordAgeExceeded"
+        assert context["approximateInvokeCount"] == 1
+        assert context["functionArn"].startswith(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:")
+        assert uuid.UUID(context["requestId"])
+        await kit.assert_batch_info(
+            message, stream_arn=arn, first=numbers[0], last=numbers[-1], size=3
+        )
+        arrival = f"{two_minutes_ago:%Y-%m-%dT%H:%M:%S}"
+        info = message[kit.batch_info_key]
+        assert info["approximateArrivalOfFirstRecord"].startswith(arrival)
+        assert info["approximateArrivalOfLastRecord"].startswith(arrival)
+
+    async def test_only_the_expired_record_is_discarded(
+        self, kit: StreamKit, unique_name: str
+    ) -> None:
+        """SPEC 11: of 6 records the one that is too old goes to the destination; 5 are
+        delivered."""
+        arn, numbers = await kit.stream_with_records(unique_name, 6)
+        queue = await kit.create_queue(unique_name)
+        expired = numbers[0]
+        two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
+        handler = kit.recorder()
+        mapping = kit.mapping(arn, uuid=new_id(), on_failure=queue, MaximumRecordAgeInSeconds=60)
+
+        await kit.run(mapping, handler=handler, wrap_client=kit.aged(two_minutes_ago, {expired}))
+
+        assert handler.delivered() == numbers[1:]
+        messages = await drain_queue(kit.sqs, queue)
+        assert len(messages) == 1
+        assert messages[0]["requestContext"]["condition"] == "RecordAgeExceeded"
+        await kit.assert_batch_info(
+            messages[0], stream_arn=arn, first=expired, last=expired, size=1
+        )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Callable, Collection
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -29,7 +29,6 @@ from tests.conformance.dynamodb_helpers import (
 from tests.conformance.kinesis_helpers import (
     ACCOUNT,
     REGION,
-    drain_queue,
     poller_config,
     run_until_idle,
 )
@@ -38,7 +37,7 @@ from tests.conformance.stream_suite import (
     StreamConformance,
     StreamKit,
 )
-from tests.faults import FaultyClient, created_at
+from tests.faults import created_at
 
 pytestmark = pytest.mark.integration
 
@@ -83,11 +82,11 @@ def assert_ddb_batch_info(
     assert ISO_SECONDS.match(info["approximateArrivalOfLastRecord"])
 
 
-# --- 1-5: the suite every stream source passes (tests/conformance/stream_suite.py) ----------------
+# --- 1-5, 9, 11: the suite every stream source passes (tests/conformance/stream_suite.py) ----------------
 
 
 class TestDynamoDBStreams(StreamConformance):
-    """SPEC 1-5 on a table's stream."""
+    """SPEC 1-5, 9 and 11 on a table's stream."""
 
     @pytest.fixture
     def kit(self, aws: DynamoDBSetup) -> StreamKit:
@@ -96,6 +95,10 @@ class TestDynamoDBStreams(StreamConformance):
 
         async def shard(arn: str) -> str:
             return await shard_of(aws, arn)
+
+        def aged(moment: datetime, numbers: Collection[str] | None) -> Callable[[str, Any], Any]:
+            stamp = created_at(moment, numbers)
+            return faulty_streams(lambda f: f.rewrite("get_records", stamp, times=None))
 
         return StreamKit(
             endpoint=aws.endpoint,
@@ -107,93 +110,8 @@ class TestDynamoDBStreams(StreamConformance):
             shard_of=shard,
             mapping=dynamodb_mapping,
             recorder=DynamoDBRecorder,
+            aged=aged,
         )
-
-
-# --- 9: MaximumRecordAgeInSeconds ------------------------------------------------------------------
-
-
-async def test_records_expired_before_ingestion_are_never_invoked(
-    aws: DynamoDBSetup, unique_name: str
-) -> None:
-    """SPEC 9: records already too old go to the destination uninvoked, without responseContext.
-
-    Their age is ApproximateCreationDateTime's, not the time they were read.
-    """
-    arn, numbers = await table_with_records(aws, unique_name, 3)
-    queue = await aws.create_queue(unique_name)
-    two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
-
-    def script(faults: FaultyClient) -> None:
-        faults.rewrite("get_records", created_at(two_minutes_ago), times=None)
-
-    mapping_id = new_id()
-    handler = DynamoDBRecorder()
-    config = poller_config(
-        aws.endpoint,
-        dynamodb_mapping(arn, uuid=mapping_id, on_failure=queue, MaximumRecordAgeInSeconds=60),
-    )
-
-    await run_until_idle(
-        Worker(config, handlers={mapping_id: handler}, wrap_client=faulty_streams(script))
-    )
-
-    assert handler.invocations == []
-    messages = await drain_queue(aws.sqs, queue)
-    assert len(messages) == 1
-    message = messages[0]
-    assert "responseContext" not in message
-    context = message["requestContext"]
-    assert context["condition"] == "RecordAgeExceeded"
-    assert context["approximateInvokeCount"] == 1
-    assert context["functionArn"].startswith(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:")
-    assert uuid.UUID(context["requestId"])
-    assert_ddb_batch_info(
-        message,
-        stream_arn=arn,
-        shard=await shard_of(aws, arn),
-        first=numbers[0],
-        last=numbers[-1],
-        size=3,
-    )
-    created = f"{two_minutes_ago:%Y-%m-%dT%H:%M:%S}Z"
-    assert message["DDBStreamBatchInfo"]["approximateArrivalOfFirstRecord"] == created
-    assert message["DDBStreamBatchInfo"]["approximateArrivalOfLastRecord"] == created
-
-
-async def test_only_the_expired_record_is_discarded(aws: DynamoDBSetup, unique_name: str) -> None:
-    """SPEC 9 (with 11): of 6 records the one created too long ago is discarded, 5 delivered."""
-    arn, numbers = await table_with_records(aws, unique_name, 6)
-    queue = await aws.create_queue(unique_name)
-    expired = numbers[0]
-    two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
-
-    def script(faults: FaultyClient) -> None:
-        faults.rewrite("get_records", created_at(two_minutes_ago, {expired}), times=None)
-
-    mapping_id = new_id()
-    handler = DynamoDBRecorder()
-    config = poller_config(
-        aws.endpoint,
-        dynamodb_mapping(arn, uuid=mapping_id, on_failure=queue, MaximumRecordAgeInSeconds=60),
-    )
-
-    await run_until_idle(
-        Worker(config, handlers={mapping_id: handler}, wrap_client=faulty_streams(script))
-    )
-
-    assert handler.delivered() == numbers[1:]
-    messages = await drain_queue(aws.sqs, queue)
-    assert len(messages) == 1
-    assert messages[0]["requestContext"]["condition"] == "RecordAgeExceeded"
-    assert_ddb_batch_info(
-        messages[0],
-        stream_arn=arn,
-        shard=await shard_of(aws, arn),
-        first=expired,
-        last=expired,
-        size=1,
-    )
 
 
 # --- configuration ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, Collection, MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -78,11 +78,11 @@ def assert_kinesis_batch_info(
     assert ISO_MILLIS.match(info["approximateArrivalOfLastRecord"])
 
 
-# --- 1-5: the suite every stream source passes (tests/conformance/stream_suite.py) ----------------
+# --- 1-5, 9, 11: the suite every stream source passes (tests/conformance/stream_suite.py) ----------------
 
 
 class TestKinesisStreams(StreamConformance):
-    """SPEC 1-5 on a one-shard Kinesis stream."""
+    """SPEC 1-5, 9 and 11 on a one-shard Kinesis stream."""
 
     @pytest.fixture
     def kit(self, aws: AwsSetup) -> StreamKit:
@@ -92,6 +92,10 @@ class TestKinesisStreams(StreamConformance):
 
         async def shard_of(arn: str) -> str:
             return SHARD0
+
+        def aged(moment: datetime, numbers: Collection[str] | None) -> Callable[[str, Any], Any]:
+            stamp = arrived_at(moment) if numbers is None else arrived_at_for(list(numbers), moment)
+            return faulty_kinesis(lambda f: f.rewrite("get_records", stamp, times=None))
 
         return StreamKit(
             endpoint=aws.endpoint,
@@ -103,6 +107,7 @@ class TestKinesisStreams(StreamConformance):
             shard_of=shard_of,
             mapping=kinesis_mapping,
             recorder=LambdaRecorder,
+            aged=aged,
         )
 
 
@@ -203,47 +208,7 @@ def test_duplicate_function_and_stream_is_refused() -> None:
     assert "mappings[0]" in problem
 
 
-# --- 9, 10, 11: MaximumRecordAgeInSeconds -----------------------------------------------------------
-
-
-async def test_records_expired_before_ingestion_are_never_invoked(
-    aws: AwsSetup, unique_name: str
-) -> None:
-    """SPEC 9: records already too old go to the destination uninvoked, without responseContext."""
-    arn = await aws.create_stream(unique_name)
-    queue = await aws.create_queue(unique_name)
-    numbers = await aws.put_records(arn, payloads(3))
-    two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
-
-    def script(faults: FaultyClient) -> None:
-        faults.rewrite("get_records", arrived_at(two_minutes_ago), times=None)
-
-    mapping_id = new_id()
-    handler = LambdaRecorder()
-    config = poller_config(
-        aws.endpoint,
-        kinesis_mapping(arn, uuid=mapping_id, on_failure=queue, MaximumRecordAgeInSeconds=60),
-    )
-
-    await run_until_idle(
-        Worker(config, handlers={mapping_id: handler}, wrap_client=faulty_kinesis(script))
-    )
-
-    assert handler.invocations == []
-    messages = await drain_queue(aws.sqs, queue)
-    assert len(messages) == 1
-    message = messages[0]
-    assert "responseContext" not in message
-    context = message["requestContext"]
-    assert context["condition"] == "RecordAgeExceeded"
-    assert context["approximateInvokeCount"] == 1
-    assert context["functionArn"].startswith(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:")
-    assert uuid.UUID(context["requestId"])
-    assert_kinesis_batch_info(message, stream_arn=arn, first=numbers[0], last=numbers[-1], size=3)
-    expected_arrival = f"{two_minutes_ago:%Y-%m-%dT%H:%M:%S}"
-    assert message["KinesisBatchInfo"]["approximateArrivalOfFirstRecord"].startswith(
-        expected_arrival
-    )
+# --- 10: MaximumRecordAgeInSeconds while retrying (9 and 11 run in the suite) ----------------------
 
 
 async def test_records_expire_while_being_retried(aws: AwsSetup, unique_name: str) -> None:
@@ -300,35 +265,6 @@ async def test_records_expire_while_being_retried(aws: AwsSetup, unique_name: st
         "functionError": "Unhandled",
     }
     assert_kinesis_batch_info(message, stream_arn=arn, first=numbers[0], last=numbers[-1], size=3)
-
-
-async def test_only_the_expired_record_is_discarded(aws: AwsSetup, unique_name: str) -> None:
-    """SPEC 11: of 6 records the one that is too old goes to the destination; 5 are delivered."""
-    arn = await aws.create_stream(unique_name)
-    queue = await aws.create_queue(unique_name)
-    numbers = await aws.put_records(arn, payloads(6))
-    expired = numbers[0]
-    two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
-
-    def script(faults: FaultyClient) -> None:
-        faults.rewrite("get_records", arrived_at_for([expired], two_minutes_ago), times=None)
-
-    mapping_id = new_id()
-    handler = LambdaRecorder()
-    config = poller_config(
-        aws.endpoint,
-        kinesis_mapping(arn, uuid=mapping_id, on_failure=queue, MaximumRecordAgeInSeconds=60),
-    )
-
-    await run_until_idle(
-        Worker(config, handlers={mapping_id: handler}, wrap_client=faulty_kinesis(script))
-    )
-
-    assert handler.delivered() == numbers[1:]
-    messages = await drain_queue(aws.sqs, queue)
-    assert len(messages) == 1
-    assert messages[0]["requestContext"]["condition"] == "RecordAgeExceeded"
-    assert_kinesis_batch_info(messages[0], stream_arn=arn, first=expired, last=expired, size=1)
 
 
 # --- 22: missing stream ----------------------------------------------------------------------------
