@@ -42,13 +42,14 @@ import anyio
 from _common import Timing, median, peak_rss_kib, print_table, rss_kib, timed, write_results
 
 from poller.config import ResolvedMapping, parse_config
-from poller.engine.mapping import StreamMappingRunner
-from poller.engine.protocols import Checkpoint, Discard
+from poller.engine.discard import Discard
+from poller.engine.state import Checkpoint
+from poller.engine.streams import StreamMappingRunner
 from poller.observability import configure_logging
 from poller.records import Record
-from poller.sources.memory import MemoryPartition, MemorySource
 from poller.stores.memory import MemoryStore
 from poller.targets import target_for
+from poller.testing import MemoryPartition, MemorySource
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/engine-benchmark"
 RECORD_BYTES = 100

@@ -1,12 +1,12 @@
 """poller: AWS Lambda event source mappings, run anywhere.
 
-The public API, re-exported from the modules that define it.
+The public API, re-exported from the modules that define it. Importing it imports no broker
+client: a source's client library is imported when a mapping of its kind opens.
 """
 
 from poller.config import (
     AwsConfig,
     DestinationConfig,
-    KafkaEventSourceConfig,
     MappingConfig,
     OnFailure,
     PollerConfig,
@@ -28,18 +28,16 @@ from poller.errors import (
     SourceNotFoundError,
     StoreError,
 )
-from poller.records import (
-    ActiveMqRecord,
-    Batch,
-    DynamoDBRecord,
-    KafkaRecord,
-    KinesisRecord,
-    RabbitMqRecord,
-    Record,
-    SqsRecord,
-    from_dynamodb_json,
-)
+from poller.records import Batch, Record
 from poller.runtime import Worker
+from poller.sources.activemq.records import ActiveMqRecord
+from poller.sources.dynamodb_streams.records import DynamoDBRecord, from_dynamodb_json
+from poller.sources.kafka.options import KafkaEventSourceConfig
+from poller.sources.kafka.records import KafkaRecord
+from poller.sources.kinesis.records import KinesisRecord
+from poller.sources.mq.records import BrokerRecord
+from poller.sources.rabbitmq.records import RabbitMqRecord
+from poller.sources.sqs.records import SqsRecord
 from poller.targets import LambdaContext
 
 __version__ = "0.1.0"
@@ -48,6 +46,7 @@ __all__ = [
     "ActiveMqRecord",
     "AwsConfig",
     "Batch",
+    "BrokerRecord",
     "ConfigError",
     "DestinationConfig",
     "DestinationError",

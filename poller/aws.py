@@ -15,7 +15,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.utils import parse_timestamp
 
-from poller.config import AwsConfig
+from poller.config.settings import AwsConfig
 
 __all__ = ["AwsClients", "epoch_seconds"]
 

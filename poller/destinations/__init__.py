@@ -2,7 +2,7 @@
 
 A mapping's ``DestinationConfig.OnFailure`` ARN becomes a :class:`Destination` (SQS queue, SNS
 topic or S3 bucket) through :func:`destination_for`; an :class:`OnFailureSink` wraps it with the
-source's renderer and the function ARN and is what the engine delivers discards to. Records follow
+source's codec and the function ARN and is what the engine delivers discards to. Records follow
 AWS's on-failure record format (:func:`on_failure_record`).
 """
 

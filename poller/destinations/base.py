@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from poller.engine.protocols import Discard
+from poller.engine.discard import Discard
 from poller.errors import DestinationError
 
 __all__ = ["Destination", "delivery_errors"]

@@ -14,13 +14,14 @@ from typing import Any
 import structlog
 
 from poller.aws import AwsClients
-from poller.config import ARN
+from poller.config.fields import ARN
 from poller.destinations.base import Destination
 from poller.destinations.record import on_failure_record, with_payload
 from poller.destinations.s3 import S3Destination
 from poller.destinations.sns import SnsDestination
 from poller.destinations.sqs import SqsDestination
-from poller.engine.protocols import Discard, EventRenderer
+from poller.engine.discard import Discard
+from poller.engine.protocols import EventCodec
 from poller.errors import ConfigError
 
 __all__ = ["OnFailureSink", "destination_for"]
@@ -63,12 +64,10 @@ def destination_for(arn: str, clients: AwsClients) -> Destination:
 class OnFailureSink:
     """The engine's DiscardSink for one mapping: builds the on-failure record and sends it."""
 
-    __slots__ = ("_destination", "_function_arn", "_renderer")
+    __slots__ = ("_codec", "_destination", "_function_arn")
 
-    def __init__(
-        self, renderer: EventRenderer, function_arn: str, destination: Destination
-    ) -> None:
-        self._renderer = renderer
+    def __init__(self, codec: EventCodec, function_arn: str, destination: Destination) -> None:
+        self._codec = codec
         self._function_arn = function_arn
         self._destination = destination
 
@@ -86,13 +85,13 @@ class OnFailureSink:
         record = on_failure_record(
             discard,
             function_arn=self._function_arn,
-            batch_info=self._renderer.batch_info(discard.records),
+            batch_info=self._codec.batch_info(discard.records),
         )
         if self._destination.includes_payload:
             payload: Mapping[str, Any] = (
                 discard.payload
                 if discard.payload is not None
-                else self._renderer.render_event(discard.records)
+                else self._codec.render_event(discard.records)
             )
             record = with_payload(record, payload)
         return record

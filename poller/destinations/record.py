@@ -12,10 +12,10 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from poller.engine.protocols import Discard
+from poller.engine.discard import Discard
+from poller.timestamps import instant, iso_millis
 
 __all__ = [
     "RECORD_VERSION",
@@ -30,18 +30,8 @@ __all__ = [
 RECORD_VERSION = "1.0"
 
 
-def _instant(epoch_seconds: float) -> datetime:
-    # Round to whole milliseconds first, so the record's timestamp and the S3 key always name the
-    # same instant and float noise (1.345 stored as 1.34499...) cannot shave a millisecond off.
-    millis = round(epoch_seconds * 1000)
-    seconds, remainder = divmod(millis, 1000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=remainder * 1000)
-
-
-def format_timestamp(epoch_seconds: float) -> str:
-    """ISO 8601 in UTC with milliseconds and a ``Z``, like AWS: ``2026-11-22T10:01:02.345Z``."""
-    when = _instant(epoch_seconds)
-    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
+#: ISO 8601 in UTC with milliseconds and a ``Z``, like AWS: ``2026-11-22T10:01:02.345Z``.
+format_timestamp = iso_millis
 
 
 def on_failure_record(
@@ -52,7 +42,7 @@ def on_failure_record(
 ) -> dict[str, Any]:
     """Build the on-failure record for ``discard``.
 
-    ``batch_info`` is what the source's renderer returns: the key (``KinesisBatchInfo``,
+    ``batch_info`` is what the source's codec returns: the key (``KinesisBatchInfo``,
     ``DDBStreamBatchInfo``, ...) and its body. ``responseContext`` is left out entirely when the
     records were never handed to the function, because AWS sends none in that case (record age
     exceeded before the first invocation).
@@ -102,7 +92,7 @@ def s3_object_key(discard: Discard) -> str:
     is retried after a lost response the same object is overwritten instead of a duplicate
     appearing next to it.
     """
-    when = _instant(discard.timestamp)
+    when = instant(discard.timestamp)
     return (
         f"aws/lambda/{discard.mapping_id}/{discard.partition}/"
         f"{when:%Y/%m/%d}/{when:%Y-%m-%dT%H.%M.%S}-{_discard_uuid(discard)}"

@@ -13,10 +13,10 @@ from typing import Any
 import structlog
 
 from poller.aws import AwsClients
-from poller.config import ARN
+from poller.config.fields import ARN
 from poller.destinations.base import delivery_errors
 from poller.destinations.record import encode_record, s3_object_key
-from poller.engine.protocols import Discard
+from poller.engine.discard import Discard
 
 __all__ = ["S3Destination"]
 

@@ -17,7 +17,7 @@ import structlog
 from poller.aws import AwsClients
 from poller.destinations.base import delivery_errors
 from poller.destinations.record import encode_record
-from poller.engine.protocols import Discard
+from poller.engine.discard import Discard
 from poller.errors import DestinationError
 
 __all__ = ["SNS_MAX_MESSAGE_BYTES", "SnsDestination"]

@@ -1,42 +1,104 @@
-"""The two steps every batch processor shares: invoking a target, and delivering a discard.
+"""Handing a batch to the function: the target seam, the mapping's context, and one invocation.
 
-Both the stream processor and the queue processor hand batches over the same way (a fresh
-request id, the FunctionTimeout, a target error never escaping) and record what they give up on the
-same way (delivery retried until it works, the partition or poller blocked meanwhile).
+Every processor (streams and queues) invokes the same way: a fresh request id, the FunctionTimeout,
+a target error never escaping. What they need to do so, and to settle what comes back, is one
+:class:`InvocationContext` per mapping, built by the runtime and shared by every runner and
+processor of that mapping.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
-from structlog.typing import FilteringBoundLogger
 
-from poller.config import ResolvedMapping
-from poller.engine.backoff import Backoff
+from poller.config.resolved import ResolvedMapping
+from poller.engine.discard import DiscardSink
 from poller.engine.metrics import MappingCounters
 from poller.engine.outcome import Failed, Outcome, Succeeded
-from poller.engine.protocols import Discard, DiscardSink, Invocation, Target
+from poller.engine.protocols import EventCodec
+from poller.engine.state import IdempotencyStore
 from poller.records import Batch, Record
 
-__all__ = ["deliver_discard", "invoke"]
+__all__ = [
+    "DEFAULT_FUNCTION",
+    "FunctionIdentity",
+    "Invocation",
+    "InvocationContext",
+    "Target",
+    "invoke",
+]
 
-_DELIVERY_BACKOFF = Backoff(0.5, 30.0)
+
+@dataclass(frozen=True, slots=True)
+class FunctionIdentity:
+    """The function a mapping invokes, as Lambda names it (the handler's ``context`` shows it)."""
+
+    name: str = "poller"
+    arn: str = "arn:aws:lambda:us-east-1:000000000000:function:poller"
+
+
+#: The function of a mapping built without one (tests, benchmarks).
+DEFAULT_FUNCTION = FunctionIdentity()
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """Facts about one invocation that a target passes on to the handler (Lambda context)."""
+
+    request_id: str
+    #: Monotonic deadline (``anyio.current_time()`` clock) of this invocation.
+    deadline: float
+    function_name: str
+    function_arn: str
+
+
+class Target(Protocol):
+    """How a batch reaches user code. Returns the outcome; never raises for handler errors."""
+
+    async def invoke(self, batch: Batch, invocation: Invocation) -> Outcome:
+        """Hand the batch over and say how it went."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationContext:
+    """What every runner and processor of one mapping shares to invoke and settle."""
+
+    mapping: ResolvedMapping
+    target: Target
+    #: Renders events and on-failure batch infos, reads item identifiers back.
+    codec: EventCodec
+    counters: MappingCounters = field(default_factory=MappingCounters)
+    #: Where discarded records go; None on a queue mapping without a destination (the queue's
+    #: own redrive policy takes what keeps failing).
+    sink: DiscardSink | None = None
+    function: FunctionIdentity = DEFAULT_FUNCTION
+    #: Idempotency records (used only when the mapping has ``Idempotency`` on).
+    store: IdempotencyStore | None = None
+    #: Epoch seconds (record age, discard timestamps, idempotency expiry).
+    clock: Callable[[], float] = time.time
+
+    @property
+    def idempotency(self) -> IdempotencyStore | None:
+        """The idempotency store when the mapping uses one, else None."""
+        return self.store if self.mapping.idempotency else None
 
 
 async def invoke(
-    target: Target,
-    mapping: ResolvedMapping,
+    context: InvocationContext,
     partition: str,
     records: Sequence[Record],
     *,
     attempt: int,
-    function_name: str,
-    function_arn: str,
-    counters: MappingCounters,
 ) -> tuple[Outcome, str]:
     """Hand ``records`` to the target within FunctionTimeout; return the outcome and request id."""
+    mapping = context.mapping
+    counters = context.counters
     request_id = str(uuid.uuid4())
     batch = Batch(
         mapping=mapping.mapping_id,
@@ -49,15 +111,15 @@ async def invoke(
     invocation = Invocation(
         request_id=request_id,
         deadline=anyio.current_time() + timeout,
-        function_name=function_name,
-        function_arn=function_arn,
+        function_name=context.function.name,
+        function_arn=context.function.arn,
     )
     counters.invocations += 1
     counters.invoked_events += len(records)
     outcome: Outcome
     with anyio.move_on_after(timeout) as scope:
         try:
-            outcome = await target.invoke(batch, invocation)
+            outcome = await context.target.invoke(batch, invocation)
         except Exception as error:  # a target bug must not kill the partition
             outcome = Failed(f"{type(error).__name__}: {error}")
     if scope.cancelled_caught:
@@ -66,44 +128,3 @@ async def invoke(
         counters.errors += 1
         counters.failed_invoke_events += len(records)
     return outcome, request_id
-
-
-async def deliver_discard(
-    sink: DiscardSink,
-    discard: Discard,
-    *,
-    stopping: anyio.Event,
-    counters: MappingCounters,
-    log: FilteringBoundLogger,
-    backoff: Backoff = _DELIVERY_BACKOFF,
-) -> bool:
-    """Deliver ``discard``, retrying until it works; False only if the worker stops first."""
-    records = discard.records
-    log.warning(
-        "records discarded",
-        batch=discard.request_id,
-        condition=discard.condition,
-        records=len(records),
-        first=records[0].position,
-        last=records[-1].position,
-        invocations=discard.invoke_count,
-    )
-    attempt = 0
-    while True:
-        try:
-            await sink.deliver(discard)
-            return True
-        except Exception as error:  # any failure: block and retry, never drop the record
-            attempt += 1
-            counters.on_failure_delivery_errors += 1
-            delay = backoff.delay(attempt)
-            log.error(
-                "on-failure delivery failed; blocked until it succeeds",
-                error=str(error),
-                attempt=attempt,
-                retry_in=round(delay, 2),
-            )
-            with anyio.move_on_after(delay):
-                await stopping.wait()
-            if stopping.is_set():
-                return False

@@ -1,48 +1,80 @@
-"""The seams of the engine: what it needs from sources, targets, stores and destinations.
+"""The engine's seams toward sources: what a log or queue source must do, what it may offer.
 
 The engine imports no client library. Everything source-specific reaches it through these
 Protocols, which live here (not in ``poller.sources``) so that imports only ever point down:
 runtime -> sources/targets/destinations/stores -> engine -> records/config.
+
+* A **log source** (:class:`PartitionSource`) lists partitions and opens a
+  :class:`PartitionReader` per partition.
+* A **queue source** receives messages (:class:`QueueReader`) and settles them one of two ways:
+  a queue that hides a received message for a visibility timeout (:class:`VisibilityQueue`,
+  SQS), or one that keeps it with its consumer until it is acknowledged (:class:`AckQueue`,
+  RabbitMQ, ActiveMQ). The engine runs a settlement strategy for each.
+* The **codec** (:class:`EventCodec`) renders records in AWS's shapes; it is separate from
+  reading, so every target and the on-failure records share it.
+* **Capabilities** a source may have are Protocols the engine checks with ``isinstance``:
+  :class:`AssignedPartitions`, :class:`RunsInBackground`, :class:`ReportsMetrics`,
+  :class:`ReportsTrimming`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import anyio
 
-from poller.config import ResolvedMapping, StartingPosition
+from poller.config.fields import StartingPosition
+from poller.config.resolved import ResolvedMapping
 from poller.engine.metrics import MappingCounters
 from poller.engine.outcome import ItemId
-from poller.records import Batch, Record
+from poller.records import Record
 
 __all__ = [
-    "BrokerQueueSource",
-    "Checkpoint",
-    "CheckpointStore",
-    "Discard",
-    "DiscardSink",
-    "EventRenderer",
-    "IdempotencyStore",
-    "Invocation",
+    "AckQueue",
+    "AssignedPartitions",
+    "EventCodec",
     "MappingRunner",
     "PartitionInfo",
     "PartitionReader",
     "PartitionSource",
     "QueueInfo",
+    "QueueReader",
     "QueueSource",
     "ReadResult",
-    "ResponseContext",
+    "ReportsMetrics",
+    "ReportsTrimming",
+    "RunsInBackground",
     "StartAt",
-    "Store",
-    "Target",
+    "TrimmedRange",
+    "VisibilityQueue",
 ]
 
 
-# --- sources -------------------------------------------------------------------------------------
+# --- the codec -----------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class EventCodec(Protocol):
+    """Renders records in the AWS shapes a Lambda-style handler and on-failure records use."""
+
+    def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
+        """The Lambda event for one invocation, e.g. ``{"Records": [...]}``."""
+        ...
+
+    def item_identifier(self, record: Record) -> ItemId:
+        """What ``batchItemFailures[].itemIdentifier`` names this record by (as :func:`item_key`
+        reads it: a string, or Kafka's (``"topic-N"``, offset))."""
+        ...
+
+    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
+        """The on-failure record's batch info: its key (``KinesisBatchInfo``) and body."""
+        ...
+
+
+# --- log sources ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,25 +128,8 @@ class PartitionReader(Protocol):
         ...
 
 
-class EventRenderer(Protocol):
-    """Renders records in the AWS shapes a Lambda-style handler and on-failure records use."""
-
-    def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
-        """The Lambda event for one invocation, e.g. ``{"Records": [...]}``."""
-        ...
-
-    def item_identifier(self, record: Record) -> ItemId:
-        """What ``batchItemFailures[].itemIdentifier`` names this record by (as :func:`item_key`
-        reads it: a string, or Kafka's (``"topic-N"``, offset))."""
-        ...
-
-    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
-        """The on-failure record's batch info: its key (``KinesisBatchInfo``) and body."""
-        ...
-
-
-class PartitionSource(EventRenderer, Protocol):
-    """A log source (Kinesis, DynamoDB Streams): partitions that keep order and can be re-read."""
+class PartitionSource(Protocol):
+    """A log source (Kinesis, DynamoDB Streams, Kafka): partitions that keep order."""
 
     #: Short name used in logs and metrics ("kinesis").
     kind: str
@@ -140,34 +155,84 @@ class PartitionSource(EventRenderer, Protocol):
         ...
 
 
+# --- capabilities a source may have --------------------------------------------------------------
+
+
+@runtime_checkable
+class AssignedPartitions(Protocol):
+    """Partitions are handed out by someone else (a Kafka consumer group) and may change."""
+
+    async def wait_for_partition_change(self) -> None:
+        """Return once partitions were assigned or revoked since the last call."""
+        ...
+
+
+@runtime_checkable
+class RunsInBackground(Protocol):
+    """The source runs a task of its own while its partitions run (Kafka: the committer)."""
+
+    async def run_background(self) -> None:
+        """Run until cancelled (after every partition stopped)."""
+        ...
+
+
+@runtime_checkable
+class ReportsMetrics(Protocol):
+    """The source counts things of its own (Kafka: offset lag, commits)."""
+
+    def extra_metrics(self) -> Mapping[str, int]:
+        """Metrics added to the mapping's, under AWS's names."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TrimmedRange:
+    """Records the service trimmed (retention passed) before they were read: they are lost."""
+
+    shard: str
+    #: The last record handed out (or the checkpoint) before the gap; None: from the start.
+    after: str | None
+    #: The first record read after resuming at the oldest one; None if none came before the
+    #: reader ended or closed.
+    resumed_at: str | None
+    #: Epoch seconds when the trimming was noticed.
+    noticed_at: float
+
+
+@runtime_checkable
+class ReportsTrimming(Protocol):
+    """The service may trim records before they are read (DynamoDB Streams keeps 24 hours)."""
+
+    #: How many times a reader found unread records trimmed and resumed at the oldest one.
+    trimmed_events: int
+    #: The ranges lost, oldest first.
+    trimmed_ranges: Sequence[TrimmedRange]
+
+
+# --- queue sources -------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
     """What a queue source learned about its queue when it started."""
 
     #: FIFO queue: order is kept per message group (``Record.partition`` is the group id).
-    fifo: bool
-    #: The queue's visibility timeout in seconds (a message comes back after it unless deleted).
-    visibility_timeout: float
+    fifo: bool = False
+    #: The queue's visibility timeout in seconds (a message comes back after it unless deleted);
+    #: 0 for a queue that keeps messages with their consumer (a broker).
+    visibility_timeout: float = 0.0
     #: ``maxReceiveCount`` of the queue's redrive policy, when it has one.
     max_receive_count: int | None = None
     #: The dead-letter queue of the redrive policy, when it has one.
     dead_letter_target: str | None = None
-    #: A message broker's queue (RabbitMQ, ActiveMQ), read through a :class:`BrokerQueueSource`.
-    #: A broker has no visibility timeout: an unsettled message stays with its consumer until it
-    #: is acknowledged or given back, so the engine gives a failed batch back at once and sends no
-    #: heartbeat. The queue is one ordered partition, so a fixed number of pollers run
-    #: (``MaximumConcurrency``, default 1: order kept), the batching window starts at the first
-    #: message, a failure sends the whole batch back, and a message that failed more than
-    #: ``MaximumRedeliveries`` times is dead-lettered by the broker or sent to the on-failure
-    #: destination.
-    broker: bool = False
 
 
-class QueueSource(EventRenderer, Protocol):
-    """A queue source (SQS): messages are received, then deleted or made visible again.
+class QueueReader(Protocol):
+    """Receiving from a queue: what both kinds of queue source do.
 
-    ``Record.partition`` is the FIFO message group id ("" on a standard queue), ``position`` the
-    message id, ``ordinal`` the order in which this source received the message.
+    ``Record.partition`` is the ordering group (the FIFO message group id, "" on a standard
+    queue; the queue for a broker), ``position`` the message id, ``ordinal`` the order in which
+    this source received the message.
     """
 
     kind: str
@@ -179,8 +244,24 @@ class QueueSource(EventRenderer, Protocol):
         ...
 
     async def receive(self, max_messages: int, wait_seconds: float) -> Sequence[Record]:
-        """One receive call (long polling up to ``wait_seconds``); may return nothing."""
+        """One receive (waiting up to ``wait_seconds`` for a first message); may return nothing."""
         ...
+
+    def receive_count(self, record: Record) -> int:
+        """How many times the queue handed this message out, this delivery included."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the source holds (never the client, which the caller owns)."""
+        ...
+
+
+class VisibilityQueue(QueueReader, Protocol):
+    """A queue that hides a received message for its visibility timeout (SQS).
+
+    A message that is neither deleted nor made visible again comes back when its visibility
+    timeout ends; the engine extends it while a handler runs.
+    """
 
     async def delete(self, records: Sequence[Record]) -> Sequence[Record]:
         """Delete settled messages; return the ones that could not be deleted."""
@@ -192,26 +273,25 @@ class QueueSource(EventRenderer, Protocol):
         """Make messages visible again after ``seconds`` (0 = now); return the ones that failed."""
         ...
 
-    def receive_count(self, record: Record) -> int:
-        """How many times the queue has handed this message out (ApproximateReceiveCount)."""
-        ...
 
-    async def aclose(self) -> None:
-        """Release what the source holds (never the client, which the caller owns)."""
-        ...
+@runtime_checkable
+class AckQueue(QueueReader, Protocol):
+    """A queue that keeps a message with its consumer until it is settled (RabbitMQ, ActiveMQ).
 
-
-class BrokerQueueSource(QueueSource, Protocol):
-    """A message broker queue (RabbitMQ, ActiveMQ): what it adds to :class:`QueueSource`.
-
-    ``delete`` acknowledges. ``change_visibility(records, 0)`` gives back messages whose batch
-    failed: it counts a failed delivery for each and returns them *with every message received but
-    not yet handed over*, so they come again in queue order. ``receive_count`` is the number of
-    deliveries including this one, counted by the broker where it can, else by the source.
+    ``receive_count`` counts deliveries by the broker where it can, else by the source.
     """
 
+    async def ack(self, records: Sequence[Record]) -> Sequence[Record]:
+        """Acknowledge: the messages are done. Return the ones that could not be acknowledged."""
+        ...
+
+    async def give_back(self, records: Sequence[Record]) -> None:
+        """Return a failed batch: count a failed delivery for each, and have them delivered
+        again, with everything received but not yet handed over, before anything later."""
+        ...
+
     async def release(self, records: Sequence[Record]) -> None:
-        """Give back messages that were received but never handed over (no failure counted)."""
+        """Return messages that were received but never handed over (no failure counted)."""
         ...
 
     async def dead_letter(self, records: Sequence[Record]) -> Sequence[Record]:
@@ -219,124 +299,8 @@ class BrokerQueueSource(QueueSource, Protocol):
         ...
 
 
-# --- targets -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Invocation:
-    """Facts about one invocation that a target passes on to the handler (Lambda context)."""
-
-    request_id: str
-    #: Monotonic deadline (``anyio.current_time()`` clock) of this invocation.
-    deadline: float
-    function_name: str
-    function_arn: str
-
-
-class Target(Protocol):
-    """How a batch reaches user code. Returns the raw outcome; never raises for handler errors."""
-
-    async def invoke(self, batch: Batch, invocation: Invocation) -> Any:
-        """Hand the batch over; return an :class:`~poller.engine.outcome.Outcome`."""
-        ...
-
-
-# --- destinations --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseContext:
-    """The ``responseContext`` of an on-failure record."""
-
-    status_code: int = 200
-    executed_version: str = "$LATEST"
-    function_error: str | None = "Unhandled"
-
-
-@dataclass(frozen=True, slots=True)
-class Discard:
-    """Records the engine gave up on, and why: becomes one on-failure record."""
-
-    mapping_id: str
-    partition: str
-    records: tuple[Record, ...]
-    #: RetryAttemptsExhausted | RecordAgeExceeded | MaximumPayloadSizeExceeded
-    condition: str
-    #: How many times these records were handed to the target (approximateInvokeCount).
-    invoke_count: int
-    #: The last invocation's request id, or a fresh one when never invoked.
-    request_id: str
-    #: None when the records were never invoked (RecordAgeExceeded before ingestion).
-    response: ResponseContext | None
-    #: Epoch seconds when the records were discarded.
-    timestamp: float
-    #: The last event handed over (the S3 destination stores it as ``payload``).
-    payload: Mapping[str, Any] | None = field(default=None, repr=False)
-
-
-class DiscardSink(Protocol):
-    """Takes discarded records somewhere durable. Raises when it could not; the engine retries."""
-
-    async def deliver(self, discard: Discard) -> None:
-        """Record the discard (send the on-failure record) or raise."""
-        ...
-
-
-# --- stores --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """The last position of a partition whose records are all done."""
-
-    position: str
-    ordinal: int
-    #: The partition is closed and fully processed: its children may start.
-    finished: bool = False
-    #: Set on the marker written when a partition first opened at LATEST, before any record
-    #: settled (position ""): a restart resumes from this moment instead of a new LATEST, so
-    #: records written while the worker was down are not skipped.
-    opened_at: float | None = None
-
-
-class CheckpointStore(Protocol):
-    """Durable checkpoints per (mapping, partition) that only move forward."""
-
-    async def get_checkpoint(self, mapping_id: str, partition: str) -> Checkpoint | None:
-        """The stored checkpoint, or None when the partition was never checkpointed."""
-        ...
-
-    async def put_checkpoint(self, mapping_id: str, partition: str, checkpoint: Checkpoint) -> None:
-        """Store ``checkpoint`` unless the stored one is further (or finished): never backwards."""
-        ...
-
-
-class IdempotencyStore(Protocol):
-    """Positions known to have succeeded, so retries and re-reads skip them."""
-
-    async def remember_succeeded(
-        self, mapping_id: str, partition: str, positions: Sequence[str], expires_at: float
-    ) -> None:
-        """Record that these positions succeeded; forget them after ``expires_at`` (epoch s)."""
-        ...
-
-    async def succeeded_among(
-        self, mapping_id: str, partition: str, positions: Sequence[str]
-    ) -> frozenset[str]:
-        """Which of ``positions`` are recorded as succeeded and not yet expired."""
-        ...
-
-
-class Store(CheckpointStore, IdempotencyStore, Protocol):
-    """A whole state store (memory, SQLite; DynamoDB later)."""
-
-    async def purge_expired(self, now: float) -> int:
-        """Delete idempotency records that expired before ``now``; return how many."""
-        ...
-
-    async def aclose(self) -> None:
-        """Flush and close."""
-        ...
+#: What a queue mapping reads: one of the two kinds of queue.
+QueueSource: TypeAlias = VisibilityQueue | AckQueue
 
 
 # --- runners -------------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ import contextlib
 import logging
 from typing import Any
 
-import anyio
 import structlog
 
 from poller.aws import AwsClients
-from poller.config import ARN, PollerConfig
+from poller.config.fields import ARN
+from poller.config.settings import PollerConfig
 from poller.errors import ConfigError
 
 __all__ = ["EmbeddedAws", "create_resources"]
@@ -57,50 +57,19 @@ class EmbeddedAws:
 
 
 async def create_resources(config: PollerConfig, clients: AwsClients, *, shards: int = 1) -> None:
-    """Create every stream and destination the config names that does not exist yet."""
+    """Create every source and destination the config names that does not exist yet.
+
+    Each source's spec says what it creates (a Kinesis stream with ``shards`` shards, an SQS
+    queue); Kafka clusters and message brokers are not AWS APIs moto serves: they run on their own.
+    """
     for mapping in config.mappings:
-        # Kafka clusters and message brokers are not AWS APIs moto serves: they run on their own.
-        source = ARN.parse(mapping.event_source_arn) if mapping.event_source_arn else None
-        if source is None or source.service in ("kafka", "mq"):
-            pass
-        elif source.service == "kinesis":
-            await _ensure_stream(clients, source.resource.removeprefix("stream/"), shards)
-        elif source.service == "sqs":
-            await _ensure_queue(clients, source.resource)
-        elif source.service == "dynamodb":
-            _log.warning(
-                "embedded endpoint: create the DynamoDB table and its stream yourself (its key "
-                "schema is not in the stream ARN); the mapping waits until the stream exists",
-                stream=mapping.event_source_arn,
-            )
         resolved = mapping.resolved()
-        if resolved.on_failure_destination and not resolved.on_failure_destination.startswith(
-            "kafka://"
-        ):
-            await ensure_destination(clients, resolved.on_failure_destination)
-
-
-async def _ensure_stream(clients: AwsClients, name: str, shards: int) -> None:
-    kinesis = await clients.client("kinesis")
-    try:
-        await kinesis.describe_stream_summary(StreamName=name)
-        return
-    except kinesis.exceptions.ResourceNotFoundException:
-        pass
-    await kinesis.create_stream(StreamName=name, ShardCount=shards)
-    with anyio.fail_after(30):
-        while True:
-            summary = await kinesis.describe_stream_summary(StreamName=name)
-            if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
-                break
-            await anyio.sleep(0.05)
-    _log.info("embedded stream created", stream=name, shards=shards)
-
-
-async def _ensure_queue(clients: AwsClients, name: str) -> None:
-    attributes = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
-    await (await clients.client("sqs")).create_queue(QueueName=name, Attributes=attributes)
-    _log.info("embedded queue created", queue=name)
+        embedded = mapping.spec.embedded
+        if embedded is not None and resolved.event_source_arn:
+            await embedded(resolved, clients, shards)
+        destination = resolved.on_failure_destination
+        if destination and "://" not in destination:
+            await ensure_destination(clients, destination)
 
 
 async def ensure_destination(clients: AwsClients, arn_text: str) -> None:

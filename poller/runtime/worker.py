@@ -26,10 +26,21 @@ import anyio
 import structlog
 
 from poller.aws import AwsClients
-from poller.config import PollerConfig
-from poller.engine.protocols import MappingRunner, PartitionSource, QueueSource, Store
+from poller.config.settings import PollerConfig
+from poller.engine.protocols import MappingRunner
+from poller.engine.state import Store
+from poller.errors import ConfigError
 from poller.runtime.embedded import EmbeddedAws, create_resources
-from poller.runtime.wiring import HandlerRef, build_runner, build_source, resolve_handlers
+from poller.runtime.wiring import (
+    GivenSource,
+    HandlerRef,
+    as_opened,
+    build_runner,
+    function_identity,
+    missing_extras,
+    open_source,
+    resolve_handlers,
+)
 from poller.stores import open_store
 
 __all__ = ["Worker"]
@@ -47,18 +58,25 @@ class Worker:
         handlers: Mapping[str, HandlerRef] | None = None,
         store: Store | None = None,
         wrap_client: Callable[[str, Any], Any] | None = None,
-        sources: Mapping[str, PartitionSource | QueueSource] | None = None,
+        sources: Mapping[str, GivenSource] | None = None,
         embedded_shards: int = 1,
         max_handler_threads: int = 64,
     ) -> None:
         """Validate handlers now; ``handlers`` maps a mapping's UUID to a typed or Lambda handler.
 
         ``wrap_client(service, client)`` wraps every AWS client (the seam tests use to inject
-        faults); ``sources`` replaces the source of a mapping by UUID (an in-memory source in
-        tests); ``store`` replaces the configured store.
+        faults); ``sources`` replaces the source of a mapping by UUID (an in-memory source of
+        :mod:`poller.testing`, or an ``OpenedSource``); ``store`` replaces the configured store.
+        A mapping whose source needs an extra that is not installed is refused here.
         """
         self.config = config
-        self._handlers = resolve_handlers(config, handlers)
+        missing = missing_extras(config, replaced=frozenset(sources or ()))
+        try:
+            self._handlers = resolve_handlers(config, handlers)
+        except ConfigError as error:
+            raise ConfigError([*error.problems, *missing]) from None
+        if missing:
+            raise ConfigError(missing)
         self._store_override = store
         self._wrap_client = wrap_client
         self._sources = dict(sources or {})
@@ -128,22 +146,23 @@ class Worker:
                 if not mapping.enabled:
                     _log.info("mapping disabled; not started", mapping=mapping.mapping_id)
                     continue
-                source = self._sources.get(mapping.mapping_id)
-                if source is None:
-                    # Sources built here are closed here (a Kafka source leaves its group);
+                given = self._sources.get(mapping.mapping_id)
+                if given is None:
+                    # Sources opened here are closed here (a Kafka source leaves its group);
                     # sources handed in belong to the caller.
-                    source = await build_source(mapping, clients, worker_settings)
-                    stack.push_async_callback(source.aclose)
-                runner = await build_runner(
+                    opened = await open_source(mapping_config, mapping, clients, worker_settings)
+                    stack.push_async_callback(opened.aclose)
+                else:
+                    opened = as_opened(given, mapping.mapping_id)
+                runner = build_runner(
                     mapping,
                     self._handlers[mapping.mapping_id],
+                    opened,
+                    function=function_identity(mapping, clients.region),
                     clients=clients,
                     store=store,
-                    discovery_interval=worker_settings.shard_discovery_seconds,
-                    idle_poll=worker_settings.idle_poll_seconds,
+                    worker=worker_settings,
                     limiter=limiter,
-                    source=source,
-                    queue_wait_seconds=worker_settings.queue_wait_seconds,
                 )
                 self._runners.append(runner)
             _log.info("worker started", mappings=[r.mapping.mapping_id for r in self._runners])

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 
-from poller.config import SourceAccess
+from poller.config.fields import SourceAccess
 from poller.errors import SourceError
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ SQLAlchemy, ``sqlite:///state.db`` is relative to the working directory and ``sq
 
 from __future__ import annotations
 
-from poller.engine.protocols import Store
+from poller.engine.state import Store
 from poller.errors import StoreError
 from poller.stores.memory import MemoryStore
 from poller.stores.sqlite import SqliteStore

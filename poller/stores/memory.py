@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from poller.engine.protocols import Checkpoint
+from poller.engine.state import Checkpoint
 from poller.errors import StoreError
 
 __all__ = ["MemoryStore"]

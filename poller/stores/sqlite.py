@@ -36,7 +36,7 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from poller.engine.protocols import Checkpoint
+from poller.engine.state import Checkpoint
 from poller.errors import StoreError
 
 __all__ = ["ORDINAL_DIGITS", "SCHEMA_VERSION", "SqliteStore", "Synchronous", "ordinal_key"]

@@ -8,7 +8,8 @@ from typing import Any, cast
 
 import anyio
 
-from poller.engine.protocols import EventRenderer, Target
+from poller.engine.invocation import Target
+from poller.engine.protocols import EventCodec
 from poller.errors import HandlerImportError
 from poller.targets.context import LambdaContext
 from poller.targets.lambda_style import LambdaTarget
@@ -35,7 +36,7 @@ def _positional_arity(handler: Callable[..., Any]) -> int | None:
 
 def target_for(
     handler: Callable[..., Any] | Target,
-    renderer: EventRenderer,
+    codec: EventCodec,
     *,
     report_batch_item_failures: bool,
     limiter: anyio.CapacityLimiter | None = None,
@@ -51,11 +52,11 @@ def target_for(
         raise HandlerImportError(f"{name}: {handler!r} is not callable")
     arity = _positional_arity(handler)
     if arity == 1:
-        return TypedTarget(handler, renderer, limiter=limiter)
+        return TypedTarget(handler, codec, limiter=limiter)
     if arity == 2:
         return LambdaTarget(
             handler,
-            renderer,
+            codec,
             report_batch_item_failures=report_batch_item_failures,
             limiter=limiter,
         )

@@ -1,6 +1,6 @@
 """Lambda-style handlers: ``handler(event, context)`` with the AWS event JSON.
 
-The event is rendered by the source in AWS's shape; the response is parsed by AWS's
+The event is rendered by the source's codec in AWS's shape; the response is parsed by AWS's
 ``batchItemFailures`` rules (:func:`poller.engine.outcome.parse_lambda_response`). A sync handler runs
 in a worker thread so the event loop never blocks; an async handler is awaited. As in Lambda, the
 response must be JSON-serialisable: anything else is a function error.
@@ -16,8 +16,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from poller.engine.invocation import Invocation
 from poller.engine.outcome import Failed, Outcome, parse_lambda_response
-from poller.engine.protocols import EventRenderer, Invocation
+from poller.engine.protocols import EventCodec
 from poller.records import Batch
 from poller.targets.context import LambdaContext
 
@@ -30,13 +31,13 @@ class LambdaTarget:
     def __init__(
         self,
         handler: Callable[[Any, Any], Any],
-        renderer: EventRenderer,
+        codec: EventCodec,
         *,
         report_batch_item_failures: bool,
         limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
         self._handler = handler
-        self._renderer = renderer
+        self._codec = codec
         self._report = report_batch_item_failures
         self._is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
@@ -46,7 +47,7 @@ class LambdaTarget:
     async def invoke(self, batch: Batch, invocation: Invocation) -> Outcome:
         """Render, call, check the response is JSON, parse it."""
         records = batch.records
-        event = self._renderer.render_event(records)
+        event = self._codec.render_event(records)
         context = LambdaContext(
             function_name=invocation.function_name,
             invoked_function_arn=invocation.function_arn,
@@ -70,6 +71,6 @@ class LambdaTarget:
         return parse_lambda_response(
             response,
             records,
-            self._renderer.item_identifier,
+            self._codec.item_identifier,
             report_batch_item_failures=self._report,
         )

@@ -15,8 +15,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from poller.engine.invocation import Invocation
 from poller.engine.outcome import Failed, Outcome, parse_typed_result
-from poller.engine.protocols import EventRenderer, Invocation
+from poller.engine.protocols import EventCodec
 from poller.records import Batch
 
 __all__ = ["TypedTarget"]
@@ -28,12 +29,12 @@ class TypedTarget:
     def __init__(
         self,
         handler: Callable[[Batch], Any],
-        renderer: EventRenderer,
+        codec: EventCodec,
         *,
         limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
         self._handler = handler
-        self._identify = renderer.item_identifier
+        self._identify = codec.item_identifier
         self._is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
         )

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from poller.destinations.kafka import FAILURE_HEADER
 from poller.runtime.worker import Worker
+from poller.sources.kafka.destination import FAILURE_HEADER
 from tests.conformance.kinesis_helpers import wait_until
 from tests.integration.kafka_helpers import (
     Handed,

@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 
 from poller.errors import ConfigError, SourceNotFoundError
 from poller.runtime.worker import Worker
-from poller.sources.kinesis import KinesisSource
+from poller.sources.kinesis.source import KinesisSource
 from tests.conformance.kinesis_helpers import (
     ACCOUNT,
     REGION,

@@ -18,8 +18,8 @@ from pamqp import commands
 from pamqp.header import ContentHeader
 
 from poller.config import ResolvedMapping, parse_config
-from poller.sources.activemq import ActiveMqSource
-from poller.sources.rabbitmq import RabbitMqSource
+from poller.sources.activemq.source import ActiveMqSource
+from poller.sources.rabbitmq.source import RabbitMqSource
 
 BROKER_ARN = "arn:aws:mq:us-west-2:111122223333:broker:pizzaBroker:b-9bcfa592"
 

@@ -26,12 +26,14 @@ from structlog.testing import capture_logs
 
 from poller.aws import AwsClients
 from poller.config import AwsConfig, StartingPosition
+from poller.engine.backoff import Backoff
+from poller.engine.protocols import PartitionInfo, ReadResult, StartAt, TrimmedRange
 from poller.errors import SourceNotFoundError
-from poller.records import Batch, DynamoDBRecord, Record, from_attribute_value
+from poller.records import Batch, Record
 from poller.runtime.worker import Worker
-from poller.sources.base import Backoff, PartitionInfo, ReadResult, StartAt
-from poller.sources.dynamodb_streams import DynamoDBStreamsOptions, DynamoDBStreamsSource
-from poller.sources.shards import ShardReader, TrimmedRange
+from poller.sources.dynamodb_streams import DynamoDBRecord, from_attribute_value
+from poller.sources.dynamodb_streams.source import DynamoDBStreamsOptions, DynamoDBStreamsSource
+from poller.sources.shards import ShardReader
 from poller.stores import SqliteStore
 from tests.conformance.dynamodb_helpers import (
     DynamoDBRecorder,

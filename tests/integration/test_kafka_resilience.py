@@ -21,7 +21,8 @@ from aiobotocore.session import get_session
 from structlog.testing import capture_logs
 
 from poller.runtime.worker import Worker
-from poller.sources.kafka import KafkaConnection, KafkaOptions, KafkaSource
+from poller.sources.kafka.connection import KafkaConnection
+from poller.sources.kafka.source import KafkaOptions, KafkaSource
 from tests.conformance.kinesis_helpers import wait_until
 from tests.conftest import _servers_module
 from tests.integration.kafka_helpers import (

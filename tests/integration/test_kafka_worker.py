@@ -20,8 +20,8 @@ import pytest
 from aiobotocore.session import get_session
 from structlog.testing import capture_logs
 
-from poller.destinations.kafka import FAILURE_HEADER
 from poller.runtime.worker import Worker
+from poller.sources.kafka.destination import FAILURE_HEADER
 from tests.conformance.kinesis_helpers import wait_until
 from tests.integration.kafka_helpers import (
     Handed,

@@ -19,12 +19,13 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from poller import KinesisRecord
 from poller.aws import AwsClients
 from poller.config import AwsConfig, StartingPosition
+from poller.engine.backoff import Backoff
+from poller.engine.protocols import PartitionInfo, ReadResult, StartAt
 from poller.errors import SourceNotFoundError
-from poller.records import KinesisRecord
-from poller.sources.base import Backoff, PartitionInfo, ReadResult, StartAt
-from poller.sources.kinesis import KinesisOptions, KinesisShardReader, KinesisSource
+from poller.sources.kinesis.source import KinesisOptions, KinesisShardReader, KinesisSource
 from tests.faults import FaultyClient, arrived_at, shard_end
 
 pytestmark = pytest.mark.integration

@@ -31,7 +31,7 @@ from poller.aws import AwsClients
 from poller.config import AwsConfig, parse_config
 from poller.errors import SourceError
 from poller.runtime.worker import Worker
-from poller.sources.mq_common import broker_endpoints, broker_engine
+from poller.sources.mq.endpoints import broker_endpoints, broker_engine
 from tests.conftest import BrokerServer
 
 pytestmark = pytest.mark.integration

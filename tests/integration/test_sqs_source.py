@@ -19,13 +19,13 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from structlog.testing import capture_logs
 
+from poller import SqsRecord
 from poller.aws import AwsClients
 from poller.config import AwsConfig
+from poller.engine.backoff import Backoff
 from poller.engine.protocols import QueueInfo
 from poller.errors import SourceError, SourceNotFoundError
-from poller.records import SqsRecord
-from poller.sources.base import Backoff
-from poller.sources.sqs import SqsOptions, SqsSource
+from poller.sources.sqs.source import SqsOptions, SqsSource
 from tests.faults import FaultyClient, entries_failed
 
 pytestmark = pytest.mark.integration

@@ -7,40 +7,18 @@ these logs instead of re-implementing its rules.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
-from poller.config import ResolvedMapping, parse_config
-from poller.engine.mapping import StreamMappingRunner
+from poller.config import ResolvedMapping
+from poller.engine.invocation import Invocation, Target
 from poller.engine.outcome import Failed, Outcome, PartiallyFailed, Succeeded
-from poller.engine.protocols import Checkpoint, Discard, Invocation, Target
 from poller.records import Batch, Record
-from poller.sources.memory import MemoryPartition, MemorySource
-from poller.stores.memory import MemoryStore
-
-ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/harness"
-_clock = itertools.count()
-
-
-def tick() -> int:
-    """A strictly increasing logical time shared by every log of the harness."""
-    return next(_clock)
-
-
-def mapping(**fields: Any) -> ResolvedMapping:
-    """A resolved Kinesis mapping with test-friendly defaults (no backoff)."""
-    base: dict[str, Any] = {
-        "EventSourceArn": ARN,
-        "StartingPosition": "TRIM_HORIZON",
-        "RetryBackoffSeconds": 0,
-        "RetryBackoffMaxSeconds": 0,
-    }
-    base.update(fields)
-    return parse_config({"mappings": [base]}).mappings[0].resolved()
+from poller.testing import MemoryPartition, MemorySource
+from tests.kit import KINESIS_ARN as ARN
+from tests.kit import RecordingSink, RecordingStore, stream_runner, tick
 
 
 @dataclass
@@ -94,39 +72,6 @@ class RecordingTarget:
         return outcome
 
 
-class RecordingSink:
-    """Records discards with the logical time they were delivered."""
-
-    def __init__(self) -> None:
-        self.discards: list[tuple[int, Discard]] = []
-
-    async def deliver(self, discard: Discard) -> None:
-        self.discards.append((tick(), discard))
-
-
-class RecordingStore(MemoryStore):
-    """A memory store that also logs every checkpoint write."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.puts: list[tuple[str, Checkpoint]] = []
-
-    async def put_checkpoint(self, mapping_id: str, partition: str, checkpoint: Checkpoint) -> None:
-        self.puts.append((partition, checkpoint))
-        await super().put_checkpoint(mapping_id, partition, checkpoint)
-
-    def succeeded_snapshot(self, mapping_id: str) -> set[tuple[str, str]]:
-        """(partition, position) pairs remembered as succeeded and not expired."""
-        now = self._clock()
-        return {
-            (partition, position)
-            for (mid, partition), entries in self._succeeded.items()
-            if mid == mapping_id
-            for position, expires in entries.items()
-            if expires > now
-        }
-
-
 @dataclass
 class Run:
     """Everything one run of a mapping produced."""
@@ -147,11 +92,11 @@ async def run_until_idle(
 ) -> Run:
     """Run the mapping until every partition is idle (or until ``crash`` is set: then cancel)."""
     run = Run(RecordingTarget(target, on_call))
-    runner = StreamMappingRunner(
-        mapping=resolved,
-        source=source,
+    runner = stream_runner(
+        resolved,
+        source,
+        run.target,
         store=store,
-        target=run.target,
         sink=run.sink,
         discovery_interval=0.05,
         idle_poll=0.001,

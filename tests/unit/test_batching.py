@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from poller.engine.batching import Batcher
+from poller.engine.batching import Batcher, StreamFeed
 from poller.records import Record
 
 
@@ -18,7 +18,7 @@ async def test_batch_size_caps_a_batch_and_order_is_kept() -> None:
     send, receive = anyio.create_memory_object_stream[Sequence[Record]](1)
     await send.send([rec(i) for i in range(7)])
     await send.aclose()
-    batcher = Batcher(receive, batch_size=3, window=0, max_bytes=10**6)
+    batcher = Batcher(StreamFeed(receive), batch_size=3, window=0, max_bytes=10**6)
     cuts = []
     while (cut := await batcher.next_batch()) is not None:
         cuts.append([r.ordinal for r in cut.records])
@@ -28,7 +28,7 @@ async def test_batch_size_caps_a_batch_and_order_is_kept() -> None:
 async def test_window_zero_hands_over_what_is_ready() -> None:
     send, receive = anyio.create_memory_object_stream[Sequence[Record]](1)
     await send.send([rec(1)])
-    batcher = Batcher(receive, batch_size=100, window=0, max_bytes=10**6)
+    batcher = Batcher(StreamFeed(receive), batch_size=100, window=0, max_bytes=10**6)
     with anyio.fail_after(1):
         cut = await batcher.next_batch()
     assert cut is not None and [r.ordinal for r in cut.records] == [1]
@@ -36,7 +36,7 @@ async def test_window_zero_hands_over_what_is_ready() -> None:
 
 async def test_window_gathers_until_batch_size() -> None:
     send, receive = anyio.create_memory_object_stream[Sequence[Record]](1)
-    batcher = Batcher(receive, batch_size=3, window=30, max_bytes=10**6)
+    batcher = Batcher(StreamFeed(receive), batch_size=3, window=30, max_bytes=10**6)
 
     async def feed() -> None:
         for i in range(3):
@@ -52,7 +52,7 @@ async def test_window_gathers_until_batch_size() -> None:
 async def test_window_expiry_sends_a_partial_batch() -> None:
     send, receive = anyio.create_memory_object_stream[Sequence[Record]](1)
     await send.send([rec(1)])
-    batcher = Batcher(receive, batch_size=100, window=0.05, max_bytes=10**6)
+    batcher = Batcher(StreamFeed(receive), batch_size=100, window=0.05, max_bytes=10**6)
     with anyio.fail_after(2):
         cut = await batcher.next_batch()
     assert cut is not None and len(cut.records) == 1
@@ -62,7 +62,7 @@ async def test_payload_cap_splits_and_flags_oversized_records() -> None:
     send, receive = anyio.create_memory_object_stream[Sequence[Record]](1)
     await send.send([rec(1, 40), rec(2, 40), rec(3, 40), rec(4, 500), rec(5, 10)])
     await send.aclose()
-    batcher = Batcher(receive, batch_size=100, window=0, max_bytes=100)
+    batcher = Batcher(StreamFeed(receive), batch_size=100, window=0, max_bytes=100)
     cuts = []
     while (cut := await batcher.next_batch()) is not None:
         cuts.append(([r.ordinal for r in cut.records], cut.oversized))
@@ -74,7 +74,11 @@ async def test_window_opens_with_the_first_record_when_asked() -> None:
     with it and gathers what follows."""
     send, receive = anyio.create_memory_object_stream[Sequence[Record]](1)
     batcher = Batcher(
-        receive, batch_size=100, window=0.3, max_bytes=10**6, window_from_first_record=True
+        StreamFeed(receive),
+        batch_size=100,
+        window=0.3,
+        max_bytes=10**6,
+        window_from_first_record=True,
     )
 
     async def feed() -> None:
@@ -95,7 +99,7 @@ async def test_window_counted_from_the_previous_invocation_sends_a_late_first_re
 ):
     """Streams (AWS): the window ran out while the shard was idle, so the first record goes at once."""
     send, receive = anyio.create_memory_object_stream[Sequence[Record]](1)
-    batcher = Batcher(receive, batch_size=100, window=0.1, max_bytes=10**6)
+    batcher = Batcher(StreamFeed(receive), batch_size=100, window=0.1, max_bytes=10**6)
 
     async def feed() -> None:
         await anyio.sleep(0.3)

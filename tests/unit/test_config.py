@@ -10,7 +10,6 @@ import pytest
 
 from poller.config import (
     ConfigError,
-    SourceKind,
     StartingPosition,
     load_config,
     load_esm_json,
@@ -58,7 +57,7 @@ DestinationConfig = { OnFailure = { Destination = "arn:aws:sqs:us-east-1:1234567
     config = load_config(path)
     resolved = config.mappings[0].resolved()
     assert resolved.mapping_id == "orders"
-    assert resolved.source_kind is SourceKind.KINESIS
+    assert resolved.source_kind == "kinesis"
     assert resolved.batch_size == 5
     assert resolved.maximum_retry_attempts == 2
     assert resolved.report_batch_item_failures

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from poller.config import ConfigError, SourceKind, StartingPosition, load_esm_json, parse_config
+from poller.config import ConfigError, StartingPosition, load_esm_json, parse_config
 
 MSK = "arn:aws:kafka:us-east-1:123456789012:cluster/demo/abcd-1234"
 AMAZON_MQ = "arn:aws:mq:us-east-1:123456789012:broker:demo:b-1234"
@@ -47,14 +47,14 @@ def problems(data: dict[str, Any]) -> list[str]:
 def test_self_managed_kafka_takes_aws_defaults_and_the_mapping_as_group() -> None:
     mapping = parse_config(kafka()).mappings[0]
     resolved = mapping.resolved()
-    assert resolved.source_kind is SourceKind.KAFKA
+    assert resolved.source_kind == "kafka"
     assert (resolved.batch_size, resolved.batching_window) == (100, 0.5)
     assert resolved.endpoints == ("127.0.0.1:9092",)
-    assert resolved.topic == "orders"
+    assert resolved.settings.topic == "orders"
     assert resolved.event_source_arn == ""
     assert resolved.source_label == "kafka://127.0.0.1:9092/orders"
     # AWS names the consumer group after the mapping when the config gives none.
-    assert resolved.consumer_group_id == resolved.mapping_id
+    assert resolved.settings.consumer_group_id == resolved.mapping_id
 
 
 def test_kafka_consumer_group_and_sasl_secret_are_resolved() -> None:
@@ -66,7 +66,7 @@ def test_kafka_consumer_group_and_sasl_secret_are_resolved() -> None:
         ],
     )
     resolved = parse_config(data).mappings[0].resolved()
-    assert resolved.consumer_group_id == "billing"
+    assert resolved.settings.consumer_group_id == "billing"
     # VPC entries place a mapping in a VPC on AWS; they mean nothing here and are dropped.
     assert [(a.type, a.uri) for a in resolved.source_access] == [("SASL_SCRAM_512_AUTH", SECRET)]
 
@@ -89,7 +89,7 @@ def test_msk_arn_with_its_own_group_config() -> None:
     resolved = parse_config(data).mappings[0].resolved()
     assert resolved.event_source_arn == MSK
     assert resolved.endpoints == ()
-    assert resolved.consumer_group_id == "g1"
+    assert resolved.settings.consumer_group_id == "g1"
 
 
 def test_kafka_rules_name_the_field_and_the_allowed_values() -> None:
@@ -106,7 +106,7 @@ def test_kafka_rules_name_the_field_and_the_allowed_values() -> None:
     assert any(p.startswith("StartingPosition:") for p in found)
     assert any(p.startswith("ParallelizationFactor:") for p in found)
     assert any(p.startswith("AmazonManagedKafkaEventSourceConfig:") for p in found)
-    assert "Queues: only allowed on mq mappings" in found
+    assert "Queues: only allowed on MQ mappings" in found
 
 
 def test_kafka_topic_names_and_group_ids_are_checked() -> None:
@@ -163,9 +163,9 @@ def test_kafka_destination_only_for_kafka_sources() -> None:
 
 def test_mq_defaults_and_redelivery_limit() -> None:
     resolved = parse_config(mq()).mappings[0].resolved()
-    assert resolved.source_kind is SourceKind.MQ
+    assert resolved.source_kind == "mq"
     assert (resolved.batch_size, resolved.batching_window) == (100, 0.5)
-    assert resolved.queue == "orders"
+    assert resolved.settings.queue == "orders"
     assert resolved.maximum_redeliveries == 6
     assert resolved.source_label == "amqp://127.0.0.1:5672/orders"
     assert resolved.maximum_concurrency is None
@@ -209,7 +209,7 @@ def test_amazon_mq_arn_names_the_broker() -> None:
     data = mq(EventSourceArn=AMAZON_MQ)
     del data["mappings"][0]["SelfManagedEventSource"]
     resolved = parse_config(data).mappings[0].resolved()
-    assert (resolved.source_kind, resolved.source_label) == (SourceKind.MQ, AMAZON_MQ)
+    assert (resolved.source_kind, resolved.source_label) == ("mq", AMAZON_MQ)
 
 
 def test_broker_fields_refused_on_other_sources_and_a_source_is_required() -> None:
@@ -229,7 +229,7 @@ def test_broker_fields_refused_on_other_sources_and_a_source_is_required() -> No
             ]
         }
     )
-    assert "Topics: only allowed on kafka mappings" in found
+    assert "Topics: only allowed on Kafka mappings" in found
     assert "MaximumRedeliveries: only allowed on MQ mappings" in found
     assert any(p.startswith("SelfManagedEventSource:") for p in found)
     found = problems({"mappings": [{"Handler": "a:b"}]})
@@ -262,7 +262,7 @@ def test_esm_json_of_a_self_managed_kafka_mapping_loads() -> None:
     resolved = load_esm_json(text, handler="app:handle").mappings[0].resolved()
     assert resolved.starting_position is StartingPosition.LATEST
     assert resolved.endpoints == ("b-1.example:9092", "b-2.example:9092")
-    assert resolved.consumer_group_id == "orders-group"
+    assert resolved.settings.consumer_group_id == "orders-group"
 
 
 def test_a_login_in_a_broker_url_never_reaches_the_source_label() -> None:

@@ -30,7 +30,7 @@ from poller.destinations import (
     s3_object_key,
     with_payload,
 )
-from poller.engine.protocols import Discard, ResponseContext
+from poller.engine.discard import Discard, ResponseContext
 from poller.errors import ConfigError, DestinationError
 from poller.records import Record
 

@@ -7,18 +7,14 @@ from typing import Any
 
 import anyio
 
-from poller.engine.mapping import StreamMappingRunner
-from poller.engine.processor import PAYLOAD_SIZE_EXCEEDED, RECORD_AGE_EXCEEDED
-from poller.engine.protocols import Discard
+from poller.engine.discard import PAYLOAD_SIZE_EXCEEDED, RECORD_AGE_EXCEEDED, Discard
 from poller.records import Batch
-from poller.sources.memory import MemoryPartition, MemorySource
 from poller.targets import target_for
+from poller.testing import MemoryPartition, MemorySource
+from tests.kit import KINESIS_ARN as ARN
+from tests.kit import RecordingSink, RecordingStore, mapping, stream_runner
 from tests.unit.engine_harness import (
-    ARN,
-    RecordingSink,
-    RecordingStore,
     fill,
-    mapping,
     run_until_idle,
 )
 
@@ -120,11 +116,11 @@ async def test_unreachable_destination_blocks_the_shard_until_delivery_works() -
 
     resolved = mapping(BatchSize=1, MaximumRetryAttempts=0)
     store = RecordingStore()
-    runner = StreamMappingRunner(
-        mapping=resolved,
-        source=source,
+    runner = stream_runner(
+        resolved,
+        source,
+        handler,
         store=store,
-        target=target_for(handler, source, report_batch_item_failures=False),
         sink=FlakySink(),
         idle_poll=0.001,
     )
@@ -153,11 +149,11 @@ async def test_a_failing_shard_blocks_while_other_shards_go_on() -> None:
             raise RuntimeError("down")
 
     resolved = mapping(BatchSize=5, RetryBackoffSeconds=0.01, RetryBackoffMaxSeconds=0.01)
-    runner = StreamMappingRunner(
-        mapping=resolved,
-        source=source,
+    runner = stream_runner(
+        resolved,
+        source,
+        handler,
         store=RecordingStore(),
-        target=target_for(handler, source, report_batch_item_failures=False),
         sink=RecordingSink(),
         idle_poll=0.001,
     )
@@ -236,11 +232,11 @@ async def test_shards_found_later_start_at_trim_horizon() -> None:
 
     resolved = mapping(StartingPosition="LATEST")
     store = RecordingStore()
-    runner = StreamMappingRunner(
-        mapping=resolved,
-        source=source,
+    runner = stream_runner(
+        resolved,
+        source,
+        handler,
         store=store,
-        target=target_for(handler, source, report_batch_item_failures=False),
         sink=RecordingSink(),
         discovery_interval=0.02,
         idle_poll=0.001,
@@ -287,11 +283,11 @@ async def test_stopping_while_retrying_leaves_the_batch_unsettled() -> None:
 
     resolved = mapping(RetryBackoffSeconds=30, RetryBackoffMaxSeconds=30)
     store = RecordingStore()
-    runner = StreamMappingRunner(
-        mapping=resolved,
-        source=source,
+    runner = stream_runner(
+        resolved,
+        source,
+        handler,
         store=store,
-        target=target_for(handler, source, report_batch_item_failures=False),
         sink=RecordingSink(),
         idle_poll=0.001,
     )

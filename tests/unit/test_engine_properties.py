@@ -25,11 +25,12 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poller.engine.processor import RETRY_ATTEMPTS_EXHAUSTED
+from poller.engine.discard import RETRY_ATTEMPTS_EXHAUSTED
 from poller.records import Record
-from poller.sources.memory import MemorySource
 from poller.targets import target_for
-from tests.unit.engine_harness import RecordingTarget, Run, fill, mapping, run_until_idle, tick
+from poller.testing import MemorySource
+from tests.kit import mapping, tick
+from tests.unit.engine_harness import RecordingTarget, Run, fill, run_until_idle
 
 STYLES = ("partial", "exception", "timeout", "malformed")
 SUCCESS_RESPONSES: tuple[Any, ...] = (
@@ -220,7 +221,7 @@ def check_checkpoints(store: Any, source: MemorySource) -> None:
 
 
 def _build(scenario: dict[str, Any]) -> tuple[Any, MemorySource, PlannedHandler]:
-    from tests.unit.engine_harness import RecordingStore
+    from tests.kit import RecordingStore
 
     resolved = mapping(**scenario["config"])
     source = fill(scenario["sizes"], keys=scenario["keys"])

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from poller import KafkaRecord
 from poller.config import ResolvedMapping, parse_config
 from poller.engine.outcome import (
     Failed,
@@ -25,11 +26,11 @@ from poller.engine.outcome import (
     parse_lambda_response,
     parse_typed_result,
 )
-from poller.engine.protocols import Checkpoint
+from poller.engine.state import Checkpoint
 from poller.errors import SourceError
-from poller.records import KafkaRecord
-from poller.sources.kafka import KafkaConnection, KafkaSource, kafka_connection
-from poller.stores.kafka_offsets import CommittedOffsetStore
+from poller.sources.kafka.connection import KafkaConnection, kafka_connection
+from poller.sources.kafka.offsets import CommittedOffsetStore
+from poller.sources.kafka.source import KafkaSource
 from poller.stores.memory import MemoryStore
 
 MSK = "arn:aws:kafka:us-east-1:123456789012:cluster/demo/abcd-1234"
@@ -100,18 +101,18 @@ def test_kafka_item_failures_name_records_by_partition_and_offset() -> None:
     batch = [record(5), record(6), record(7)]
     response = {"batchItemFailures": [{"itemIdentifier": {"partition": "orders-2", "offset": 6}}]}
     outcome = parse_lambda_response(
-        response, batch, source.item_identifier, report_batch_item_failures=True
+        response, batch, source.codec.item_identifier, report_batch_item_failures=True
     )
     assert outcome == PartiallyFailed((1,))
     unknown = {"batchItemFailures": [{"itemIdentifier": {"partition": "orders-1", "offset": 6}}]}
     assert isinstance(
         parse_lambda_response(
-            unknown, batch, source.item_identifier, report_batch_item_failures=True
+            unknown, batch, source.codec.item_identifier, report_batch_item_failures=True
         ),
         Failed,
     )
     typed = parse_typed_result(
-        [{"partition": "orders-2", "offset": 7}], batch, source.item_identifier
+        [{"partition": "orders-2", "offset": 7}], batch, source.codec.item_identifier
     )
     assert typed == PartiallyFailed((2,))
 
@@ -121,7 +122,7 @@ def test_kafka_item_failures_name_records_by_partition_and_offset() -> None:
 
 def test_self_managed_event_has_aws_shape() -> None:
     source = KafkaSource(mapping(), KafkaConnection(("b1:9092", "b2:9092")))
-    event = source.render_event([record(5), record(6, value=None, key=None)])
+    event = source.codec.render_event([record(5), record(6, value=None, key=None)])
     assert event["eventSource"] == "SelfManagedKafka"
     assert "eventSourceArn" not in event
     assert event["bootstrapServers"] == "b1:9092,b2:9092"
@@ -142,15 +143,17 @@ def test_self_managed_event_has_aws_shape() -> None:
 
 def test_msk_event_and_batch_info_name_the_cluster() -> None:
     source = KafkaSource(mapping(EventSourceArn=MSK), KafkaConnection(("b-1.msk:9094",)))
-    event = source.render_event([record(1)])
+    event = source.codec.render_event([record(1)])
     assert (event["eventSource"], event["eventSourceArn"]) == ("aws:kafka", MSK)
-    key, info = source.batch_info([record(3), record(4), record(9)])
+    key, info = source.codec.batch_info([record(3), record(4), record(9)])
     assert key == "KafkaBatchInfo"
     assert info["batchSize"] == 3
     assert info["eventSourceArn"] == MSK
     assert info["bootstrapServers"] == "b-1.msk:9094"
     assert info["payloadSize"] == len(
-        json.dumps(source.render_event([record(3), record(4), record(9)]), separators=(",", ":"))
+        json.dumps(
+            source.codec.render_event([record(3), record(4), record(9)]), separators=(",", ":")
+        )
     )
     assert info["recordsInfo"] == {
         "orders-2": {

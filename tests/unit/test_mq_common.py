@@ -8,17 +8,17 @@ import anyio
 import pytest
 
 from poller.config import ResolvedMapping, parse_config
-from poller.sources.activemq import ActiveMqSource
-from poller.sources.mq_common import (
+from poller.config.resolved import SourceSettings
+from poller.sources.activemq.source import ActiveMqSource
+from poller.sources.mq.buffer import DeliveryBuffer, RedeliveryCounter
+from poller.sources.mq.endpoints import (
     BrokerEndpoint,
-    DeliveryBuffer,
-    RedeliveryCounter,
     broker_endpoints,
     broker_login,
     redact_url,
     virtual_host,
 )
-from poller.sources.rabbitmq import RabbitMqSource
+from poller.sources.rabbitmq.source import RabbitMqSource
 
 
 def mq(url: str, **fields: Any) -> ResolvedMapping:
@@ -146,7 +146,7 @@ def test_redelivery_counts_are_per_message_and_bounded() -> None:
 
 def test_a_mapping_without_a_queue_is_refused_by_the_source() -> None:
     mapping = mq("amqp://h")
-    without = ResolvedMapping(**{**_fields(mapping), "queue": None})
+    without = ResolvedMapping(**{**_fields(mapping), "settings": SourceSettings()})
     with pytest.raises(ValueError, match="Queues"):
         RabbitMqSource(without)
     with pytest.raises(ValueError, match="Queues"):

@@ -1,107 +1,22 @@
-"""The queue engine's broker mode (RabbitMQ, ActiveMQ) against an in-memory broker.
+"""The queue engine's acknowledgement settlement (RabbitMQ, ActiveMQ) against an in-memory broker.
 
-:class:`FakeBroker` behaves like the real sources where the engine can tell: a failed batch goes
-back to the head of the queue with everything behind it, deliveries are counted per message, and
-dead letters are kept aside. The real brokers are exercised in tests/integration.
+:class:`~poller.testing.MemoryBroker` behaves like the real sources where the engine can tell: a
+failed batch goes back to the head of the queue with everything behind it, deliveries are counted
+per message, and dead letters are kept aside. The real brokers are exercised in tests/integration.
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 
 from poller.config import ResolvedMapping, parse_config
-from poller.engine.protocols import QueueInfo
-from poller.engine.queue import QueueMappingRunner
-from poller.records import Record
+from poller.engine.queues import QueueMappingRunner
 from poller.targets import target_for
-from tests.unit.engine_harness import RecordingSink, RecordingStore
-
-
-@dataclass(slots=True)
-class Native:
-    deliveries: int
-
-
-class FakeBroker:
-    """An in-memory broker queue with one consumer (implements ``BrokerQueueSource``)."""
-
-    kind = "fake-broker"
-    max_receive = 10_000
-
-    def __init__(self) -> None:
-        self.ready: collections.deque[tuple[str, bytes]] = collections.deque()
-        self.failures: collections.Counter[str] = collections.Counter()
-        self.broker_counts: dict[str, int] = {}
-        self.acked: list[str] = []
-        self.dead: list[str] = []
-        self.given_back: list[list[str]] = []
-        self.released: list[str] = []
-        self._arrived = anyio.Event()
-        self._next = 0
-
-    def publish(self, body: str | bytes, *, message_id: str | None = None) -> str:
-        if message_id is None:
-            message_id = body if isinstance(body, str) else f"bytes-{self._next}"
-        self._next += 1
-        self.ready.append((str(message_id), body.encode() if isinstance(body, str) else body))
-        self._arrived.set()
-        return str(message_id)
-
-    async def describe(self) -> QueueInfo:
-        return QueueInfo(fifo=False, visibility_timeout=0.0, broker=True)
-
-    async def receive(self, max_messages: int, wait_seconds: float) -> list[Record]:
-        if not self.ready and wait_seconds > 0:
-            self._arrived = anyio.Event()
-            with anyio.move_on_after(wait_seconds):
-                await self._arrived.wait()
-        records = []
-        while self.ready and len(records) < max_messages:
-            message_id, body = self.ready.popleft()
-            deliveries = max(1 + self.failures[message_id], self.broker_counts.get(message_id, 0))
-            records.append(
-                Record("q", message_id, 0, message_id, body, 0.0, len(body), Native(deliveries))
-            )
-        return records
-
-    def receive_count(self, record: Record) -> int:
-        return int(record.native.deliveries)
-
-    async def delete(self, records: Sequence[Record]) -> list[Record]:
-        self.acked.extend(r.position for r in records)
-        return []
-
-    async def change_visibility(self, records: Sequence[Record], seconds: float) -> list[Record]:
-        assert seconds == 0
-        self.failures.update(r.position for r in records)
-        self.given_back.append([r.position for r in records])
-        self.ready.extendleft((r.position, r.data) for r in reversed(records))
-        return []
-
-    async def release(self, records: Sequence[Record]) -> None:
-        self.released.extend(r.position for r in records)
-        self.ready.extendleft((r.position, r.data) for r in reversed(records))
-
-    async def dead_letter(self, records: Sequence[Record]) -> list[Record]:
-        self.dead.extend(r.position for r in records)
-        return []
-
-    def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
-        return {"messages": [{"id": r.position, "data": r.data.decode()} for r in records]}
-
-    def item_identifier(self, record: Record) -> str:
-        return record.position
-
-    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
-        return "FakeBatchInfo", {"batchSize": len(records)}
-
-    async def aclose(self) -> None:
-        pass
+from poller.testing import MemoryBroker
+from tests.kit import RecordingSink, RecordingStore, queue_runner
 
 
 def mq_mapping(**fields: Any) -> ResolvedMapping:
@@ -124,7 +39,7 @@ class Handler:
         self._fail = fail
 
     async def __call__(self, event: dict[str, Any], context: Any) -> None:
-        ids = [m["id"] for m in event["messages"]]
+        ids = [m["messageID"] for m in event["messages"]]
         self.batches.append(ids)
         self.times.append(anyio.current_time())
         if self._fail(ids):
@@ -133,7 +48,7 @@ class Handler:
 
 async def run_until(
     mapping: ResolvedMapping,
-    broker: FakeBroker,
+    broker: MemoryBroker,
     handler: Handler,
     condition: Callable[[QueueMappingRunner], bool],
     *,
@@ -141,13 +56,12 @@ async def run_until(
     store: Any = None,
     during: Callable[[QueueMappingRunner], Any] | None = None,
 ) -> QueueMappingRunner:
-    runner = QueueMappingRunner(
-        mapping=mapping,
-        source=broker,
-        target=target_for(handler, broker, report_batch_item_failures=False),
+    runner = queue_runner(
+        mapping,
+        broker,
+        target_for(handler, broker, report_batch_item_failures=False),
         sink=sink,
         store=store,
-        long_poll_seconds=1,
     )
     with anyio.fail_after(10):
         async with anyio.create_task_group() as group:
@@ -161,7 +75,7 @@ async def run_until(
 
 
 async def test_one_poller_by_default_and_no_scaling_up() -> None:
-    broker = FakeBroker()
+    broker = MemoryBroker()
     for index in range(300):
         broker.publish(f"m{index:03d}")
     handler = Handler()
@@ -182,7 +96,7 @@ async def test_one_poller_by_default_and_no_scaling_up() -> None:
 
 
 async def test_maximum_concurrency_sets_a_fixed_number_of_pollers() -> None:
-    broker = FakeBroker()
+    broker = MemoryBroker()
     runner = await run_until(
         mq_mapping(ScalingConfig={"MaximumConcurrency": 3}),
         broker,
@@ -194,7 +108,7 @@ async def test_maximum_concurrency_sets_a_fixed_number_of_pollers() -> None:
 
 async def test_the_window_starts_at_the_first_message_not_at_the_poll() -> None:
     """The poller waits idle first; a batch then closes one window after its first message."""
-    broker = FakeBroker()
+    broker = MemoryBroker()
     handler = Handler()
     published: list[float] = []
 
@@ -219,7 +133,7 @@ async def test_the_window_starts_at_the_first_message_not_at_the_poll() -> None:
 
 
 async def test_a_failed_batch_goes_back_whole_and_comes_first() -> None:
-    broker = FakeBroker()
+    broker = MemoryBroker()
     for index in range(6):
         broker.publish(f"m{index}")
     failures = iter([True, False])
@@ -236,7 +150,7 @@ async def test_a_failed_batch_goes_back_whole_and_comes_first() -> None:
 
 
 async def test_after_maximum_redeliveries_a_message_is_dead_lettered() -> None:
-    broker = FakeBroker()
+    broker = MemoryBroker()
     for body in ("a", "poison", "b"):
         broker.publish(body)
     handler = Handler(lambda ids: "poison" in ids)
@@ -252,7 +166,7 @@ async def test_after_maximum_redeliveries_a_message_is_dead_lettered() -> None:
 
 
 async def test_with_a_destination_the_exhausted_message_is_recorded_and_acked() -> None:
-    broker = FakeBroker()
+    broker = MemoryBroker()
     broker.publish("poison")
     sink = RecordingSink()
     handler = Handler(lambda ids: True)
@@ -277,7 +191,7 @@ async def test_with_a_destination_the_exhausted_message_is_recorded_and_acked() 
 
 async def test_a_message_already_past_the_limit_is_given_up_before_it_is_handed_over() -> None:
     """The broker counted deliveries (a quorum queue's x-delivery-count) across a restart."""
-    broker = FakeBroker()
+    broker = MemoryBroker()
     broker.publish("old")
     broker.broker_counts["old"] = 8
     broker.publish("new")
@@ -293,7 +207,7 @@ async def test_a_message_already_past_the_limit_is_given_up_before_it_is_handed_
 
 
 async def test_a_message_over_the_payload_cap_is_dead_lettered_unseen() -> None:
-    broker = FakeBroker()
+    broker = MemoryBroker()
     big = broker.publish(b"x" * (6 * 1024 * 1024 + 1))
     broker.publish("small")
     handler = Handler()
@@ -305,7 +219,7 @@ async def test_a_message_over_the_payload_cap_is_dead_lettered_unseen() -> None:
 async def test_idempotency_acks_what_already_succeeded_without_handing_it_over() -> None:
     store = RecordingStore()
     await store.remember_succeeded("mq", "queue", ["done"], expires_at=4e9)
-    broker = FakeBroker()
+    broker = MemoryBroker()
     broker.publish("done")
     broker.publish("fresh")
     handler = Handler()

@@ -10,12 +10,11 @@ import anyio
 
 from poller.config import ResolvedMapping, parse_config
 from poller.engine.outcome import Failed, PartiallyFailed, Succeeded
-from poller.engine.queue import QueueMappingRunner
-from poller.engine.queue_processor import split_by_outcome
+from poller.engine.queues import QueueMappingRunner
+from poller.engine.queues.processor import split_by_outcome
 from poller.records import Batch, Record
-from poller.sources.memory_queue import MemoryQueue
-from poller.targets import target_for
-from tests.unit.engine_harness import RecordingSink, RecordingStore
+from poller.testing import MemoryQueue
+from tests.kit import RecordingSink, RecordingStore, queue_runner
 
 QUEUE = "arn:aws:sqs:us-east-1:123456789012:work"
 
@@ -45,16 +44,7 @@ def runner_for(
     sink: Any = None,
     store: Any = None,
 ) -> QueueMappingRunner:
-    return QueueMappingRunner(
-        mapping=mapping,
-        source=queue,
-        target=target_for(
-            handler, queue, report_batch_item_failures=mapping.report_batch_item_failures
-        ),
-        sink=sink,
-        store=store,
-        long_poll_seconds=1,
-    )
+    return queue_runner(mapping, queue, handler, sink=sink, store=store)
 
 
 def rec(group: str, n: int) -> Record:

@@ -17,11 +17,10 @@ import anyio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from poller.engine.queue import QueueMappingRunner
 from poller.records import Batch, Record
-from poller.sources.memory_queue import MemoryQueue
 from poller.targets import target_for
-from tests.unit.engine_harness import RecordingSink, RecordingStore
+from poller.testing import MemoryQueue
+from tests.kit import RecordingSink, RecordingStore, queue_runner
 from tests.unit.test_queue_engine import sqs_mapping
 
 _ticks = itertools.count()
@@ -131,13 +130,12 @@ def test_queue_invariants(scenario: dict[str, Any]) -> None:
             "OnFailure": {"Destination": "arn:aws:sqs:us-east-1:123456789012:failures"}
         }
     mapping = sqs_mapping(fifo=fifo, **fields)
-    runner = QueueMappingRunner(
-        mapping=mapping,
-        source=queue,
-        target=target_for(handler, queue, report_batch_item_failures=False),
+    runner = queue_runner(
+        mapping,
+        queue,
+        target_for(handler, queue, report_batch_item_failures=False),
         sink=sink,
         store=RecordingStore(),
-        long_poll_seconds=1,
     )
 
     async def main() -> None:

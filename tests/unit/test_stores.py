@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poller.config import StoreConfig
-from poller.engine.protocols import Checkpoint, Store
+from poller.engine.state import Checkpoint, Store
 from poller.errors import StoreError
 from poller.stores import MemoryStore, SqliteStore, open_store
 from poller.stores.sqlite import ORDINAL_DIGITS, SCHEMA_VERSION
@@ -45,7 +45,7 @@ import os, signal, sys
 
 import anyio
 
-from poller.engine.protocols import Checkpoint
+from poller.engine.state import Checkpoint
 from poller.stores import SqliteStore
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import anyio
 import pytest
 
+from poller.engine.invocation import Invocation
 from poller.engine.outcome import Failed, PartiallyFailed, Succeeded
-from poller.engine.protocols import Invocation
 from poller.errors import HandlerImportError
 from poller.records import Batch, Record
-from poller.sources.memory import MemoryPartition, MemorySource
 from poller.targets import LambdaTarget, TypedTarget, load_handler, target_for
+from poller.testing import MemoryPartition, MemorySource
 
 PARTITION = MemoryPartition("shardId-000000000000")
 RECORDS = tuple(PARTITION.put(f"r{i}".encode(), key="k") for i in range(3))

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from poller import Batch, ConfigError, Worker, parse_config
-from poller.sources.memory import MemorySource
-from tests.unit.engine_harness import ARN, RecordingStore, fill
+from poller.testing import MemorySource
+from tests.kit import KINESIS_ARN as ARN
+from tests.kit import RecordingStore
+from tests.unit.engine_harness import fill
 
 
 def config(**mapping_fields: Any) -> Any:

@@ -1,0 +1,143 @@
+"""The process-wide tables of a config file: ``[aws]``, ``[store]``, ``[worker]``, ``[logging]``,
+and the whole file (:class:`PollerConfig`) with its ``[[mappings]]``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from poller.config.fields import ConfigModel, in_range
+from poller.config.mapping import MappingConfig
+
+__all__ = ["AwsConfig", "LoggingConfig", "PollerConfig", "StoreConfig", "WorkerConfig"]
+
+#: The process tables use the names as written (snake_case), not AWS's.
+_AS_WRITTEN = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class AwsConfig(ConfigModel):
+    """``[aws]``: region, endpoint and (for emulators) static credentials."""
+
+    model_config = _AS_WRITTEN
+
+    region: str = Field(
+        default_factory=lambda: (
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        )
+    )
+    #: ``None`` for real AWS, an URL for an emulator, ``"embedded"`` for an in-process moto server.
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None or value == "embedded":
+            return value
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"{value!r} is not an endpoint (allowed: an http:// or https:// URL, or 'embedded')"
+            )
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """Whether poller should start its own in-process AWS endpoint."""
+        return self.endpoint_url == "embedded"
+
+
+class StoreConfig(ConfigModel):
+    """``[store]``: where checkpoints and idempotency records live."""
+
+    model_config = _AS_WRITTEN
+
+    url: str = "sqlite:///./.poller/state.db"
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value == "memory://" or (
+            value.startswith("sqlite:///") and len(value) > len("sqlite:///")
+        ):
+            return value
+        raise ValueError(f"{value!r} is not a store URL (allowed: 'sqlite:///PATH' or 'memory://')")
+
+
+class WorkerConfig(ConfigModel):
+    """``[worker]``: runtime behaviour of the process."""
+
+    model_config = _AS_WRITTEN
+
+    #: How long SIGTERM waits for in-flight batches before abandoning them.
+    shutdown_grace_seconds: Annotated[float, in_range(0, 3600)] = 30.0
+    #: How often shards are listed again to find new ones (resharding).
+    shard_discovery_seconds: Annotated[float, in_range(0.1, 3600)] = 30.0
+    #: How long to wait between reads of a shard that is caught up; unset = the source's AWS pace
+    #: (Kinesis 1 s, DynamoDB Streams 0.25 s).
+    idle_poll_seconds: Annotated[float | None, in_range(0.01, 60)] = None
+    #: Longest SQS long poll (WaitTimeSeconds). A queue mapping counts as idle once a long poll
+    #: came back empty, so a shorter wait lets ``--exit-when-idle`` notice an empty queue sooner.
+    queue_wait_seconds: Annotated[int, in_range(1, 20)] = 20
+    #: How often expired idempotency records are deleted from the store.
+    idempotency_purge_seconds: Annotated[float, in_range(1, 86400)] = 3600.0
+    #: Kafka: how long the consumer group waits to hear from a poller before it gives the
+    #: poller's partitions to the others (a killed process is noticed after this).
+    kafka_session_timeout_seconds: Annotated[float, in_range(1, 300)] = 10.0
+    #: Kafka: on a rebalance, how long batches in flight get to finish and commit before the
+    #: partitions go to their new owner (who then reads those batches again).
+    kafka_revoke_grace_seconds: Annotated[float, in_range(0, 900)] = 30.0
+
+
+class LoggingConfig(ConfigModel):
+    """``[logging]``: level, format and whether payloads may be logged."""
+
+    model_config = _AS_WRITTEN
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    payloads: bool = False
+
+
+class PollerConfig(ConfigModel):
+    """A whole config file: ``[aws]``, ``[store]``, ``[worker]``, ``[logging]``, ``[[mappings]]``."""
+
+    model_config = _AS_WRITTEN
+
+    aws: AwsConfig = Field(default_factory=AwsConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    mappings: tuple[MappingConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_mappings(self) -> PollerConfig:
+        problems: list[str] = []
+        seen_ids: dict[str, int] = {}
+        seen_pairs: dict[tuple[str, str | None], int] = {}
+        for index, mapping in enumerate(self.mappings):
+            mapping_id = mapping.mapping_id
+            if mapping_id in seen_ids:
+                problems.append(
+                    f"mappings[{index}].UUID: {mapping_id!r} is already used by "
+                    f"mappings[{seen_ids[mapping_id]}] (UUIDs must be unique)"
+                )
+            seen_ids.setdefault(mapping_id, index)
+            pair = (mapping.source_label, mapping.handler)
+            source_fields = (
+                "EventSourceArn"
+                if mapping.event_source_arn
+                else "SelfManagedEventSource topic/queue"
+            )
+            if mapping.handler is not None and pair in seen_pairs:
+                problems.append(
+                    f"mappings[{index}]: the pair ({source_fields}, Handler) is already mapped by "
+                    f"mappings[{seen_pairs[pair]}] (AWS refuses a duplicate function and source)"
+                )
+            seen_pairs.setdefault(pair, index)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self

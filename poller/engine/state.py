@@ -1,0 +1,67 @@
+"""The engine's seam toward state stores: checkpoints that only move forward, idempotency records.
+
+Implementations live in :mod:`poller.stores` (memory, SQLite); a source that keeps progress itself
+wraps the store (Kafka: checkpoints as the consumer group's committed offsets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Checkpoint", "CheckpointStore", "IdempotencyStore", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The last position of a partition whose records are all done."""
+
+    position: str
+    ordinal: int
+    #: The partition is closed and fully processed: its children may start.
+    finished: bool = False
+    #: Set on the marker written when a partition first opened at LATEST, before any record
+    #: settled (position ""): a restart resumes from this moment instead of a new LATEST, so
+    #: records written while the worker was down are not skipped.
+    opened_at: float | None = None
+
+
+class CheckpointStore(Protocol):
+    """Durable checkpoints per (mapping, partition) that only move forward."""
+
+    async def get_checkpoint(self, mapping_id: str, partition: str) -> Checkpoint | None:
+        """The stored checkpoint, or None when the partition was never checkpointed."""
+        ...
+
+    async def put_checkpoint(self, mapping_id: str, partition: str, checkpoint: Checkpoint) -> None:
+        """Store ``checkpoint`` unless the stored one is further (or finished): never backwards."""
+        ...
+
+
+class IdempotencyStore(Protocol):
+    """Positions known to have succeeded, so retries and re-reads skip them."""
+
+    async def remember_succeeded(
+        self, mapping_id: str, partition: str, positions: Sequence[str], expires_at: float
+    ) -> None:
+        """Record that these positions succeeded; forget them after ``expires_at`` (epoch s)."""
+        ...
+
+    async def succeeded_among(
+        self, mapping_id: str, partition: str, positions: Sequence[str]
+    ) -> frozenset[str]:
+        """Which of ``positions`` are recorded as succeeded and not yet expired."""
+        ...
+
+
+class Store(CheckpointStore, IdempotencyStore, Protocol):
+    """A whole state store (memory, SQLite; DynamoDB later)."""
+
+    async def purge_expired(self, now: float) -> int:
+        """Delete idempotency records that expired before ``now``; return how many."""
+        ...
+
+    async def aclose(self) -> None:
+        """Flush and close."""
+        ...

@@ -1,0 +1,238 @@
+"""One stream mapping: which partitions run, in what order, and when new ones appear.
+
+Partitions start only when every parent listed by the source has finished (the KCL convention, so a
+key's records are handed over in order across a split or merge); a parent the source no longer lists
+has aged out and does not block. Partitions are listed again every ``discovery_interval`` and as soon
+as one finishes, so children start without waiting. Shards known at the first listing start at the
+mapping's StartingPosition; shards that appear later start at TRIM_HORIZON so nothing written to them
+is skipped. A partition with a checkpoint always resumes after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from poller.config.fields import StartingPosition
+from poller.engine.backoff import Backoff
+from poller.engine.invocation import InvocationContext
+from poller.engine.protocols import (
+    AssignedPartitions,
+    PartitionInfo,
+    PartitionSource,
+    ReportsMetrics,
+    ReportsTrimming,
+    RunsInBackground,
+)
+from poller.engine.state import Store
+from poller.engine.streams.partition import PartitionRunner
+
+__all__ = ["StreamMappingRunner"]
+
+_LIST_ERROR_BACKOFF = Backoff(1.0, 60.0)
+
+
+class StreamMappingRunner:
+    """Runs every partition of one log-source mapping until the worker stops."""
+
+    def __init__(
+        self,
+        context: InvocationContext,
+        source: PartitionSource,
+        store: Store,
+        *,
+        discovery_interval: float = 30.0,
+        idle_poll: float | None = None,
+    ) -> None:
+        if context.sink is None:
+            raise ValueError("a stream mapping needs a discard sink (DroppingSink without one)")
+        self.mapping = context.mapping
+        self.counters = context.counters
+        self._context = context
+        self._source = source
+        self._store = store
+        self._discovery_interval = discovery_interval
+        self._idle_poll = idle_poll if idle_poll is not None else source.idle_poll_interval
+        self._running: dict[str, PartitionRunner] = {}
+        self._finished: set[str] = set()
+        self._listed_once = False
+        self._initial: set[str] | None = None
+        self._stopping = anyio.Event()
+        self._wake = anyio.Event()
+        self._watch_scope = anyio.CancelScope()
+        #: Set when :meth:`run` has returned (every partition stopped).
+        self.done = anyio.Event()
+        self._log = structlog.get_logger("poller.engine").bind(mapping=self.mapping.mapping_id)
+
+    # --- status ----------------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Every running partition is caught up with nothing unsettled."""
+        return self._listed_once and all(r.idle for r in self._running.values())
+
+    @property
+    def partitions(self) -> dict[str, PartitionRunner]:
+        """The partitions running now, by id."""
+        return dict(self._running)
+
+    @property
+    def finished_partitions(self) -> frozenset[str]:
+        """Partitions known to be closed and fully processed."""
+        return frozenset(self._finished)
+
+    def status(self) -> dict[str, Any]:
+        """Per partition: checkpoint, idle and blocked flags, lag; and the counters."""
+        source = self._source
+        trimming = source if isinstance(source, ReportsTrimming) else None
+        return {
+            "idle": self.idle,
+            "partitions": {
+                pid: {
+                    "checkpoint": (p.checkpoint.position or None) if p.checkpoint else None,
+                    "idle": p.idle,
+                    "blocked": p.blocked,
+                    "behind_ms": p.behind_ms,
+                }
+                for pid, p in self._running.items()
+            },
+            "finished_partitions": sorted(self._finished),
+            "metrics": {
+                **self.counters.snapshot(),
+                # Times the service had trimmed unread records (DynamoDB Streams keeps 24 h):
+                # the lost ranges are listed below; how many records they held is unknowable.
+                "TrimmedRangeCount": trimming.trimmed_events if trimming else 0,
+                # Source-specific metrics (Kafka: OffsetLag, CommittedEventCount, ...).
+                **(source.extra_metrics() if isinstance(source, ReportsMetrics) else {}),
+            },
+            "trimmed_ranges": [
+                {"shard": t.shard, "after": t.after, "resumed_at": t.resumed_at}
+                for t in (trimming.trimmed_ranges if trimming else ())
+            ],
+        }
+
+    def stop(self) -> None:
+        """Stop fetching; in-flight batches finish, then :meth:`run` returns."""
+        self._stopping.set()
+        self._wake.set()
+        self._watch_scope.cancel()
+
+    # --- run ---------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; partitions start and finish as lineage allows."""
+        self._log.info("mapping starting", source=self._source.kind)
+        try:
+            await self._run()
+        finally:
+            self.done.set()
+        self._log.info("mapping stopped")
+
+    async def _watch_source(self) -> None:
+        """Wake the listing loop whenever the source says its partitions changed (Kafka: a
+        rebalance assigned or revoked some), instead of waiting for the next discovery."""
+        source = self._source
+        if not isinstance(source, AssignedPartitions):
+            return
+        with self._watch_scope:
+            while not self._stopping.is_set():
+                await source.wait_for_partition_change()
+                self._wake.set()
+
+    async def _run(self) -> None:
+        # A source may run a task of its own for as long as its partitions do (Kafka: the
+        # committer); it is cancelled only after every partition runner has returned.
+        source = self._source
+        async with anyio.create_task_group() as outer:
+            if isinstance(source, RunsInBackground):
+                outer.start_soon(source.run_background)
+            await self._run_partitions()
+            outer.cancel_scope.cancel()
+
+    async def _run_partitions(self) -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._watch_source)
+            failures = 0
+            while not self._stopping.is_set():
+                self._wake = anyio.Event()
+                try:
+                    partitions = await self._source.list_partitions()
+                except Exception as error:
+                    failures += 1
+                    self.counters.polling_errors += 1
+                    delay = _LIST_ERROR_BACKOFF.delay(failures)
+                    self._log.error(
+                        "cannot list partitions", error=str(error), retry_in=round(delay, 2)
+                    )
+                    with anyio.move_on_after(delay):
+                        await self._stopping.wait()
+                    continue
+                failures = 0
+                await self._start_ready(partitions, group)
+                self._listed_once = True
+                self.counters.iterator_age_ms = max(
+                    (r.behind_ms for r in self._running.values()), default=0
+                )
+                with anyio.move_on_after(self._discovery_interval):
+                    await self._wake.wait()
+
+    async def _start_ready(self, listed: Sequence[PartitionInfo], group: TaskGroup) -> None:
+        known = {p.id for p in listed}
+        if self._initial is None:
+            self._initial = set(known)
+        mapping_id = self.mapping.mapping_id
+        for info in listed:
+            if info.id in self._finished or info.id in self._running:
+                continue
+            checkpoint = await self._store.get_checkpoint(mapping_id, info.id)
+            if checkpoint is not None and checkpoint.finished:
+                self._finished.add(info.id)
+        for info in listed:
+            if info.id in self._finished or info.id in self._running:
+                continue
+            waiting_for = [p for p in info.parents if p in known and p not in self._finished]
+            if waiting_for:
+                continue
+            position = (
+                self.mapping.starting_position
+                if info.id in self._initial
+                else StartingPosition.TRIM_HORIZON
+            )
+            runner = PartitionRunner(
+                self._context,
+                self._source,
+                info,
+                self._store,
+                stopping=self._stopping,
+                starting_position=position,
+                idle_poll=self._idle_poll,
+            )
+            self._running[info.id] = runner
+            group.start_soon(self._run_partition, runner)
+
+    async def _run_partition(self, runner: PartitionRunner) -> None:
+        partition = runner.partition.id
+        crashed = False
+        try:
+            finished = await runner.run()
+        except Exception as error:
+            crashed = True
+            # A store or source failure outside the read loop: the partition is started again
+            # from its checkpoint at the next listing; nothing was settled past the checkpoint.
+            self._log.error(
+                "partition crashed; restarting at next listing",
+                shard=partition,
+                error=f"{type(error).__name__}: {error}",
+            )
+            finished = False
+        finally:
+            self._running.pop(partition, None)
+        if finished:
+            self._finished.add(partition)
+        if finished or (runner.revoked and not crashed):
+            # Children may start now; a revoked partition may already be ours again.
+            self._wake.set()

@@ -1,0 +1,324 @@
+"""One partition (shard) from checkpoint to end: fetch ahead, cut batches, process, checkpoint.
+
+Three kinds of task cooperate per partition:
+
+* the *fetcher* reads the source and pushes record chunks into one bounded buffer, so the next
+  batch is ready when the current one returns; it polls again at once while the reader is behind,
+  waits ``idle_poll`` when caught up, and never reads faster than the source allows;
+* one *lane* per ParallelizationFactor cuts batches and runs them through the
+  :class:`~poller.engine.processor.BatchProcessor`; records of one partition key always go to the
+  same lane, so per-key order holds, and each lane has one batch in flight;
+* the :class:`~poller.engine.watermark.Watermark` turns settled records into a checkpoint that only
+  covers a settled prefix.
+
+While a batch fails, its lane stops cutting new batches and the buffer fills, so the partition blocks
+(other partitions run in their own tasks and go on).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import anyio
+import structlog
+from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from poller.config.fields import StartingPosition
+from poller.engine.backoff import Backoff
+from poller.engine.batching import Batcher, StreamFeed
+from poller.engine.cutoff import CLOCK_SKEW_ALLOWANCE, ArrivalCutoff
+from poller.engine.invocation import InvocationContext
+from poller.engine.protocols import PartitionInfo, PartitionReader, PartitionSource, StartAt
+from poller.engine.state import Checkpoint, Store
+from poller.engine.streams.processor import BatchProcessor
+from poller.engine.streams.watermark import Watermark
+from poller.records import Record
+
+__all__ = ["PartitionRunner"]
+
+_READ_ERROR_BACKOFF = Backoff(0.5, 30.0)
+
+
+class PartitionRunner:
+    """Processes one partition until it ends (returns True) or the worker stops (False)."""
+
+    def __init__(
+        self,
+        context: InvocationContext,
+        source: PartitionSource,
+        partition: PartitionInfo,
+        store: Store,
+        *,
+        stopping: anyio.Event,
+        starting_position: StartingPosition,
+        idle_poll: float = 1.0,
+    ) -> None:
+        self.partition = partition
+        self._context = context
+        self._mapping = context.mapping
+        self._source = source
+        self._store = store
+        self._stopping = stopping
+        self._counters = context.counters
+        self._starting_position = starting_position
+        self._idle_poll = idle_poll
+        self._watermark = Watermark()
+        self._checkpoint: Checkpoint | None = None
+        self._fetched = 0
+        self._settled = 0
+        self._in_flight = 0
+        self._caught_up = False
+        self._ended = False
+        #: MillisBehindLatest of the last read (the partition's iterator age).
+        self.behind_ms = 0
+        #: Resuming from a LATEST marker without AT_TIMESTAMP: records before it are skipped.
+        self._cutoff = ArrivalCutoff()
+        self._processors: list[BatchProcessor] = []
+        #: Set when this partition must stop taking work: the worker stops (``stopping``) or the
+        #: source revoked the partition. The batch in flight finishes either way.
+        self._stop = anyio.Event()
+        #: True once the source said the partition is no longer ours.
+        self.revoked = False
+        self._log = structlog.get_logger("poller.engine").bind(
+            mapping=self._mapping.mapping_id, shard=partition.id
+        )
+
+    # --- status ----------------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Caught up with the source and nothing read is still unsettled."""
+        return self._caught_up and self._settled >= self._fetched and self._in_flight == 0
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The last checkpoint written (or loaded) for this partition."""
+        return self._checkpoint
+
+    @property
+    def blocked(self) -> bool:
+        """True while a lane waits to retry a failed batch."""
+        return any(p.retrying for p in self._processors)
+
+    # --- run ---------------------------------------------------------------------------------------
+
+    async def run(self) -> bool:
+        """Process the partition; True when it ended and is fully checkpointed as finished."""
+        mapping_id = self._mapping.mapping_id
+        checkpoint = await self._store.get_checkpoint(mapping_id, self.partition.id)
+        self._checkpoint = checkpoint
+        if checkpoint is not None and checkpoint.finished:
+            return True
+        start = self._start_for(checkpoint)
+        self._log.info(
+            "partition starting",
+            resume_after=start.after,
+            starting_position=None if start.after else start.starting_position.value,
+        )
+        reader = await self._open_reader(start)
+        if reader is None:
+            return False
+        if checkpoint is None and self._starting_position is StartingPosition.LATEST:
+            # Remember when this shard started at LATEST: if the worker stops before a record
+            # settles, the next start resumes from here instead of skipping to a new LATEST.
+            marker = Checkpoint(position="", ordinal=0, opened_at=self._context.clock())
+            await self._store.put_checkpoint(self._mapping.mapping_id, self.partition.id, marker)
+            self._checkpoint = marker
+        send, receive = anyio.create_memory_object_stream[Sequence[Record]](max_buffer_size=1)
+        fetching = anyio.CancelScope()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._fetch_until_stopped, fetching, reader, send)
+                group.start_soon(self._follow_worker_stop, fetching)
+                await self._process(receive)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await reader.aclose()
+        if self._ended and self._settled >= self._fetched and not self._stop.is_set():
+            await self._finish()
+            return True
+        return False
+
+    def _start_for(self, checkpoint: Checkpoint | None) -> StartAt:
+        """After the checkpoint; else from the LATEST marker's moment; else StartingPosition."""
+        if checkpoint is not None and checkpoint.position:
+            return StartAt(self._starting_position, after=checkpoint.position)
+        if checkpoint is not None and checkpoint.opened_at is not None:
+            moment = checkpoint.opened_at - CLOCK_SKEW_ALLOWANCE
+            self._cutoff = ArrivalCutoff(moment)
+            if self._source.supports_at_timestamp:
+                return StartAt(
+                    StartingPosition.AT_TIMESTAMP,
+                    timestamp=datetime.fromtimestamp(moment, UTC),
+                )
+            return StartAt(StartingPosition.TRIM_HORIZON)
+        return StartAt(self._starting_position, timestamp=self._mapping.starting_position_timestamp)
+
+    async def _open_reader(self, start: StartAt) -> PartitionReader | None:
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                return await self._source.open_reader(self.partition, start)
+            except Exception as error:
+                attempt += 1
+                self._counters.polling_errors += 1
+                delay = _READ_ERROR_BACKOFF.delay(attempt)
+                self._log.error(
+                    "cannot open partition reader", error=str(error), retry_in=round(delay, 2)
+                )
+                with anyio.move_on_after(delay):
+                    await self._stopping.wait()
+        return None
+
+    async def _finish(self) -> None:
+        last = self._checkpoint
+        finished = Checkpoint(
+            position=last.position if last else "",
+            ordinal=last.ordinal if last else 0,
+            finished=True,
+        )
+        await self._store.put_checkpoint(self._mapping.mapping_id, self.partition.id, finished)
+        self._checkpoint = finished
+        self._log.info("partition finished", last_position=finished.position or None)
+
+    # --- fetching ----------------------------------------------------------------------------------
+
+    async def _follow_worker_stop(self, fetching: anyio.CancelScope) -> None:
+        await self._stopping.wait()
+        self._stop.set()
+        fetching.cancel()
+
+    async def _fetch_until_stopped(
+        self,
+        fetching: anyio.CancelScope,
+        reader: PartitionReader,
+        send: ObjectSendStream[Sequence[Record]],
+    ) -> None:
+        # Stopping cancels this scope, so the fetch loop's waits are plain sleeps: an idle shard
+        # costs one timer per poll and nothing more.
+        async with send:
+            with fetching:
+                await self._fetch(reader, send)
+
+    async def _fetch(
+        self, reader: PartitionReader, send: ObjectSendStream[Sequence[Record]]
+    ) -> None:
+        min_interval = self._source.min_read_interval
+        next_read = 0.0
+        failures = 0
+        while not self._stop.is_set():
+            wait = next_read - anyio.current_time()
+            if wait > 0:
+                await anyio.sleep(wait)
+            next_read = anyio.current_time() + min_interval
+            try:
+                result = await reader.read()
+            except Exception as error:
+                failures += 1
+                self._counters.polling_errors += 1
+                delay = _READ_ERROR_BACKOFF.delay(failures)
+                self._log.error("read failed", error=str(error), retry_in=round(delay, 2))
+                next_read = anyio.current_time() + delay
+                continue
+            failures = 0
+            if result.revoked:
+                # Lanes see the stop before the buffer closes, so no new batch is cut; what was
+                # read and not settled is read again by the partition's next owner.
+                self.revoked = True
+                self._stop.set()
+                self._log.info("partition revoked; finishing the batch in flight")
+                return
+            records = result.records
+            self.behind_ms = result.behind_ms
+            if self._cutoff.active:
+                records = self._cutoff.screen(records)
+            if records:
+                self._fetched += len(records)
+                self._counters.polled_events += len(records)
+                self._caught_up = False
+                await send.send(records)
+            if result.ended:
+                self._ended = True
+                self._log.info("partition end reached", children=[c.id for c in result.children])
+                return
+            if result.behind_ms <= 0:
+                self._caught_up = not records
+                next_read = max(next_read, anyio.current_time() + self._idle_poll)
+
+    # --- processing --------------------------------------------------------------------------------
+
+    async def _process(self, receive: MemoryObjectReceiveStream[Sequence[Record]]) -> None:
+        lanes = self._mapping.parallelization_factor
+        if lanes == 1:
+            await self._lane(receive, register=True)
+            return
+        sends: list[ObjectSendStream[Sequence[Record]]] = []
+        async with anyio.create_task_group() as group:
+            for _ in range(lanes):
+                lane_send, lane_receive = anyio.create_memory_object_stream[Sequence[Record]](
+                    max_buffer_size=1
+                )
+                sends.append(lane_send)
+                group.start_soon(self._lane, lane_receive, False)
+            try:
+                async for chunk in receive:
+                    if self._stop.is_set():
+                        break
+                    self._watermark.register(chunk)
+                    groups: list[list[Record]] = [[] for _ in range(lanes)]
+                    for record in chunk:
+                        groups[zlib.crc32(record.key.encode()) % lanes].append(record)
+                    for index, records in enumerate(groups):
+                        if records:
+                            await sends[index].send(records)
+            except anyio.BrokenResourceError:
+                pass  # a lane stopped early because the worker is stopping
+            finally:
+                for stream in sends:
+                    await stream.aclose()
+
+    async def _lane(
+        self, receive: MemoryObjectReceiveStream[Sequence[Record]], register: bool
+    ) -> None:
+        mapping = self._mapping
+        processor = BatchProcessor(
+            self._context, self.partition.id, settle=self._settle, stopping=self._stop
+        )
+        self._processors.append(processor)
+        batcher = Batcher(
+            StreamFeed(receive),
+            batch_size=mapping.batch_size,
+            window=mapping.batching_window,
+            max_bytes=mapping.max_payload_bytes,
+            window_from_first_record=mapping.window_from_first_record,
+        )
+        async with receive:
+            while not self._stop.is_set():
+                cut = await batcher.next_batch()
+                if cut is None or self._stop.is_set():
+                    return
+                if register:
+                    self._watermark.register(cut.records)
+                self._in_flight += 1
+                try:
+                    finished = await processor.process(cut)
+                finally:
+                    self._in_flight -= 1
+                if not finished:
+                    return
+
+    async def _settle(self, records: Sequence[Record], succeeded: bool) -> None:
+        self._settled += len(records)
+        last = self._watermark.settle(records)
+        if last is None:
+            return
+        checkpoint = Checkpoint(position=last.position, ordinal=last.ordinal)
+        current = self._checkpoint
+        if current is not None and current.ordinal >= checkpoint.ordinal and current.position:
+            return
+        self._checkpoint = checkpoint
+        await self._store.put_checkpoint(self._mapping.mapping_id, self.partition.id, checkpoint)

@@ -1,0 +1,148 @@
+"""How to reach a Kafka cluster: bootstrap servers (configured, or MSK's), TLS and SASL.
+
+``SourceAccessConfigurations`` decide the security: BASIC_AUTH and the SCRAM types are SASL over
+TLS (AWS offers SASL only with TLS); CLIENT_CERTIFICATE_TLS_AUTH is mutual TLS;
+SERVER_ROOT_CA_CERTIFICATE trusts a private CA. Without any of them the connection is plaintext,
+as a local cluster usually is. Nothing here imports the Kafka client.
+"""
+
+from __future__ import annotations
+
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from poller.config.resolved import ResolvedMapping
+from poller.errors import SourceError
+from poller.sources.credentials import (
+    read_basic_auth,
+    read_client_certificate,
+    read_root_certificate,
+)
+
+if TYPE_CHECKING:
+    from poller.aws import AwsClients
+
+__all__ = ["KafkaConnection", "kafka_connection"]
+
+_SASL_MECHANISMS = {
+    "BASIC_AUTH": "PLAIN",
+    "SASL_SCRAM_256_AUTH": "SCRAM-SHA-256",
+    "SASL_SCRAM_512_AUTH": "SCRAM-SHA-512",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConnection:
+    """How to reach a cluster: bootstrap servers and the security settings of its clients."""
+
+    bootstrap_servers: tuple[str, ...]
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka consumers, producers and admin clients."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": list(self.bootstrap_servers),
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism is not None:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password
+        if self.ssl_context is not None:
+            kwargs["ssl_context"] = self.ssl_context
+        return kwargs
+
+
+async def kafka_connection(mapping: ResolvedMapping, clients: AwsClients | None) -> KafkaConnection:
+    """Bootstrap servers and security for a mapping, reading secrets and MSK as needed.
+
+    BASIC_AUTH and the SCRAM types are SASL over TLS (AWS offers SASL only with TLS);
+    CLIENT_CERTIFICATE_TLS_AUTH is mutual TLS; SERVER_ROOT_CA_CERTIFICATE trusts a private CA.
+    Without any of them the connection is plaintext, as a local cluster usually is.
+    """
+    access = {a.type: a for a in mapping.source_access}
+    sasl_type = next((t for t in _SASL_MECHANISMS if t in access), None)
+    client_cert = access.get("CLIENT_CERTIFICATE_TLS_AUTH")
+    root_ca = access.get("SERVER_ROOT_CA_CERTIFICATE")
+    servers = mapping.endpoints or await _msk_bootstrap(mapping, clients, sasl_type, client_cert)
+    tls = sasl_type is not None or client_cert is not None or root_ca is not None
+    context: ssl.SSLContext | None = None
+    if tls:
+        cadata = await read_root_certificate(root_ca, clients) if root_ca else None
+        context = ssl.create_default_context(cadata=cadata)
+        if client_cert is not None:
+            certificate = await read_client_certificate(client_cert, clients)
+            _load_client_certificate(
+                context,
+                certificate.certificate,
+                certificate.private_key,
+                certificate.private_key_password,
+            )
+    if sasl_type is not None:
+        auth = await read_basic_auth(access[sasl_type], clients)
+        return KafkaConnection(
+            tuple(servers),
+            "SASL_SSL",
+            _SASL_MECHANISMS[sasl_type],
+            auth.username,
+            auth.password,
+            context,
+        )
+    return KafkaConnection(tuple(servers), "SSL" if tls else "PLAINTEXT", ssl_context=context)
+
+
+def _load_client_certificate(
+    context: ssl.SSLContext, certificate: str, key: str, password: str | None
+) -> None:
+    # ``ssl`` loads certificates from files only: write them to a private directory that is
+    # removed as soon as they are loaded.
+    with tempfile.TemporaryDirectory(prefix="poller-tls-") as directory:
+        cert_path, key_path = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+        cert_path.write_text(certificate)
+        key_path.write_text(key)
+        key_path.chmod(0o600)
+        try:
+            context.load_cert_chain(cert_path, key_path, password=password)
+        except (ssl.SSLError, ValueError) as error:
+            raise SourceError(
+                f"SourceAccessConfigurations CLIENT_CERTIFICATE_TLS_AUTH: cannot load the "
+                f"certificate and key ({error})"
+            ) from None
+
+
+async def _msk_bootstrap(
+    mapping: ResolvedMapping, clients: AwsClients | None, sasl_type: str | None, cert: object
+) -> list[str]:
+    """MSK's GetBootstrapBrokers, choosing the listener that matches the authentication."""
+    if not mapping.event_source_arn or clients is None:
+        raise SourceError(
+            "Kafka mapping: no bootstrap servers (give SelfManagedEventSource.Endpoints."
+            "KAFKA_BOOTSTRAP_SERVERS or an MSK cluster ARN)"
+        )
+    client = await clients.client("kafka")
+    try:
+        brokers = await client.get_bootstrap_brokers(ClusterArn=mapping.event_source_arn)
+    except Exception as error:
+        raise SourceError(
+            f"cannot look up the bootstrap brokers of {mapping.event_source_arn}: {error}"
+        ) from None
+    if sasl_type in ("SASL_SCRAM_256_AUTH", "SASL_SCRAM_512_AUTH"):
+        keys = ["BootstrapBrokerStringSaslScram"]
+    elif cert is not None:
+        keys = ["BootstrapBrokerStringTls"]
+    else:
+        keys = ["BootstrapBrokerString", "BootstrapBrokerStringTls"]
+    for key in keys:
+        if brokers.get(key):
+            return [b.strip() for b in str(brokers[key]).split(",") if b.strip()]
+    raise SourceError(
+        f"{mapping.event_source_arn} has no {' or '.join(keys)} listener for this mapping's "
+        "authentication"
+    )

@@ -1,0 +1,96 @@
+"""Message brokers (Amazon MQ or self-managed) as the registry knows them: one spec, two engines.
+
+An MQ mapping names a RabbitMQ or an ActiveMQ broker: by its URLs' scheme (``amqp``/``amqps``,
+``stomp``/``stomp+ssl``) or, for an Amazon MQ ARN, by DescribeBroker's ``EngineType`` when it
+opens. The config (``Queues``, ``MaximumRedeliveries``...) and the rules are the same for both;
+reading and settling are each engine's own package (:mod:`poller.sources.rabbitmq`,
+:mod:`poller.sources.activemq`), and so is the optional dependency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from poller.config.resolved import ResolvedMapping
+from poller.errors import ConfigError
+from poller.sources.mq.options import AMQP_SCHEMES, MqMappingOptions, check_broker_urls
+from poller.sources.mq.records import BrokerRecord
+from poller.sources.spec import (
+    ArnPattern,
+    EndpointsKey,
+    Extra,
+    OpenedSource,
+    SourceDefaults,
+    SourceEnvironment,
+    SourceSpec,
+)
+
+__all__ = ["ENGINES", "SPEC"]
+
+OpenEngine = Callable[[ResolvedMapping, SourceEnvironment], Awaitable[OpenedSource]]
+
+
+async def _open_rabbitmq(mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
+    from poller.sources.rabbitmq.source import RabbitMqSource
+
+    source = RabbitMqSource(mapping, environment.clients)
+    return OpenedSource(source, source.codec)
+
+
+async def _open_activemq(mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
+    from poller.sources.activemq.source import ActiveMqSource
+
+    source = ActiveMqSource(mapping, environment.clients)
+    return OpenedSource(source, source.codec)
+
+
+#: The broker engines, by Amazon MQ's ``EngineType``: the extra each needs and how it opens.
+ENGINES: Mapping[str, tuple[Extra, OpenEngine]] = {
+    "RABBITMQ": (Extra("rabbitmq", ("aio_pika", "aiormq")), _open_rabbitmq),
+    "ACTIVEMQ": (Extra("activemq", ("stompman",)), _open_activemq),
+}
+
+
+def _engine_of_urls(mapping: ResolvedMapping) -> str | None:
+    if not mapping.endpoints:
+        return None  # an Amazon MQ ARN: DescribeBroker tells when the mapping opens
+    return "RABBITMQ" if mapping.endpoints[0].startswith(AMQP_SCHEMES) else "ACTIVEMQ"
+
+
+def _extra(mapping: ResolvedMapping) -> Extra | None:
+    engine = _engine_of_urls(mapping)
+    return ENGINES[engine][0] if engine else None
+
+
+async def _open(mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
+    from poller.sources.mq.endpoints import broker_engine
+
+    engine = _engine_of_urls(mapping) or await broker_engine(mapping, environment.clients)
+    extra, open_engine = ENGINES[engine]
+    if extra.missing():
+        raise ConfigError(
+            f"{mapping.source_label}: the broker runs {engine}, which needs the "
+            f"{extra.name} extra: {extra.install}"
+        )
+    return await open_engine(mapping, environment)
+
+
+SPEC = SourceSpec(
+    kind="mq",
+    title="MQ",
+    family="queue",
+    options=MqMappingOptions,
+    defaults=SourceDefaults(batch_size=100, batching_window=0.5, window_from_first_record=True),
+    record_type=BrokerRecord,
+    open=_open,
+    arn=ArnPattern("mq", "Amazon MQ broker"),
+    endpoints=EndpointsKey("MQ_BROKER_URLS", check_broker_urls),
+    unsupported=(
+        "StartingPosition",
+        "BisectBatchOnFunctionError",
+        "MaximumRecordAgeInSeconds",
+        "ParallelizationFactor",
+    ),
+    access_types=("BASIC_AUTH", "VIRTUAL_HOST"),
+    extra=_extra,
+)
