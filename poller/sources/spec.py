@@ -10,17 +10,19 @@ source is one package and one registry line:
   it offers, the ``SourceAccessConfigurations`` types it takes, the on-failure destinations it
   serves itself (``kafka://``), and its AWS defaults;
 * **records**: the record type typed handlers receive;
-* **running**: ``open`` builds the reader and settler and the event codec (importing the client
-  library only then), ``embedded`` creates its resources on the embedded endpoint;
+* **running**: its ``opener`` builds the reader and settler and the event codec (named as
+  ``module:function`` and imported only when a mapping of its kind opens, so its client library
+  is too), ``embedded`` creates its resources on the embedded endpoint;
 * **install**: the optional dependency (extra) it needs.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from poller.config.fields import ARN, SourceOptions, StartingPosition
 from poller.config.resolved import ResolvedMapping
@@ -42,6 +44,7 @@ __all__ = [
     "SourceDefaults",
     "SourceEnvironment",
     "SourceSpec",
+    "load_reference",
 ]
 
 #: Log sources (checkpoints, partitions) or queue sources (settled message by message).
@@ -116,6 +119,15 @@ class Extra:
         return [module for module in self.modules if not _importable(module)]
 
 
+def load_reference(reference: str) -> Any:
+    """The object ``module:attribute.path`` names, importing the module."""
+    module_name, _, attribute = reference.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
 def _importable(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -177,7 +189,8 @@ class SourceSpec:
     defaults: SourceDefaults
     #: The records typed handlers receive.
     record_type: type[Record]
-    open: OpenSource
+    #: ``module:function`` that opens a mapping's source (an :data:`OpenSource`).
+    opener: str
     arn: ArnPattern | None = None
     endpoints: EndpointsKey | None = None
     #: The starting positions a mapping must choose from; empty: StartingPosition is refused.
@@ -191,6 +204,11 @@ class SourceSpec:
     #: on it (an MQ broker's URL scheme); None when the mapping does not tell (an Amazon MQ ARN).
     extra: Extra | Callable[[ResolvedMapping], Extra | None] | None = None
     embedded: EmbeddedSetup | None = None
+
+    async def open(self, mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
+        """Open ``mapping``'s source: import the opener (and so the client library), call it."""
+        open_source = cast(OpenSource, load_reference(self.opener))
+        return await open_source(mapping, environment)
 
     def extra_for(self, mapping: ResolvedMapping) -> Extra | None:
         """The optional dependency this mapping needs, when the mapping says."""

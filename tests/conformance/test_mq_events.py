@@ -54,7 +54,7 @@ def test_rabbitmq_event_matches_the_aws_example() -> None:
         user_id="AIDACKCEVSQ6C2EXAMPLE",
     )
     record = source._record(rabbit_delivery(body, properties), 1, 1)
-    event = source.render_event([record])
+    event = source.codec.render_event([record])
     assert event == {
         "eventSource": "aws:rmq",
         "eventSourceArn": BROKER_ARN,
@@ -101,8 +101,8 @@ def test_rabbitmq_uses_the_message_id_and_the_vhost_names_the_queue_key() -> Non
     properties = commands.Basic.Properties(message_id="m-1")
     record = source._record(rabbit_delivery(b"x", properties), 1, 1)
     assert record.position == "m-1"
-    assert list(source.render_event([record])["rmqMessagesByQueue"]) == ["pizzaQueue::orders-vhost"]
-    key, info = source.batch_info([record])
+    assert list(source.codec.render_event([record])["rmqMessagesByQueue"]) == ["pizzaQueue::orders-vhost"]
+    key, info = source.codec.batch_info([record])
     assert key == "RabbitMQBatchInfo"
     assert info["batchSize"] == 1 and info["firstMessageId"] == "m-1"
     assert info["messages"][0]["data"] == "eA=="
@@ -132,7 +132,7 @@ def test_activemq_event_matches_the_aws_example() -> None:
         },
     )
     record = source._record(frame, "s-1")
-    message = source.render_event([record])["messages"][0]
+    message = source.codec.render_event([record])["messages"][0]
     received = message.pop("brokerOutTime")
     assert isinstance(received, int) and received >= 1598827811958
     assert message == {
@@ -151,8 +151,8 @@ def test_activemq_event_matches_the_aws_example() -> None:
         "brokerInTime": 1598827811958,
         "properties": {"index": "1", "doAlarm": "false", "myCustomProperty": "value"},
     }
-    assert source.render_event([record])["eventSource"] == "aws:mq"
-    assert source.render_event([record])["eventSourceArn"] == BROKER_ARN
+    assert source.codec.render_event([record])["eventSource"] == "aws:mq"
+    assert source.codec.render_event([record])["eventSourceArn"] == BROKER_ARN
     assert record.arrival == pytest.approx(1598827811.958)
 
 
@@ -170,11 +170,11 @@ def test_activemq_bytes_messages_persistence_and_redelivery_are_rendered() -> No
         },
     )
     record = source._record(frame, "s")
-    message = source.render_event([record])["messages"][0]
+    message = source.codec.render_event([record])["messages"][0]
     assert message["messageType"] == "jms/bytes-message"
     assert message["deliveryMode"] == 2
     assert message["redelivered"] is True
     assert "properties" not in message
     assert base64.b64decode(message["data"]) == b"\x00\x01"
-    key, info = source.batch_info([record])
+    key, info = source.codec.batch_info([record])
     assert key == "ActiveMQBatchInfo" and info["queue"] == "q" and info["batchSize"] == 1

@@ -150,7 +150,7 @@ async def test_insert_modify_remove_arrive_in_order_with_the_view_types_images(
 
     assert [r.position for r in records] == numbers
     assert all(isinstance(r, DynamoDBRecord) for r in records)
-    events = source.render_event(records)["Records"]
+    events = source.codec.render_event(records)["Records"]
     assert [e["eventName"] for e in events] == ["INSERT", "MODIFY", "REMOVE"]
     new = view_type in {"NEW_IMAGE", "NEW_AND_OLD_IMAGES"}
     old = view_type in {"OLD_IMAGE", "NEW_AND_OLD_IMAGES"}
@@ -212,7 +212,7 @@ async def test_dynamodb_block_is_exactly_what_the_stream_returned(
     records = await read_until(await source.open_reader(await only_shard(source), TRIM), 2)
 
     wire = await anyio.to_thread.run_sync(wire_records, aws.endpoint, arn)
-    events = source.render_event(records)["Records"]
+    events = source.codec.render_event(records)["Records"]
 
     assert [e["dynamodb"] for e in events] == [w["dynamodb"] for w in wire]
     assert [e["eventID"] for e in events] == [w["eventID"] for w in wire]
@@ -313,7 +313,7 @@ async def test_user_identity_of_ttl_deletes_passes_through(
     source = DynamoDBStreamsSource(arn, faults, REGION, FAST)
     records = await read_until(await source.open_reader(await only_shard(source), TRIM), 2)
 
-    insert, remove = source.render_event(records)["Records"]
+    insert, remove = source.codec.render_event(records)["Records"]
     assert "userIdentity" not in insert
     assert remove["userIdentity"] == identity
     assert list(remove)[-2:] == ["userIdentity", "eventSourceARN"]
@@ -334,7 +334,7 @@ async def test_batch_info_spells_arrivals_to_the_second(
     records = await read_until(await source.open_reader(partition, TRIM), 3)
 
     assert {r.arrival for r in records} == {created.timestamp()}
-    assert source.batch_info(records) == (
+    assert source.codec.batch_info(records) == (
         "DDBStreamBatchInfo",
         {
             "shardId": partition.id,
@@ -346,7 +346,7 @@ async def test_batch_info_spells_arrivals_to_the_second(
             "streamArn": arn,
         },
     )
-    assert source.item_identifier(records[1]) == numbers[1]
+    assert source.codec.item_identifier(records[1]) == numbers[1]
     await source.aclose()
 
 

@@ -242,7 +242,7 @@ async def test_event_record_shape(kinesis: Any, unique_name: str) -> None:
     source = KinesisSource(arn, kinesis, REGION, FAST)
     (record,) = await read_until(await source.open_reader(PartitionInfo(SHARD0), TRIM), 1)
 
-    event = source.render_event([record])
+    event = source.codec.render_event([record])
 
     assert list(event) == ["Records"]
     (rendered,) = event["Records"]
@@ -266,7 +266,7 @@ async def test_event_record_shape(kinesis: Any, unique_name: str) -> None:
     assert abs(record.arrival - time.time()) < 60
     assert round(record.arrival, 3) == record.arrival  # millisecond precision, as AWS
     assert base64.b64decode(rendered["kinesis"]["data"]) == payload
-    assert source.item_identifier(record) == number
+    assert source.codec.item_identifier(record) == number
     # The size estimate is what the record adds to the JSON payload, give or take a few digits.
     assert abs(record.size - (len(json.dumps(rendered)) + 2)) <= 4
     await source.aclose()
@@ -278,7 +278,7 @@ async def test_size_estimate_tracks_the_rendered_payload(kinesis: Any, unique_na
     source = KinesisSource(arn, kinesis, REGION, FAST)
     records = await read_until(await source.open_reader(PartitionInfo(SHARD0), TRIM), 6)
 
-    payload = len(json.dumps(source.render_event(records)))
+    payload = len(json.dumps(source.codec.render_event(records)))
 
     assert abs(sum(r.size for r in records) - payload) <= 4 * len(records) + len('{"Records": []}')
     await source.aclose()
@@ -294,7 +294,7 @@ async def test_batch_info_shape(kinesis: Any, unique_name: str) -> None:
     records = await read_until(await source.open_reader(PartitionInfo(SHARD0), TRIM), 3)
 
     assert {r.arrival for r in records} == {old.timestamp()}
-    assert source.batch_info(records) == (
+    assert source.codec.batch_info(records) == (
         "KinesisBatchInfo",
         {
             "shardId": SHARD0,
@@ -306,8 +306,8 @@ async def test_batch_info_shape(kinesis: Any, unique_name: str) -> None:
             "streamArn": arn,
         },
     )
-    assert source.batch_info(records[1:2])[1]["startSequenceNumber"] == numbers[1]
-    assert source.batch_info(records[1:2])[1]["endSequenceNumber"] == numbers[1]
+    assert source.codec.batch_info(records[1:2])[1]["startSequenceNumber"] == numbers[1]
+    assert source.codec.batch_info(records[1:2])[1]["endSequenceNumber"] == numbers[1]
     await source.aclose()
 
 

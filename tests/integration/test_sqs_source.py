@@ -84,7 +84,7 @@ async def counts(sqs: Any, url: str) -> tuple[int, int]:
 
 def exact_size(source: SqsSource, record: SqsRecord) -> int:
     """What ``record`` adds to a serialized event: its JSON (UTF-8) and the ", " before the next."""
-    rendered = source.render_event([record])["Records"][0]
+    rendered = source.codec.render_event([record])["Records"][0]
     return len(json.dumps(rendered, ensure_ascii=False).encode()) + 2
 
 
@@ -308,7 +308,7 @@ async def test_render_event_without_message_attributes(sqs: Any, unique_name: st
     native = record.native
     attributes = native["Attributes"]
 
-    event = source.render_event([record])
+    event = source.codec.render_event([record])
 
     assert event == {
         "Records": [
@@ -345,7 +345,7 @@ async def test_render_event_without_message_attributes(sqs: Any, unique_name: st
         "eventSourceARN",
         "awsRegion",
     ]
-    assert source.item_identifier(record) == record.position
+    assert source.codec.item_identifier(record) == record.position
     json.dumps(event)  # JSON-able as is
 
 
@@ -365,7 +365,7 @@ async def test_render_event_with_message_attributes(sqs: Any, unique_name: str) 
     source = SqsSource(arn, sqs, REGION)
     (record,) = await receive_all(source, 1)
 
-    rendered = source.render_event([record])["Records"][0]
+    rendered = source.codec.render_event([record])["Records"][0]
 
     assert rendered["messageAttributes"] == {
         "color": {
@@ -398,7 +398,7 @@ async def test_render_event_with_message_attributes(sqs: Any, unique_name: str) 
     assert record.size == exact_size(source, record)
     # Every render hands out fresh objects: a handler mutating its event changes nothing else.
     rendered["messageAttributes"]["color"]["stringListValues"].append("x")
-    again = source.render_event([record])["Records"][0]
+    again = source.codec.render_event([record])["Records"][0]
     assert again["messageAttributes"]["color"]["stringListValues"] == []
 
 
@@ -421,7 +421,7 @@ async def test_render_event_fifo_attributes(sqs: Any, unique_name: str) -> None:
     (record,) = await receive_all(source, 1)
     attributes = record.native["Attributes"]
 
-    rendered = source.render_event([record])["Records"][0]
+    rendered = source.codec.render_event([record])["Records"][0]
 
     assert rendered["attributes"] == {
         "ApproximateReceiveCount": "1",
@@ -442,7 +442,7 @@ async def test_batch_info_carries_the_messages(sqs: Any, unique_name: str) -> No
     source = SqsSource(arn, sqs, REGION)
     records = await receive_all(source, 3)
 
-    key, info = source.batch_info(records)
+    key, info = source.codec.batch_info(records)
 
     assert key == "SQSBatchInfo"
     assert info["queueArn"] == arn and info["batchSize"] == 3
@@ -454,10 +454,10 @@ async def test_batch_info_carries_the_messages(sqs: Any, unique_name: str) -> No
     ):
         moment = datetime.strptime(info[field], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         assert moment.timestamp() == pytest.approx(record.arrival, abs=0.0005)
-    assert info["messages"] == source.render_event(records)["Records"]
+    assert info["messages"] == source.codec.render_event(records)["Records"]
     json.dumps(info)
     with pytest.raises(ValueError):
-        source.batch_info([])
+        source.codec.batch_info([])
 
 
 # --- settling ------------------------------------------------------------------------------------

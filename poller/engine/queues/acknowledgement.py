@@ -132,26 +132,13 @@ class AckProcessor(QueueProcessor):
     # --- settling ------------------------------------------------------------------------------
 
     async def _ack(self, records: Sequence[Record]) -> None:
-        async with self._settling:
-            self._unhold(records)
-            failed = await self._source.ack(records)
-        self._counters.deleted_events += len(records) - len(failed)
-        if failed:
-            self._counters.delete_errors += len(failed)
-            self._log.error(
-                "messages could not be acknowledged; they will be delivered again",
-                messages=[r.position for r in failed],
-            )
+        self._count_deleted(records, await self._settle(records, self._source.ack))
 
     async def _give_back(self, records: Sequence[Record]) -> None:
-        async with self._settling:
-            self._unhold(records)
-            await self._source.give_back(records)
+        await self._settle(records, self._source.give_back)
 
     async def _dead_letter(self, records: Sequence[Record]) -> None:
-        async with self._settling:
-            self._unhold(records)
-            failed = await self._source.dead_letter(records)
+        failed = await self._settle(records, self._source.dead_letter)
         self._counters.dropped_events += len(records) - len(failed)
         if failed:
             self._log.error(

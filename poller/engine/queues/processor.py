@@ -9,7 +9,7 @@ delivers discards; the two settlement strategies add their own rules on top:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import structlog
@@ -88,6 +88,26 @@ class QueueProcessor:
     def _unhold(self, records: Sequence[Record]) -> None:
         settled = {id(r) for r in records}
         self._held = [r for r in self._held if id(r) not in settled]
+
+    async def _settle(
+        self,
+        records: Sequence[Record],
+        verb: Callable[[Sequence[Record]], Awaitable[Sequence[Record] | None]],
+    ) -> Sequence[Record]:
+        """Let go of ``records`` and settle them with ``verb``; return the ones that failed."""
+        async with self._settling:
+            self._unhold(records)
+            return await verb(records) or ()
+
+    def _count_deleted(self, records: Sequence[Record], failed: Sequence[Record]) -> None:
+        """Count settled messages (DeletedEventCount); log those that will come again."""
+        self._counters.deleted_events += len(records) - len(failed)
+        if failed:
+            self._counters.delete_errors += len(failed)
+            self._log.error(
+                "messages could not be deleted; they will be delivered again",
+                messages=[r.position for r in failed],
+            )
 
     async def run_alongside(self) -> None:
         """What runs next to the poller while it lives (nothing, unless a strategy needs it)."""

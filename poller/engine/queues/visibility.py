@@ -175,16 +175,7 @@ class VisibilityProcessor(QueueProcessor):
     # --- settling ------------------------------------------------------------------------------
 
     async def _delete(self, records: Sequence[Record]) -> None:
-        async with self._settling:
-            self._unhold(records)
-            failed = await self._source.delete(records)
-        self._counters.deleted_events += len(records) - len(failed)
-        if failed:
-            self._counters.delete_errors += len(failed)
-            self._log.error(
-                "messages could not be deleted; they will be delivered again",
-                messages=[r.position for r in failed],
-            )
+        self._count_deleted(records, await self._settle(records, self._source.delete))
 
     async def _give_back(self, records: Sequence[Record]) -> None:
         """Return failed messages to the queue: after a backoff, at once (FIFO), or by timeout."""

@@ -42,9 +42,8 @@ from poller.errors import SourceError
 from poller.records import Record
 from poller.sources.activemq.codec import MESSAGE_BASE_BYTES, ActiveMqCodec
 from poller.sources.activemq.records import ActiveMqDelivery, ActiveMqRecord
-from poller.sources.mq.buffer import DeliveryBuffer, RedeliveryCounter
+from poller.sources.mq.base import BrokerSource
 from poller.sources.mq.endpoints import broker_endpoints, broker_login
-from poller.sources.mq.options import MqSettings
 
 if TYPE_CHECKING:
     from poller.engine.protocols import AckQueue, EventCodec
@@ -54,7 +53,7 @@ __all__ = ["ActiveMqSource"]
 _log = structlog.get_logger(__name__)
 
 
-class ActiveMqSource:
+class ActiveMqSource(BrokerSource[ActiveMqRecord]):
     """An ActiveMQ queue over STOMP (implements the engine's ``AckQueue``).
 
     Records are :class:`~poller.sources.activemq.records.ActiveMqRecord`: ``partition`` is the queue name,
@@ -63,7 +62,7 @@ class ActiveMqSource:
     """
 
     kind: str = "activemq"
-    max_receive: int = 10_000
+    engine = "ActiveMQ"
 
     def __init__(
         self,
@@ -72,22 +71,12 @@ class ActiveMqSource:
         *,
         connect_timeout: float = 10.0,
     ) -> None:
-        settings = mapping.settings
-        if not isinstance(settings, MqSettings) or not settings.queue:
-            raise ValueError("Queues: an ActiveMQ mapping needs exactly one queue")
-        self.mapping = mapping
-        self.queue = settings.queue
-        self.destination = f"/queue/{settings.queue}"
-        self._clients = clients
-        self._connect_timeout = connect_timeout
-        pollers = mapping.maximum_concurrency or 1
-        self.prefetch = (pollers + 1) * mapping.batch_size
+        super().__init__(mapping, clients, connect_timeout=connect_timeout)
+        self.destination = f"/queue/{self.queue}"
         self._client: stompman.Client | None = None
         self._subscription: stompman.ManualAckSubscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing: asyncio.Event | None = None
-        self._buffer: DeliveryBuffer[ActiveMqRecord] = DeliveryBuffer()
-        self._counter = RedeliveryCounter()
         #: Ack ids handed to pollers and not settled yet.
         self._handed: set[str] = set()
         self._settled = anyio.Event()
@@ -96,17 +85,10 @@ class ActiveMqSource:
         self._giving_back = 0
         self._given_back = anyio.Event()
         self._connect_lock = anyio.Lock()
-        self._received = 0
         #: Subscriptions replaced by a give-back: their late messages are dropped.
         self._retired: set[str] = set()
-        self._log = _log.bind(queue=mapping.source_label)
         #: Renders this queue's messages in AWS's shapes.
-        self.codec = ActiveMqCodec(mapping.event_source_arn or mapping.source_label, self.queue)
-
-    @property
-    def arn(self) -> str:
-        """What events name as ``eventSourceArn``."""
-        return self.codec.arn
+        self.codec = ActiveMqCodec(self.arn, self.queue)
 
     # --- connecting ------------------------------------------------------------------------------
 
@@ -282,10 +264,6 @@ class ActiveMqSource:
         ]
         self._handed.update(r.native.ack_id for r in fresh)
         return fresh
-
-    def receive_count(self, record: Record) -> int:
-        """Deliveries of the message, this one included (counted here: STOMP has no count)."""
-        return int(record.native.deliveries)
 
     # --- settling --------------------------------------------------------------------------------
 

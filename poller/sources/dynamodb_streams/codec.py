@@ -8,6 +8,7 @@ from typing import Any
 
 from poller.records import Record
 from poller.sources.dynamodb_streams.records import DynamoDBRecord
+from poller.sources.shards.codec import ShardCodec
 from poller.timestamps import iso_seconds
 
 __all__ = ["PROBE_EVENT_ID", "DynamoDBStreamsCodec"]
@@ -16,13 +17,10 @@ __all__ = ["PROBE_EVENT_ID", "DynamoDBStreamsCodec"]
 PROBE_EVENT_ID = "0" * 32
 
 
-class DynamoDBStreamsCodec:
+class DynamoDBStreamsCodec(ShardCodec):
     """Renders one stream's records as Lambda hands them to a function (an ``EventCodec``)."""
 
-    def __init__(self, stream_arn: str, region: str) -> None:
-        self.stream_arn = stream_arn
-        self.region = region
-        self._envelopes: dict[str, int] = {}
+    batch_info_key = "DDBStreamBatchInfo"
 
     def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
         """``{"Records": [...]}`` exactly as Lambda passes DynamoDB stream records to a function.
@@ -54,38 +52,12 @@ class DynamoDBStreamsCodec:
             append(event)
         return {"Records": rendered}
 
-    def item_identifier(self, record: Record) -> str:
-        """Lambda names DynamoDB stream records in ``batchItemFailures`` by sequence number."""
-        return record.position
+    def arrival_text(self, epoch_seconds: float) -> str:
+        """DynamoDB's on-failure records spell times in whole seconds."""
+        return iso_seconds(epoch_seconds)
 
-    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
-        """``DDBStreamBatchInfo`` of an on-failure record for ``records`` (one shard, in order)."""
-        if not records:
-            raise ValueError("batch_info needs at least one record")
-        first, last = records[0], records[-1]
-        return (
-            "DDBStreamBatchInfo",
-            {
-                "shardId": first.partition,
-                "startSequenceNumber": first.position,
-                "endSequenceNumber": last.position,
-                "approximateArrivalOfFirstRecord": iso_seconds(first.arrival),
-                "approximateArrivalOfLastRecord": iso_seconds(last.arrival),
-                "batchSize": len(records),
-                "streamArn": self.stream_arn,
-            },
-        )
-
-    def envelope_size(self, shard_id: str) -> int:
-        """Bytes a record of ``shard_id`` adds to an event besides its ``dynamodb`` block.
-
-        Measured once per shard by rendering a record with an empty block, so the estimate
-        follows the real shape (and the ``", "`` between records).
-        """
-        size = self._envelopes.get(shard_id)
-        if size is None:
-            native = {"eventID": PROBE_EVENT_ID, "eventName": "INSERT"}
-            probe = DynamoDBRecord(shard_id, "0", 0, "{}", b"{}", 0.0, 0, native)
-            size = len(json.dumps(self.render_event([probe])["Records"][0])) + 2 - len(b"{}")
-            self._envelopes[shard_id] = size
-        return size
+    def measure_envelope(self, shard_id: str) -> int:
+        """What a record adds besides its ``dynamodb`` block (an empty one is rendered)."""
+        native = {"eventID": PROBE_EVENT_ID, "eventName": "INSERT"}
+        probe = DynamoDBRecord(shard_id, "0", 0, "{}", b"{}", 0.0, 0, native)
+        return len(json.dumps(self.render_event([probe])["Records"][0])) + 2 - len(b"{}")

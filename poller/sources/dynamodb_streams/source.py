@@ -29,20 +29,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from poller.config.fields import ARN
-from poller.engine.backoff import Backoff
-from poller.sources.aws_calls import THROTTLING_BACKOFF, ClientCalls
+from poller.sources.aws_calls import ClientCalls
 from poller.sources.dynamodb_streams.codec import PROBE_EVENT_ID, DynamoDBStreamsCodec
 from poller.sources.dynamodb_streams.records import DynamoDBRecord
 from poller.sources.shards import (
     IteratorStart,
     Page,
     ShardDescription,
+    ShardOptions,
     ShardReader,
     ShardStreamSource,
-    check_options,
 )
 
 if TYPE_CHECKING:
@@ -75,31 +74,20 @@ _dump_key = json.JSONEncoder(default=_wire, sort_keys=True, separators=(",", ":"
 
 
 @dataclass(frozen=True, slots=True)
-class DynamoDBStreamsOptions:
-    """How a :class:`DynamoDBStreamsSource` reads; the defaults follow AWS limits and Lambda."""
+class DynamoDBStreamsOptions(ShardOptions):
+    """How a :class:`DynamoDBStreamsSource` reads; the defaults follow AWS limits and Lambda.
 
-    #: ``Limit`` of each GetRecords call (AWS allows 1..1000).
-    read_limit: int = _MAX_READ_LIMIT
-    #: Fewest seconds between two GetRecords on one shard. DynamoDB Streams documents no rate
-    #: limit per shard; throttling, should it come, is met with backoff.
-    min_read_interval: float = 0.0
-    #: Seconds between GetRecords while a shard is idle (Lambda: 4 polls per second).
+    GetRecords takes up to 1000 records and DescribeStream lists up to 100 shards a page
+    (``list_page_size``; None lets AWS choose). DynamoDB Streams documents no read rate per
+    shard (throttling, should it come, is met with backoff); Lambda polls a caught-up shard four
+    times a second (``idle_read_interval`` 0.25 s).
+    """
+
+    service: ClassVar[str] = "DynamoDB Streams"
+    max_read_limit: ClassVar[int] = 1000
+    max_list_page_size: ClassVar[int] = 100
+    read_limit: int = 1000
     idle_read_interval: float = 0.25
-    #: ``Limit`` of each DescribeStream page; None lets AWS choose (100).
-    list_page_size: int | None = None
-    #: Waits between throttled attempts.
-    backoff: Backoff = THROTTLING_BACKOFF
-
-    def __post_init__(self) -> None:
-        check_options(
-            "DynamoDB Streams",
-            read_limit=self.read_limit,
-            max_read_limit=_MAX_READ_LIMIT,
-            min_read_interval=self.min_read_interval,
-            idle_read_interval=self.idle_read_interval,
-            list_page_size=self.list_page_size,
-            max_list_page_size=_MAX_LIST_PAGE,
-        )
 
 
 class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
@@ -108,6 +96,11 @@ class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
     kind: str = "dynamodb"
     service_name = "DynamoDB Streams"
     supports_at_timestamp = False
+    #: Lambda polls a caught-up DynamoDB stream shard four times a second.
+    idle_poll_interval = 0.25
+    client_service = "dynamodbstreams"
+    options_type = DynamoDBStreamsOptions
+    codec: DynamoDBStreamsCodec
     trimmed_codes = frozenset({"TrimmedDataAccessException"})
 
     def __init__(
@@ -123,15 +116,7 @@ class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
                 f"{stream_arn!r} is not a DynamoDB stream ARN "
                 "(arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL)"
             )
-        # Lambda polls a caught-up DynamoDB stream shard four times a second.
-        super().__init__(
-            stream_arn,
-            client,
-            region,
-            options or DynamoDBStreamsOptions(),
-            idle_poll_interval=0.25,
-        )
-        #: Renders this stream's records in AWS's shapes; its envelope sizes are the records'.
+        super().__init__(stream_arn, client, region, options)
         self.codec = DynamoDBStreamsCodec(stream_arn, region)
 
     # --- client calls ----------------------------------------------------------------------------

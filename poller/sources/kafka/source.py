@@ -49,13 +49,13 @@ from poller.engine.protocols import PartitionInfo, StartAt
 from poller.errors import SourceError
 from poller.sources.kafka.codec import KafkaCodec
 from poller.sources.kafka.commits import OffsetCommitter, partition_id, topic_partition
-from poller.sources.kafka.connection import KafkaConnection
+from poller.sources.kafka.connection import KafkaConnection, kafka_connection
 from poller.sources.kafka.destination import KafkaTopicDestination
 from poller.sources.kafka.offsets import CommittedOffsetStore
 from poller.sources.kafka.options import KafkaSettings
 from poller.sources.kafka.reader import KafkaReader
 from poller.sources.kafka.records import KafkaRecord
-from poller.sources.spec import OpenedSource
+from poller.sources.spec import OpenedSource, SourceEnvironment
 
 if TYPE_CHECKING:
     from poller.engine.protocols import (
@@ -185,6 +185,16 @@ class KafkaSource:
             self._consumer = consumer
             self._log.info("consumer started; joining the group")
             return consumer
+
+    def opened(self) -> OpenedSource:
+        """This source ready to run: the consumer, its codec, its checkpoints (the group's
+        committed offsets) and its ``kafka://`` destinations (a producer on the cluster)."""
+        return OpenedSource(
+            self,
+            self.codec,
+            checkpoints=lambda store: CommittedOffsetStore(store, self),
+            destination=lambda uri: KafkaTopicDestination(uri, self.producer),
+        )
 
     async def producer(self) -> AIOKafkaProducer:
         """A producer on the same cluster (the ``kafka://`` on-failure destination), started once."""
@@ -388,18 +398,18 @@ class KafkaSource:
         )
 
 
-def open_kafka(
-    mapping: ResolvedMapping, connection: KafkaConnection, options: KafkaOptions | None = None
-) -> OpenedSource:
-    """A Kafka mapping's source, ready to run: the consumer, its codec, its checkpoints (the
-    group's committed offsets) and its ``kafka://`` destinations (a producer on the cluster)."""
-    source = KafkaSource(mapping, connection, options)
-    return OpenedSource(
-        source,
-        source.codec,
-        checkpoints=lambda store: CommittedOffsetStore(store, source),
-        destination=lambda uri: KafkaTopicDestination(uri, source.producer),
+async def open_kafka(mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
+    """A Kafka mapping's source, ready to run (the spec's opener): its connection from the
+    mapping (and MSK, and secrets), its group settings from ``[worker]``."""
+    session_ms = int(environment.worker.kafka_session_timeout_seconds * 1000)
+    options = KafkaOptions(
+        session_timeout_ms=session_ms,
+        heartbeat_interval_ms=max(100, session_ms // 3),
+        rebalance_timeout_ms=session_ms,
+        revoke_grace_seconds=environment.worker.kafka_revoke_grace_seconds,
     )
+    connection = await kafka_connection(mapping, environment.clients)
+    return KafkaSource(mapping, connection, options).opened()
 
 
 if TYPE_CHECKING:

@@ -21,23 +21,22 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from botocore.exceptions import ClientError
 
 from poller.config.fields import ARN
-from poller.engine.backoff import Backoff
 from poller.engine.protocols import PartitionInfo
-from poller.sources.aws_calls import THROTTLING_BACKOFF, ClientCalls, error_code
+from poller.sources.aws_calls import ClientCalls, error_code
 from poller.sources.kinesis.codec import KinesisCodec
 from poller.sources.kinesis.records import PLAIN, KinesisRecord, encrypted
 from poller.sources.shards import (
     IteratorStart,
     Page,
     ShardDescription,
+    ShardOptions,
     ShardReader,
     ShardStreamSource,
-    check_options,
 )
 
 if TYPE_CHECKING:
@@ -52,32 +51,19 @@ KinesisShardReader = ShardReader
 
 
 @dataclass(frozen=True, slots=True)
-class KinesisOptions:
-    """How a :class:`KinesisSource` reads; the defaults follow AWS limits and Lambda's pace."""
+class KinesisOptions(ShardOptions):
+    """How a :class:`KinesisSource` reads; the defaults follow AWS limits and Lambda's pace.
 
-    #: ``Limit`` of each GetRecords call (AWS allows 1..10000).
-    read_limit: int = _MAX_LIMIT
-    #: Fewest seconds between two GetRecords on one shard (AWS: 5 per second per shard).
+    GetRecords and ListShards (``list_page_size``, ``MaxResults``; None: AWS's 1000) both take
+    up to 10000 items; a shard takes 5 reads per second (``min_read_interval`` 0.2 s); Lambda
+    polls a caught-up shard once a second (``idle_read_interval``).
+    """
+
+    service: ClassVar[str] = "Kinesis"
     min_read_interval: float = 0.2
-    #: Seconds between GetRecords while a shard is idle (caught up and nothing returned).
     idle_read_interval: float = 1.0
-    #: ``MaxResults`` of each ListShards page; None lets AWS choose (1000).
-    list_page_size: int | None = None
-    #: Waits between throttled attempts.
-    backoff: Backoff = THROTTLING_BACKOFF
     #: ``invokeIdentityArn`` of rendered records; None: ``arn:aws:iam::<account>:role/poller``.
     invoke_identity_arn: str | None = None
-
-    def __post_init__(self) -> None:
-        check_options(
-            "Kinesis",
-            read_limit=self.read_limit,
-            max_read_limit=_MAX_LIMIT,
-            min_read_interval=self.min_read_interval,
-            idle_read_interval=self.idle_read_interval,
-            list_page_size=self.list_page_size,
-            max_list_page_size=_MAX_LIMIT,
-        )
 
 
 class KinesisSource(ShardStreamSource[KinesisOptions]):
@@ -86,6 +72,11 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
     kind: str = "kinesis"
     service_name = "Kinesis"
     supports_at_timestamp = True
+    #: Lambda polls a caught-up Kinesis shard once a second.
+    idle_poll_interval = 1.0
+    client_service = "kinesis"
+    options_type = KinesisOptions
+    codec: KinesisCodec
 
     def __init__(
         self,
@@ -97,11 +88,7 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
         parsed = ARN.parse(stream_arn)
         if parsed.service != "kinesis" or not parsed.resource.startswith("stream/"):
             raise ValueError(f"{stream_arn!r} is not a Kinesis stream ARN")
-        # Lambda polls a caught-up Kinesis shard once a second.
-        super().__init__(
-            stream_arn, client, region, options or KinesisOptions(), idle_poll_interval=1.0
-        )
-        #: Renders this stream's records in AWS's shapes; its envelope sizes are the records'.
+        super().__init__(stream_arn, client, region, options)
         self.codec = KinesisCodec(stream_arn, region, identity_arn=self.options.invoke_identity_arn)
         # AWS refuses StreamARN next to NextToken; moto refuses NextToken without it. Follow AWS
         # until the endpoint rejects the bare token once, then keep sending both.

@@ -12,9 +12,7 @@ from poller.config.resolved import ResolvedMapping
 from poller.sources.kinesis.records import KinesisRecord
 from poller.sources.spec import (
     ArnPattern,
-    OpenedSource,
     SourceDefaults,
-    SourceEnvironment,
     SourceSpec,
 )
 
@@ -24,19 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["SPEC"]
 
 _log = structlog.get_logger("poller.sources.kinesis")
-
-
-async def _open(mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
-    from poller.sources.kinesis.source import KinesisOptions, KinesisSource
-
-    source = KinesisSource(
-        mapping.event_source_arn,
-        await environment.clients.client("kinesis"),
-        environment.region_of(mapping),
-        # The engine paces reads (idle poll, catch-up); the reader keeps AWS's 5 reads/s guard.
-        KinesisOptions(min_read_interval=0.2, idle_read_interval=0.2),
-    )
-    return OpenedSource(source, source.codec)
 
 
 async def _create_stream(mapping: ResolvedMapping, clients: AwsClients, shards: int) -> None:
@@ -65,7 +50,7 @@ SPEC = SourceSpec(
     options=SourceOptions,
     defaults=SourceDefaults(batch_size=100, batching_window=0.0),
     record_type=KinesisRecord,
-    open=_open,
+    opener="poller.sources.kinesis.source:KinesisSource.opened",
     arn=ArnPattern("kinesis", "Kinesis stream", lambda resource: resource.startswith("stream/")),
     starting_positions=(
         StartingPosition.TRIM_HORIZON,

@@ -9,7 +9,8 @@ reading and settling are each engine's own package (:mod:`poller.sources.rabbitm
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from typing import cast
 
 from poller.config.resolved import ResolvedMapping
 from poller.errors import ConfigError
@@ -20,34 +21,25 @@ from poller.sources.spec import (
     EndpointsKey,
     Extra,
     OpenedSource,
+    OpenSource,
     SourceDefaults,
     SourceEnvironment,
     SourceSpec,
+    load_reference,
 )
 
-__all__ = ["ENGINES", "SPEC"]
+__all__ = ["ENGINES", "SPEC", "open_broker"]
 
-OpenEngine = Callable[[ResolvedMapping, SourceEnvironment], Awaitable[OpenedSource]]
-
-
-async def _open_rabbitmq(mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
-    from poller.sources.rabbitmq.source import RabbitMqSource
-
-    source = RabbitMqSource(mapping, environment.clients)
-    return OpenedSource(source, source.codec)
-
-
-async def _open_activemq(mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
-    from poller.sources.activemq.source import ActiveMqSource
-
-    source = ActiveMqSource(mapping, environment.clients)
-    return OpenedSource(source, source.codec)
-
-
-#: The broker engines, by Amazon MQ's ``EngineType``: the extra each needs and how it opens.
-ENGINES: Mapping[str, tuple[Extra, OpenEngine]] = {
-    "RABBITMQ": (Extra("rabbitmq", ("aio_pika", "aiormq")), _open_rabbitmq),
-    "ACTIVEMQ": (Extra("activemq", ("stompman",)), _open_activemq),
+#: The broker engines, by Amazon MQ's ``EngineType``: the extra each needs and its opener.
+ENGINES: Mapping[str, tuple[Extra, str]] = {
+    "RABBITMQ": (
+        Extra("rabbitmq", ("aio_pika", "aiormq")),
+        "poller.sources.rabbitmq.source:RabbitMqSource.opened",
+    ),
+    "ACTIVEMQ": (
+        Extra("activemq", ("stompman",)),
+        "poller.sources.activemq.source:ActiveMqSource.opened",
+    ),
 }
 
 
@@ -62,16 +54,18 @@ def _extra(mapping: ResolvedMapping) -> Extra | None:
     return ENGINES[engine][0] if engine else None
 
 
-async def _open(mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
+async def open_broker(mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
+    """Open an MQ mapping's source with its broker's engine (the spec's opener)."""
     from poller.sources.mq.endpoints import broker_engine
 
     engine = _engine_of_urls(mapping) or await broker_engine(mapping, environment.clients)
-    extra, open_engine = ENGINES[engine]
+    extra, opener = ENGINES[engine]
     if extra.missing():
         raise ConfigError(
             f"{mapping.source_label}: the broker runs {engine}, which needs the "
             f"{extra.name} extra: {extra.install}"
         )
+    open_engine = cast(OpenSource, load_reference(opener))
     return await open_engine(mapping, environment)
 
 
@@ -82,7 +76,7 @@ SPEC = SourceSpec(
     options=MqMappingOptions,
     defaults=SourceDefaults(batch_size=100, batching_window=0.5, window_from_first_record=True),
     record_type=BrokerRecord,
-    open=_open,
+    opener="poller.sources.mq.spec:open_broker",
     arn=ArnPattern("mq", "Amazon MQ broker"),
     endpoints=EndpointsKey("MQ_BROKER_URLS", check_broker_urls),
     unsupported=(

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import aiormq
@@ -42,14 +42,13 @@ from poller.config.resolved import ResolvedMapping
 from poller.engine.protocols import QueueInfo
 from poller.errors import SourceError, SourceNotFoundError
 from poller.records import Record
-from poller.sources.mq.buffer import DeliveryBuffer, RedeliveryCounter
+from poller.sources.mq.base import BrokerSource
 from poller.sources.mq.endpoints import (
     BrokerEndpoint,
     broker_endpoints,
     broker_login,
     virtual_host,
 )
-from poller.sources.mq.options import MqSettings
 from poller.sources.rabbitmq.codec import (
     ENVELOPE_BYTES,
     RabbitMqCodec,
@@ -65,11 +64,8 @@ __all__ = ["RabbitMqSource"]
 
 _log = structlog.get_logger(__name__)
 
-#: AMQP's largest prefetch count.
-_MAX_PREFETCH: Final = 65_535
 
-
-class RabbitMqSource:
+class RabbitMqSource(BrokerSource[RabbitMqRecord]):
     """A RabbitMQ queue (implements ``BrokerQueueSource``); records are ``RabbitMqRecord``.
 
     ``partition`` is ``"<queue>::<vhost>"``, ``position`` the message id (a content digest when
@@ -78,7 +74,9 @@ class RabbitMqSource:
     """
 
     kind: str = "rabbitmq"
-    max_receive: int = 10_000
+    engine = "RabbitMQ"
+    #: AMQP's largest prefetch count.
+    max_prefetch = 65_535
 
     def __init__(
         self,
@@ -87,36 +85,19 @@ class RabbitMqSource:
         *,
         connect_timeout: float = 10.0,
     ) -> None:
-        settings = mapping.settings
-        if not isinstance(settings, MqSettings) or not settings.queue:
-            raise ValueError("Queues: a RabbitMQ mapping needs exactly one queue")
-        self.mapping = mapping
-        self.queue = settings.queue
-        self._clients = clients
-        self._connect_timeout = connect_timeout
-        pollers = mapping.maximum_concurrency or 1
-        self.prefetch = min(_MAX_PREFETCH, (pollers + 1) * mapping.batch_size)
+        super().__init__(mapping, clients, connect_timeout=connect_timeout)
         self.vhost = "/"
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._raw: aiormq.abc.AbstractChannel | None = None
         self._consumer_tag: str | None = None
         self._generation = 0
-        self._buffer: DeliveryBuffer[RabbitMqRecord] = DeliveryBuffer()
         #: Delivery tags of the current channel not yet acked, nacked or rejected.
         self._outstanding: set[int] = set()
-        self._counter = RedeliveryCounter()
-        self._received = 0
         self._lock = anyio.Lock()
         self._closed = False
-        self._log = _log.bind(queue=mapping.source_label)
         #: Renders this queue's messages in AWS's shapes.
-        self.codec = RabbitMqCodec(mapping.event_source_arn or mapping.source_label)
-
-    @property
-    def arn(self) -> str:
-        """What events name as ``eventSourceArn``."""
-        return self.codec.arn
+        self.codec = RabbitMqCodec(self.arn)
 
     @property
     def connected(self) -> bool:
@@ -294,10 +275,6 @@ class RabbitMqSource:
         if not records and not self.connected and not self._closed:
             await self._ensure_connected()
         return records
-
-    def receive_count(self, record: Record) -> int:
-        """Deliveries of the message, this one included (1 on the first)."""
-        return int(record.native.deliveries)
 
     # --- settling --------------------------------------------------------------------------------
 

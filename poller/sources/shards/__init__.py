@@ -11,7 +11,6 @@ from poller.sources.shards.parts import (
     Page,
     ShardDescription,
     ShardOptions,
-    check_options,
 )
 from poller.sources.shards.reader import ShardReader
 from poller.sources.shards.source import ShardStreamSource
@@ -23,5 +22,4 @@ __all__ = [
     "ShardOptions",
     "ShardReader",
     "ShardStreamSource",
-    "check_options",
 ]

@@ -5,61 +5,51 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 from poller.engine.backoff import Backoff
 from poller.engine.protocols import PartitionInfo
 from poller.records import Record
+from poller.sources.aws_calls import THROTTLING_BACKOFF
 
-__all__ = ["IteratorStart", "Page", "ShardDescription", "ShardOptions", "check_options"]
-
-
-class ShardOptions(Protocol):
-    """The options the core reads; each source's options dataclass has (at least) these."""
-
-    @property
-    def read_limit(self) -> int:
-        """``Limit`` of each GetRecords call."""
-        ...
-
-    @property
-    def min_read_interval(self) -> float:
-        """Fewest seconds between two GetRecords on one shard."""
-        ...
-
-    @property
-    def idle_read_interval(self) -> float:
-        """Seconds between GetRecords while a shard is idle (caught up, nothing returned)."""
-        ...
-
-    @property
-    def backoff(self) -> Backoff:
-        """Waits between throttled attempts."""
-        ...
+__all__ = ["IteratorStart", "Page", "ShardDescription", "ShardOptions"]
 
 
-def check_options(
-    service: str,
-    *,
-    read_limit: int,
-    max_read_limit: int,
-    min_read_interval: float,
-    idle_read_interval: float,
-    list_page_size: int | None,
-    max_list_page_size: int,
-) -> None:
-    """Raise ValueError naming every option outside what ``service`` allows."""
-    problems = []
-    if not 1 <= read_limit <= max_read_limit:
-        problems.append(f"read_limit {read_limit!r} (allowed 1..{max_read_limit})")
-    if min_read_interval < 0:
-        problems.append(f"min_read_interval {min_read_interval!r} (allowed >= 0)")
-    if idle_read_interval < min_read_interval:
-        problems.append(f"idle_read_interval {idle_read_interval!r} (allowed >= min_read_interval)")
-    if list_page_size is not None and not 1 <= list_page_size <= max_list_page_size:
-        problems.append(f"list_page_size {list_page_size!r} (allowed 1..{max_list_page_size})")
-    if problems:
-        raise ValueError(f"invalid {service} options: " + "; ".join(problems))
+@dataclass(frozen=True, slots=True)
+class ShardOptions:
+    """How a shard stream source reads; each service's options set its defaults and limits."""
+
+    #: The service, and its largest GetRecords and listing pages (for messages and checks).
+    service: ClassVar[str] = ""
+    max_read_limit: ClassVar[int] = 10_000
+    max_list_page_size: ClassVar[int] = 10_000
+
+    #: ``Limit`` of each GetRecords call.
+    read_limit: int = 10_000
+    #: Fewest seconds between two GetRecords on one shard.
+    min_read_interval: float = 0.0
+    #: Seconds between GetRecords while a shard is idle (caught up and nothing returned).
+    idle_read_interval: float = 0.0
+    #: Size of each listing page; None lets the service choose.
+    list_page_size: int | None = None
+    #: Waits between throttled attempts.
+    backoff: Backoff = THROTTLING_BACKOFF
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 1 <= self.read_limit <= self.max_read_limit:
+            problems.append(f"read_limit {self.read_limit!r} (allowed 1..{self.max_read_limit})")
+        if self.min_read_interval < 0:
+            problems.append(f"min_read_interval {self.min_read_interval!r} (allowed >= 0)")
+        if self.idle_read_interval < self.min_read_interval:
+            problems.append(
+                f"idle_read_interval {self.idle_read_interval!r} (allowed >= min_read_interval)"
+            )
+        page = self.list_page_size
+        if page is not None and not 1 <= page <= self.max_list_page_size:
+            problems.append(f"list_page_size {page!r} (allowed 1..{self.max_list_page_size})")
+        if problems:
+            raise ValueError(f"invalid {self.service} options: " + "; ".join(problems))
 
 
 @dataclass(frozen=True, slots=True)

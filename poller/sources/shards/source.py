@@ -22,18 +22,22 @@ class attributes); its records are rendered by its codec.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import structlog
 from botocore.exceptions import ClientError
 
+from poller.config.resolved import ResolvedMapping
 from poller.engine.protocols import PartitionInfo, StartAt, TrimmedRange
 from poller.errors import SourceError, SourceNotFoundError
 from poller.sources.aws_calls import ClientCalls, call_with_backoff, error_code
+from poller.sources.shards.codec import ShardCodec
 from poller.sources.shards.parts import IteratorStart, Page, ShardDescription, ShardOptions
 from poller.sources.shards.reader import ShardReader
+from poller.sources.spec import OpenedSource, SourceEnvironment
 
 __all__ = ["ShardStreamSource"]
 
@@ -58,22 +62,40 @@ class ShardStreamSource(Generic[OptionsT]):
     supports_at_timestamp: bool = False
     #: Error codes by which the service says the records asked for were trimmed (retention).
     trimmed_codes: frozenset[str] = frozenset()
+    #: How often Lambda polls a caught-up shard of this service (the engine's default pace).
+    idle_poll_interval: float = 1.0
+    #: The AWS client the service is read with ("kinesis", "dynamodbstreams").
+    client_service: ClassVar[str] = ""
+    #: The service's options type (its defaults and limits).
+    options_type: ClassVar[type[ShardOptions]] = ShardOptions
+    #: Renders the stream's records in AWS's shapes; its envelope sizes are the records'.
+    codec: ShardCodec
+
+    @classmethod
+    async def opened(cls, mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
+        """A mapping's source, ready to run (the spec's opener).
+
+        The engine paces the reads of an idle shard (Lambda's pace, or ``idle_poll_seconds``), so
+        the reader keeps only the service's own read-rate guard.
+        """
+        defaults = cls.options_type()
+        source = cls(
+            mapping.event_source_arn,
+            await environment.clients.client(cls.client_service),
+            environment.region_of(mapping),
+            cast(Any, dataclasses.replace(defaults, idle_read_interval=defaults.min_read_interval)),
+        )
+        return OpenedSource(source, source.codec)
 
     def __init__(
-        self,
-        stream_arn: str,
-        client: ClientCalls,
-        region: str,
-        options: OptionsT,
-        *,
-        idle_poll_interval: float,
+        self, stream_arn: str, client: ClientCalls, region: str, options: OptionsT | None = None
     ) -> None:
         self.stream_arn = stream_arn
         self.region = region
-        self.options = options
-        self.min_read_interval: float = options.min_read_interval
-        #: How often Lambda polls a caught-up shard of this service (the engine's default pace).
-        self.idle_poll_interval: float = idle_poll_interval
+        self.options: OptionsT = (
+            options if options is not None else cast(OptionsT, self.options_type())
+        )
+        self.min_read_interval: float = self.options.min_read_interval
         #: How many times a reader found unread records trimmed and resumed at the oldest one.
         self.trimmed_events = 0
         #: The ranges lost to trimming, oldest first.

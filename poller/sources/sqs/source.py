@@ -39,6 +39,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from poller.config.fields import ARN
+from poller.config.resolved import ResolvedMapping
 from poller.engine.backoff import Backoff
 from poller.engine.protocols import QueueInfo
 from poller.errors import SourceError, SourceNotFoundError
@@ -50,6 +51,7 @@ from poller.sources.aws_calls import (
     error_code,
     error_codes,
 )
+from poller.sources.spec import OpenedSource, SourceEnvironment
 from poller.sources.sqs.codec import EVENT_ATTRIBUTE_SET, SqsCodec, message_attributes_size
 from poller.sources.sqs.records import SqsRecord
 
@@ -136,6 +138,13 @@ class SqsSource:
         #: Renders this queue's messages in AWS's shapes; its envelope size is the messages'.
         self.codec = SqsCodec(queue_arn, region)
         self._log = _log.bind(queue=queue_arn)
+
+    @classmethod
+    async def opened(cls, mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
+        """A mapping's source, ready to run (the spec's opener)."""
+        client = await environment.clients.client("sqs")
+        source = cls(mapping.event_source_arn, client, environment.region_of(mapping))
+        return OpenedSource(source, source.codec)
 
     @property
     def queue_url(self) -> str | None:

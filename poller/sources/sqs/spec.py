@@ -10,9 +10,7 @@ from poller.config.fields import ARN
 from poller.config.resolved import ResolvedMapping
 from poller.sources.spec import (
     ArnPattern,
-    OpenedSource,
     SourceDefaults,
-    SourceEnvironment,
     SourceSpec,
 )
 from poller.sources.sqs.options import SqsMappingOptions
@@ -24,17 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["SPEC"]
 
 _log = structlog.get_logger("poller.sources.sqs")
-
-
-async def _open(mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
-    from poller.sources.sqs.source import SqsSource
-
-    source = SqsSource(
-        mapping.event_source_arn,
-        await environment.clients.client("sqs"),
-        environment.region_of(mapping),
-    )
-    return OpenedSource(source, source.codec)
 
 
 async def _create_queue(mapping: ResolvedMapping, clients: AwsClients, shards: int) -> None:
@@ -52,7 +39,7 @@ SPEC = SourceSpec(
     options=SqsMappingOptions,
     defaults=SourceDefaults(batch_size=10, batching_window=0.0, retry_backoff=0.0),
     record_type=SqsRecord,
-    open=_open,
+    opener="poller.sources.sqs.source:SqsSource.opened",
     arn=ArnPattern("sqs", "SQS queue"),
     unsupported=(
         "StartingPosition",
