@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from poller.engine.discard import Discard
 from poller.errors import DestinationError
 
-__all__ = ["Destination", "delivery_errors"]
+if TYPE_CHECKING:
+    from poller.aws import AwsClients
+
+__all__ = ["AwsDestination", "Destination", "DestinationBase", "delivery_errors"]
 
 
 class Destination(Protocol):
@@ -40,6 +43,33 @@ class Destination(Protocol):
     async def send(self, record: Mapping[str, Any], *, discard: Discard) -> None:
         """Deliver ``record`` (built for ``discard``) or raise DestinationError."""
         ...
+
+
+class DestinationBase:
+    """What every destination implementation shares: the destination as configured."""
+
+    __slots__ = ("_arn",)
+
+    #: Whether records sent here carry the invocation event (S3 does; SQS and SNS do not).
+    includes_payload: ClassVar[bool] = False
+
+    def __init__(self, arn: str) -> None:
+        self._arn = arn
+
+    @property
+    def arn(self) -> str:
+        """The destination as configured (an ARN, or ``kafka://TOPIC``)."""
+        return self._arn
+
+
+class AwsDestination(DestinationBase):
+    """An SQS, SNS or S3 destination: reached through the worker's AWS clients."""
+
+    __slots__ = ("_clients",)
+
+    def __init__(self, arn: str, clients: AwsClients) -> None:
+        super().__init__(arn)
+        self._clients = clients
 
 
 @contextmanager

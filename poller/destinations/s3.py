@@ -14,7 +14,7 @@ import structlog
 
 from poller.aws import AwsClients
 from poller.config.fields import ARN
-from poller.destinations.base import delivery_errors
+from poller.destinations.base import AwsDestination, delivery_errors
 from poller.destinations.record import encode_record, s3_object_key
 from poller.engine.discard import Discard
 
@@ -23,30 +23,22 @@ __all__ = ["S3Destination"]
 log = structlog.get_logger(__name__)
 
 
-class S3Destination:
+class S3Destination(AwsDestination):
     """Stores on-failure records as objects in an S3 bucket (``arn:aws:s3:::bucket``)."""
 
-    __slots__ = ("_arn", "_bucket", "_clients")
+    __slots__ = ("_bucket",)
+
+    #: S3 records carry the invocation event as ``payload``.
+    includes_payload = True
 
     def __init__(self, arn: str, clients: AwsClients) -> None:
-        self._arn = arn
+        super().__init__(arn, clients)
         self._bucket = ARN.parse(arn).resource
-        self._clients = clients
-
-    @property
-    def arn(self) -> str:
-        """The bucket ARN."""
-        return self._arn
 
     @property
     def bucket(self) -> str:
         """The bucket name taken from the ARN."""
         return self._bucket
-
-    @property
-    def includes_payload(self) -> bool:
-        """S3 records carry the invocation event as ``payload``."""
-        return True
 
     async def send(self, record: Mapping[str, Any], *, discard: Discard) -> None:
         """PutObject the JSON record at the AWS key layout; DestinationError when it fails."""

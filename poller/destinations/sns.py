@@ -14,8 +14,7 @@ from typing import Any
 
 import structlog
 
-from poller.aws import AwsClients
-from poller.destinations.base import delivery_errors
+from poller.destinations.base import AwsDestination, delivery_errors
 from poller.destinations.record import encode_record
 from poller.engine.discard import Discard
 from poller.errors import DestinationError
@@ -28,24 +27,11 @@ log = structlog.get_logger(__name__)
 SNS_MAX_MESSAGE_BYTES = 262_144
 
 
-class SnsDestination:
-    """Publishes on-failure records to an SNS standard topic."""
+class SnsDestination(AwsDestination):
+    """Publishes on-failure records to an SNS standard topic (no payload: AWS sends the same
+    object as to SQS)."""
 
-    __slots__ = ("_arn", "_clients")
-
-    def __init__(self, arn: str, clients: AwsClients) -> None:
-        self._arn = arn
-        self._clients = clients
-
-    @property
-    def arn(self) -> str:
-        """The topic ARN."""
-        return self._arn
-
-    @property
-    def includes_payload(self) -> bool:
-        """SNS records carry no payload (AWS sends the same object as to SQS)."""
-        return False
+    __slots__ = ()
 
     async def send(self, record: Mapping[str, Any], *, discard: Discard) -> None:
         """Publish the JSON record; DestinationError when too large or when SNS refuses."""

@@ -15,7 +15,7 @@ import structlog
 
 from poller.aws import AwsClients
 from poller.config.fields import ARN
-from poller.destinations.base import delivery_errors
+from poller.destinations.base import AwsDestination, delivery_errors
 from poller.destinations.record import encode_record
 from poller.engine.discard import Discard
 
@@ -24,27 +24,17 @@ __all__ = ["SqsDestination"]
 log = structlog.get_logger(__name__)
 
 
-class SqsDestination:
-    """Sends on-failure records to an SQS standard queue."""
+class SqsDestination(AwsDestination):
+    """Sends on-failure records to an SQS standard queue (no payload: AWS sends the batch info
+    only)."""
 
-    __slots__ = ("_arn", "_clients", "_lock", "_parsed", "_queue_url")
+    __slots__ = ("_lock", "_parsed", "_queue_url")
 
     def __init__(self, arn: str, clients: AwsClients) -> None:
-        self._arn = arn
+        super().__init__(arn, clients)
         self._parsed = ARN.parse(arn)
-        self._clients = clients
         self._queue_url: str | None = None
         self._lock = anyio.Lock()
-
-    @property
-    def arn(self) -> str:
-        """The queue ARN."""
-        return self._arn
-
-    @property
-    def includes_payload(self) -> bool:
-        """SQS records carry no payload (AWS sends the batch info only)."""
-        return False
 
     async def send(self, record: Mapping[str, Any], *, discard: Discard) -> None:
         """SendMessage with the JSON record as body; DestinationError when it fails."""

@@ -203,10 +203,15 @@ class TrimmedRange:
 class ReportsTrimming(Protocol):
     """The service may trim records before they are read (DynamoDB Streams keeps 24 hours)."""
 
-    #: How many times a reader found unread records trimmed and resumed at the oldest one.
-    trimmed_events: int
-    #: The ranges lost, oldest first.
-    trimmed_ranges: Sequence[TrimmedRange]
+    @property
+    def trimmed_events(self) -> int:
+        """How many times a reader found unread records trimmed and resumed at the oldest one."""
+        ...
+
+    @property
+    def trimmed_ranges(self) -> Sequence[TrimmedRange]:
+        """The ranges lost, oldest first."""
+        ...
 
 
 # --- queue sources -------------------------------------------------------------------------------

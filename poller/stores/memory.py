@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
 
 from poller.engine.state import Checkpoint
 from poller.errors import StoreError
+from poller.stores.base import ClosingStore
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(ClosingStore):
     """Checkpoints and idempotency records in dicts; a :class:`~poller.engine.protocols.Store`."""
 
     __slots__ = ("_checkpoints", "_clock", "_closed", "_succeeded")
@@ -33,17 +33,6 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return f"MemoryStore(partitions={len(self._checkpoints)})"
-
-    async def __aenter__(self) -> MemoryStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # --- checkpoints -----------------------------------------------------------------------------
 

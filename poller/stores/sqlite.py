@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, TypeVar
 
 import anyio
@@ -38,6 +37,7 @@ import structlog
 
 from poller.engine.state import Checkpoint
 from poller.errors import StoreError
+from poller.stores.base import ClosingStore
 
 __all__ = ["ORDINAL_DIGITS", "SCHEMA_VERSION", "SqliteStore", "Synchronous", "ordinal_key"]
 
@@ -121,7 +121,7 @@ def ordinal_key(ordinal: int) -> str:
     return f"{ordinal:0{ORDINAL_DIGITS}d}"
 
 
-class SqliteStore:
+class SqliteStore(ClosingStore):
     """Checkpoints and idempotency records in a SQLite file; implements the Store protocol.
 
     Opening is synchronous (a one-time cost at startup, so a bad path fails before anything runs);
@@ -161,17 +161,6 @@ class SqliteStore:
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self._path)!r}, synchronous={self._synchronous!r})"
-
-    async def __aenter__(self) -> SqliteStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # --- checkpoints -----------------------------------------------------------------------------
 

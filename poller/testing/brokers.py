@@ -12,7 +12,6 @@ import collections
 import itertools
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import anyio
 
@@ -20,13 +19,14 @@ from poller.engine.protocols import QueueInfo
 from poller.records import Record
 from poller.sources.activemq.codec import ActiveMqCodec
 from poller.sources.activemq.records import ActiveMqDelivery, ActiveMqRecord
+from poller.testing.rendering import RendersWithCodec
 
 __all__ = ["MemoryBroker"]
 
 _ENVELOPE_BYTES = 400
 
 
-class MemoryBroker:
+class MemoryBroker(RendersWithCodec):
     """A broker queue in memory (the engine's ``AckQueue``), which renders its own events.
 
     Inspect what happened with :attr:`acked`, :attr:`dead`, :attr:`given_back` and
@@ -125,17 +125,3 @@ class MemoryBroker:
 
     async def aclose(self) -> None:
         return None
-
-    # --- the codec: the ActiveMQ one ------------------------------------------------------------
-
-    def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
-        """The ``aws:mq`` event Lambda would hand over for these messages."""
-        return self.codec.render_event(records)
-
-    def item_identifier(self, record: Record) -> str:
-        """Messages are named by message id."""
-        return self.codec.item_identifier(record)
-
-    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
-        """``ActiveMQBatchInfo`` of an on-failure record."""
-        return self.codec.batch_info(records)

@@ -25,6 +25,7 @@ from poller.engine.protocols import QueueInfo
 from poller.records import Record
 from poller.sources.sqs.codec import SqsCodec
 from poller.sources.sqs.records import SqsRecord
+from poller.testing.rendering import RendersWithCodec
 
 __all__ = ["MemoryQueue", "QueuedMessage"]
 
@@ -47,7 +48,7 @@ class QueuedMessage:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-class MemoryQueue:
+class MemoryQueue(RendersWithCodec):
     """A visibility-timeout queue (the engine's ``VisibilityQueue``) over an in-memory list."""
 
     kind = "memory-queue"
@@ -225,17 +226,3 @@ class MemoryQueue:
 
     async def aclose(self) -> None:
         return None
-
-    # --- the codec: the SQS one -----------------------------------------------------------------
-
-    def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
-        """The SQS event Lambda would hand over for these messages."""
-        return self.codec.render_event(records)
-
-    def item_identifier(self, record: Record) -> str:
-        """Messages are named by message id, as SQS messages are."""
-        return self.codec.item_identifier(record)
-
-    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
-        """``SQSBatchInfo`` of an on-failure record."""
-        return self.codec.batch_info(records)

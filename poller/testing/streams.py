@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import anyio
 
 from poller.config.fields import StartingPosition
-from poller.engine.outcome import ItemId
 from poller.engine.protocols import PartitionInfo, ReadResult, StartAt
 from poller.records import Record
 from poller.sources.kinesis.codec import KinesisCodec
 from poller.sources.kinesis.records import KinesisRecord
+from poller.testing.rendering import RendersWithCodec
 
 __all__ = ["MemoryPartition", "MemorySource"]
 
@@ -108,7 +107,7 @@ class _MemoryReader:
         return None
 
 
-class MemorySource:
+class MemorySource(RendersWithCodec):
     """A :class:`~poller.engine.protocols.PartitionSource` over in-memory partitions.
 
     It renders its own events (it is its own ``EventCodec``), so ``Worker(sources={uuid: source})``
@@ -174,17 +173,3 @@ class MemorySource:
 
     async def aclose(self) -> None:
         return None
-
-    # --- the codec: the Kinesis one -------------------------------------------------------------
-
-    def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
-        """The Kinesis event Lambda would hand over for these records."""
-        return self.codec.render_event(records)
-
-    def item_identifier(self, record: Record) -> ItemId:
-        """Records are named by sequence number, as Kinesis records are."""
-        return self.codec.item_identifier(record)
-
-    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
-        """``KinesisBatchInfo`` of an on-failure record."""
-        return self.codec.batch_info(records)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from poller.records import Record
+from poller.sources.mq.codec import BrokerCodec
 
 if TYPE_CHECKING:
     from poller.sources.activemq.records import ActiveMqDelivery
@@ -41,12 +42,13 @@ _STANDARD_HEADERS: Final = frozenset(
 )
 
 
-class ActiveMqCodec:
+class ActiveMqCodec(BrokerCodec):
     """Renders one queue's messages as Lambda hands them to a function (an ``EventCodec``)."""
 
+    batch_info_key = "ActiveMQBatchInfo"
+
     def __init__(self, arn: str, queue: str) -> None:
-        #: What events name as ``eventSourceArn``: the broker ARN, or the source label.
-        self.arn = arn
+        super().__init__(arn)
         self.queue = queue
 
     def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
@@ -54,38 +56,23 @@ class ActiveMqCodec:
         return {
             "eventSource": "aws:mq",
             "eventSourceArn": self.arn,
-            "messages": [_render_message(r) for r in records],
+            "messages": [self.render_message(r) for r in records],
         }
 
-    def item_identifier(self, record: Record) -> str:
-        """MQ has no batchItemFailures; the message id names a message in logs."""
-        return record.position
+    def render_message(self, record: Record) -> dict[str, Any]:
+        """The message's fields with the base64 ``data`` after ``destination``, as AWS orders it."""
+        fields: Mapping[str, Any] = record.native.message
+        data = base64.b64encode(record.data).decode("ascii")
+        ordered: dict[str, Any] = {}
+        for key, value in fields.items():
+            ordered[key] = value
+            if key == "destination":
+                ordered["data"] = data
+        return ordered
 
-    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
-        """``ActiveMQBatchInfo`` of an on-failure record (poller's format; AWS has none).
-
-        Sent to a destination, the messages are acknowledged on the broker, so the record
-        carries them whole::
-
-            "ActiveMQBatchInfo": {
-                "eventSourceArn": "...", "queue": "orders", "batchSize": 2,
-                "firstMessageId": "ID:...", "lastMessageId": "ID:...",
-                "messages": [...]        # as the event renders them (headers, data)
-            }
-        """
-        if not records:
-            raise ValueError("batch_info needs at least one record")
-        return (
-            "ActiveMQBatchInfo",
-            {
-                "eventSourceArn": self.arn,
-                "queue": self.queue,
-                "batchSize": len(records),
-                "firstMessageId": records[0].position,
-                "lastMessageId": records[-1].position,
-                "messages": [_render_message(r) for r in records],
-            },
-        )
+    def queue_of(self, record: Record) -> str:
+        """ActiveMQ's batch info names the queue as configured."""
+        return self.queue
 
 
 def render_fields(native: ActiveMqDelivery, queue: str) -> dict[str, Any]:
@@ -113,19 +100,6 @@ def render_fields(native: ActiveMqDelivery, queue: str) -> dict[str, Any]:
     if properties:
         rendered["properties"] = properties
     return rendered
-
-
-def _render_message(record: Record) -> dict[str, Any]:
-    fields: Mapping[str, Any] = record.native.message
-    message = dict(fields)
-    data = base64.b64encode(record.data).decode("ascii")
-    # ``data`` sits after ``destination`` in AWS's events.
-    ordered: dict[str, Any] = {}
-    for key, value in message.items():
-        ordered[key] = value
-        if key == "destination":
-            ordered["data"] = data
-    return ordered
 
 
 def _int(value: str | None) -> int | None:

@@ -35,8 +35,6 @@ import stompman
 import structlog
 from stompman.frames import AckFrame, NackFrame
 
-from poller.aws import AwsClients
-from poller.config.resolved import ResolvedMapping
 from poller.engine.protocols import QueueInfo
 from poller.errors import SourceError
 from poller.records import Record
@@ -46,7 +44,7 @@ from poller.sources.mq.base import BrokerSource
 from poller.sources.mq.endpoints import broker_endpoints, broker_login
 
 if TYPE_CHECKING:
-    from poller.engine.protocols import AckQueue, EventCodec
+    pass
 
 __all__ = ["ActiveMqSource"]
 
@@ -64,14 +62,7 @@ class ActiveMqSource(BrokerSource[ActiveMqRecord]):
     kind: str = "activemq"
     engine = "ActiveMQ"
 
-    def __init__(
-        self,
-        mapping: ResolvedMapping,
-        clients: AwsClients | None = None,
-        *,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        super().__init__(mapping, clients, connect_timeout=connect_timeout)
+    def _init_client(self) -> None:
         self.destination = f"/queue/{self.queue}"
         self._client: stompman.Client | None = None
         self._subscription: stompman.ManualAckSubscription | None = None
@@ -374,11 +365,3 @@ class ActiveMqSource(BrokerSource[ActiveMqRecord]):
     async def aclose(self) -> None:
         """Unsubscribe and disconnect: ActiveMQ hands unacknowledged messages out again."""
         await self._stop_client()
-
-
-if TYPE_CHECKING:
-
-    def _conforms(source: ActiveMqSource) -> None:
-        """mypy checks here that the class satisfies the engine's Protocols."""
-        _source: AckQueue = source
-        _codec: EventCodec = source.codec

@@ -40,12 +40,11 @@ from poller.sources.shards import (
     Page,
     ShardDescription,
     ShardOptions,
-    ShardReader,
     ShardStreamSource,
 )
 
 if TYPE_CHECKING:
-    from poller.engine.protocols import EventCodec, PartitionReader, PartitionSource
+    pass
 
 __all__ = ["DynamoDBStreamsOptions", "DynamoDBStreamsSource"]
 
@@ -205,12 +204,3 @@ class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
             key = dump_key(block.get("Keys") or {})
             append(DynamoDBRecord(shard, seq, int(seq), key, text.encode(), arrival, size, raw))
         return records
-
-
-if TYPE_CHECKING:
-
-    def _conforms(source: DynamoDBStreamsSource, reader: ShardReader) -> None:
-        """mypy checks here that the classes satisfy the engine's Protocols."""
-        _source: PartitionSource = source
-        _codec: EventCodec = source.codec
-        _reader: PartitionReader = reader

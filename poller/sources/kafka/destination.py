@@ -20,6 +20,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from poller.destinations.base import DestinationBase
 from poller.destinations.record import encode_record
 from poller.engine.discard import Discard
 from poller.errors import DestinationError
@@ -33,25 +34,16 @@ log = structlog.get_logger(__name__)
 FAILURE_HEADER = "poller-on-failure"
 
 
-class KafkaTopicDestination:
-    """Produces discarded Kafka records to a topic of the same cluster."""
+class KafkaTopicDestination(DestinationBase):
+    """Produces discarded Kafka records to a topic of the same cluster (the records themselves,
+    not the invocation event)."""
 
-    __slots__ = ("_producer", "_topic", "_uri")
+    __slots__ = ("_producer", "_topic")
 
     def __init__(self, uri: str, producer: Callable[[], Awaitable[AIOKafkaProducer]]) -> None:
-        self._uri = uri
+        super().__init__(uri)
         self._topic = uri.removeprefix("kafka://")
         self._producer = producer
-
-    @property
-    def arn(self) -> str:
-        """The destination as configured (``kafka://TOPIC``)."""
-        return self._uri
-
-    @property
-    def includes_payload(self) -> bool:
-        """The records themselves are sent, not the invocation event."""
-        return False
 
     async def send(self, record: Mapping[str, Any], *, discard: Discard) -> None:
         """Produce every discarded record with the failure header; DestinationError on failure."""
@@ -61,7 +53,7 @@ class KafkaTopicDestination:
             for item in discard.records:
                 if not isinstance(item, KafkaRecord):
                     raise DestinationError(
-                        f"on-failure destination {self._uri} takes Kafka records only"
+                        f"on-failure destination {self._arn} takes Kafka records only"
                     )
                 headers = [(name, value or b"") for name, value in item.headers]
                 headers.append((FAILURE_HEADER, failure))
@@ -69,10 +61,10 @@ class KafkaTopicDestination:
                     self._topic, value=item.value, key=item.record_key, headers=headers
                 )
         except KafkaError as error:
-            raise DestinationError(f"on-failure destination {self._uri}: {error}") from error
+            raise DestinationError(f"on-failure destination {self._arn}: {error}") from error
         log.debug(
             "failed records produced to the on-failure topic",
-            destination=self._uri,
+            destination=self._arn,
             mapping=discard.mapping_id,
             partition=discard.partition,
             records=len(discard.records),

@@ -59,12 +59,7 @@ from poller.sources.spec import OpenedSource, SourceEnvironment
 
 if TYPE_CHECKING:
     from poller.engine.protocols import (
-        AssignedPartitions,
-        EventCodec,
         PartitionReader,
-        PartitionSource,
-        ReportsMetrics,
-        RunsInBackground,
     )
 
 __all__ = ["KafkaOptions", "KafkaSource", "open_kafka"]
@@ -410,15 +405,3 @@ async def open_kafka(mapping: ResolvedMapping, environment: SourceEnvironment) -
     )
     connection = await kafka_connection(mapping, environment.clients)
     return KafkaSource(mapping, connection, options).opened()
-
-
-if TYPE_CHECKING:
-
-    def _conforms(source: KafkaSource, reader: KafkaReader) -> None:
-        """mypy checks here that the classes satisfy the engine's Protocols."""
-        _source: PartitionSource = source
-        _assigned: AssignedPartitions = source
-        _background: RunsInBackground = source
-        _metrics: ReportsMetrics = source
-        _codec: EventCodec = source.codec
-        _reader: PartitionReader = reader

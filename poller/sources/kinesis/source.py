@@ -40,7 +40,7 @@ from poller.sources.shards import (
 )
 
 if TYPE_CHECKING:
-    from poller.engine.protocols import EventCodec, PartitionReader, PartitionSource
+    pass
 
 __all__ = ["KinesisOptions", "KinesisShardReader", "KinesisSource"]
 
@@ -176,12 +176,3 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
             size = envelope + 2 * len(seq) + (len(data) + 2) // 3 * 4 + key_size
             append(KinesisRecord(shard, seq, int(seq), key, data, arrival, size, native))
         return records
-
-
-if TYPE_CHECKING:
-
-    def _conforms(source: KinesisSource, reader: ShardReader) -> None:
-        """mypy checks here that the classes satisfy the engine's Protocols."""
-        _source: PartitionSource = source
-        _codec: EventCodec = source.codec
-        _reader: PartitionReader = reader

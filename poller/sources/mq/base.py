@@ -61,6 +61,11 @@ class BrokerSource(Generic[RecordT]):
         self._log = structlog.get_logger(f"poller.sources.{self.engine.lower()}").bind(
             queue=mapping.source_label
         )
+        self._init_client()
+
+    def _init_client(self) -> None:
+        """Set up the engine's own state (connection, consumer, codec); nothing connects yet."""
+        raise NotImplementedError
 
     @classmethod
     async def opened(cls, mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:

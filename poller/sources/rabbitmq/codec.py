@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from poller.records import Record
+from poller.sources.mq.codec import BrokerCodec
 
 if TYPE_CHECKING:
     from poller.sources.rabbitmq.records import RabbitMqDelivery
@@ -43,62 +44,30 @@ _PROPERTY_NAMES: Final = (
 )
 
 
-class RabbitMqCodec:
+class RabbitMqCodec(BrokerCodec):
     """Renders one queue's messages as Lambda hands them to a function (an ``EventCodec``)."""
 
-    def __init__(self, arn: str) -> None:
-        #: What events name as ``eventSourceArn``: the broker ARN, or the source label.
-        self.arn = arn
+    batch_info_key = "RabbitMQBatchInfo"
 
     def render_event(self, records: Sequence[Record]) -> dict[str, Any]:
         """``{"eventSource": "aws:rmq", ..., "rmqMessagesByQueue": {...}}`` as Lambda sends it."""
         by_queue: dict[str, list[dict[str, Any]]] = {}
         for record in records:
-            by_queue.setdefault(record.partition, []).append(_render_message(record))
+            by_queue.setdefault(record.partition, []).append(self.render_message(record))
         return {
             "eventSource": "aws:rmq",
             "eventSourceArn": self.arn,
             "rmqMessagesByQueue": by_queue,
         }
 
-    def item_identifier(self, record: Record) -> str:
-        """MQ has no batchItemFailures; the message id names a message in logs."""
-        return record.position
-
-    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
-        """``RabbitMQBatchInfo`` of an on-failure record (poller's format; AWS has none).
-
-        AWS leaves failing MQ messages to the broker's dead-lettering. Sent to a destination,
-        they are acknowledged on the broker, so the record carries them whole::
-
-            "RabbitMQBatchInfo": {
-                "eventSourceArn": "...", "queue": "orders::/", "batchSize": 2,
-                "firstMessageId": "...", "lastMessageId": "...",
-                "messages": [...]        # as the event renders them (basicProperties, data)
-            }
-        """
-        if not records:
-            raise ValueError("batch_info needs at least one record")
-        return (
-            "RabbitMQBatchInfo",
-            {
-                "eventSourceArn": self.arn,
-                "queue": records[0].partition,
-                "batchSize": len(records),
-                "firstMessageId": records[0].position,
-                "lastMessageId": records[-1].position,
-                "messages": [_render_message(r) for r in records],
-            },
-        )
-
-
-def _render_message(record: Record) -> dict[str, Any]:
-    native: RabbitMqDelivery = record.native
-    return {
-        "basicProperties": native.properties,
-        "redelivered": native.redelivered,
-        "data": base64.b64encode(record.data).decode("ascii"),
-    }
+    def render_message(self, record: Record) -> dict[str, Any]:
+        """``basicProperties``, ``redelivered`` and the base64 ``data``."""
+        native: RabbitMqDelivery = record.native
+        return {
+            "basicProperties": native.properties,
+            "redelivered": native.redelivered,
+            "data": base64.b64encode(record.data).decode("ascii"),
+        }
 
 
 def render_properties(header: Any, body_size: int) -> dict[str, Any]:

@@ -37,8 +37,6 @@ import structlog
 from aio_pika.abc import AbstractChannel
 from aiormq.abc import DeliveredMessage
 
-from poller.aws import AwsClients
-from poller.config.resolved import ResolvedMapping
 from poller.engine.protocols import QueueInfo
 from poller.errors import SourceError, SourceNotFoundError
 from poller.records import Record
@@ -58,7 +56,7 @@ from poller.sources.rabbitmq.codec import (
 from poller.sources.rabbitmq.records import RabbitMqDelivery, RabbitMqRecord
 
 if TYPE_CHECKING:
-    from poller.engine.protocols import AckQueue, EventCodec
+    pass
 
 __all__ = ["RabbitMqSource"]
 
@@ -78,14 +76,7 @@ class RabbitMqSource(BrokerSource[RabbitMqRecord]):
     #: AMQP's largest prefetch count.
     max_prefetch = 65_535
 
-    def __init__(
-        self,
-        mapping: ResolvedMapping,
-        clients: AwsClients | None = None,
-        *,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        super().__init__(mapping, clients, connect_timeout=connect_timeout)
+    def _init_client(self) -> None:
         self.vhost = "/"
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
@@ -379,11 +370,3 @@ def _digest(properties: Mapping[str, Any], body: bytes) -> str:
     hasher = hashlib.sha256(json.dumps(properties, sort_keys=True, default=str).encode())
     hasher.update(body)
     return "sha256:" + hasher.hexdigest()[:32]
-
-
-if TYPE_CHECKING:
-
-    def _conforms(source: RabbitMqSource) -> None:
-        """mypy checks here that the class satisfies the engine's Protocols."""
-        _source: AckQueue = source
-        _codec: EventCodec = source.codec

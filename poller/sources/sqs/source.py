@@ -56,7 +56,7 @@ from poller.sources.sqs.codec import EVENT_ATTRIBUTE_SET, SqsCodec, message_attr
 from poller.sources.sqs.records import SqsRecord
 
 if TYPE_CHECKING:
-    from poller.engine.protocols import EventCodec, VisibilityQueue
+    pass
 
 __all__ = ["SqsOptions", "SqsSource"]
 
@@ -446,11 +446,3 @@ class SqsSource:
 
     async def aclose(self) -> None:
         """Nothing to release: the client belongs to the caller."""
-
-
-if TYPE_CHECKING:
-
-    def _conforms(source: SqsSource) -> None:
-        """mypy checks here that the class satisfies the engine's Protocols."""
-        _source: VisibilityQueue = source
-        _codec: EventCodec = source.codec
