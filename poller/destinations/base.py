@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from poller.engine.discard import Discard
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from poller.aws import AwsClients
 
 __all__ = ["AwsDestination", "Destination", "DestinationBase", "delivery_errors"]
+
+_log = structlog.get_logger("poller.destinations")
 
 
 class Destination(Protocol):
@@ -60,6 +63,16 @@ class DestinationBase:
     def arn(self) -> str:
         """The destination as configured (an ARN, or ``kafka://TOPIC``)."""
         return self._arn
+
+    def _sent(self, event: str, discard: Discard, **details: Any) -> None:
+        """Log (at debug level) that ``discard``'s record reached this destination."""
+        _log.debug(
+            event,
+            destination=self._arn,
+            mapping=discard.mapping_id,
+            partition=discard.partition,
+            **details,
+        )
 
 
 class AwsDestination(DestinationBase):

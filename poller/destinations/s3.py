@@ -49,10 +49,4 @@ class S3Destination(AwsDestination):
             await client.put_object(
                 Bucket=self._bucket, Key=key, Body=body, ContentType="application/json"
             )
-        log.debug(
-            "on-failure record stored in S3",
-            destination=self._arn,
-            mapping=discard.mapping_id,
-            partition=discard.partition,
-            key=key,
-        )
+        self._sent("on-failure record stored in S3", discard, key=key)

@@ -39,12 +39,8 @@ class SnsDestination(AwsDestination):
         with delivery_errors(self._arn):
             client = await self._clients.client("sns")
             response = await client.publish(TopicArn=self._arn, Message=message)
-        log.debug(
-            "on-failure record published to SNS",
-            destination=self._arn,
-            mapping=discard.mapping_id,
-            partition=discard.partition,
-            message_id=response.get("MessageId"),
+        self._sent(
+            "on-failure record published to SNS", discard, message_id=response.get("MessageId")
         )
 
     def _fit(self, record: Mapping[str, Any], discard: Discard) -> str:

@@ -44,13 +44,7 @@ class SqsDestination(AwsDestination):
             response = await client.send_message(
                 QueueUrl=queue_url, MessageBody=encode_record(record)
             )
-        log.debug(
-            "on-failure record sent to SQS",
-            destination=self._arn,
-            mapping=discard.mapping_id,
-            partition=discard.partition,
-            message_id=response.get("MessageId"),
-        )
+        self._sent("on-failure record sent to SQS", discard, message_id=response.get("MessageId"))
 
     async def _resolve(self, client: Any) -> str:
         async with self._lock:

@@ -64,9 +64,8 @@ async def create_resources(config: PollerConfig, clients: AwsClients, *, shards:
     """
     for mapping in config.mappings:
         resolved = mapping.resolved()
-        embedded = mapping.spec.embedded
-        if embedded is not None and resolved.event_source_arn:
-            await embedded(resolved, clients, shards)
+        if resolved.event_source_arn:
+            await mapping.spec.set_up_embedded(resolved, clients, shards)
         destination = resolved.on_failure_destination
         if destination and "://" not in destination:
             await ensure_destination(clients, destination)

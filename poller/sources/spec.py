@@ -60,10 +60,19 @@ class ArnPattern:
     description: str
     #: Whether the ARN's resource part is one this source reads (say, ``stream/NAME``).
     resource: Callable[[str], bool] = lambda _resource: True
+    #: The article messages put before the description ("an SQS queue").
+    article: str = "a"
 
     def matches(self, arn: ARN) -> bool:
         """Whether ``arn`` names one of this source's resources."""
         return arn.service == self.service and self.resource(arn.resource)
+
+    def check(self, text: str) -> ARN:
+        """``text`` parsed; ValueError when it is not an ARN of this source's resources."""
+        arn = ARN.parse(text)
+        if not self.matches(arn):
+            raise ValueError(f"{text!r} is not {self.article} {self.description} ARN")
+        return arn
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +212,22 @@ class SourceSpec:
     #: The optional dependency the source needs, or a function of the mapping when that depends
     #: on it (an MQ broker's URL scheme); None when the mapping does not tell (an Amazon MQ ARN).
     extra: Extra | Callable[[ResolvedMapping], Extra | None] | None = None
-    embedded: EmbeddedSetup | None = None
+    #: ``module:function`` that creates the source's resources on the embedded endpoint (an
+    #: :data:`EmbeddedSetup`), if it has any there.
+    embedded: str | None = None
 
     async def open(self, mapping: ResolvedMapping, environment: SourceEnvironment) -> OpenedSource:
         """Open ``mapping``'s source: import the opener (and so the client library), call it."""
         open_source = cast(OpenSource, load_reference(self.opener))
         return await open_source(mapping, environment)
+
+    async def set_up_embedded(
+        self, mapping: ResolvedMapping, clients: AwsClients, shards: int
+    ) -> None:
+        """Create what ``mapping`` reads on the embedded endpoint (nothing for brokers)."""
+        if self.embedded is not None:
+            set_up = cast(EmbeddedSetup, load_reference(self.embedded))
+            await set_up(mapping, clients, shards)
 
     def extra_for(self, mapping: ResolvedMapping) -> Extra | None:
         """The optional dependency this mapping needs, when the mapping says."""

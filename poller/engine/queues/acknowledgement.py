@@ -17,32 +17,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-import anyio
-
 from poller.engine.batching import split_by_payload
 from poller.engine.discard import RETRY_ATTEMPTS_EXHAUSTED, Discard, ResponseContext
-from poller.engine.invocation import InvocationContext, invoke
+from poller.engine.invocation import invoke
 from poller.engine.outcome import Failed, Succeeded
-from poller.engine.protocols import AckQueue, QueueInfo
+from poller.engine.protocols import AckQueue
 from poller.engine.queues.processor import QueueProcessor, failure_reason
 from poller.records import Record
 
 __all__ = ["AckProcessor"]
 
 
-class AckProcessor(QueueProcessor):
+class AckProcessor(QueueProcessor[AckQueue]):
     """Processes one poller's batches from a broker queue: ack, give back or dead-letter."""
-
-    def __init__(
-        self,
-        context: InvocationContext,
-        source: AckQueue,
-        info: QueueInfo,
-        *,
-        stopping: anyio.Event,
-    ) -> None:
-        super().__init__(context, info, stopping=stopping)
-        self._source = source
 
     async def release(self, records: Sequence[Record]) -> None:
         """Messages received but never handed over go back, no failure counted."""

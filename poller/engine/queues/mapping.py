@@ -59,7 +59,7 @@ class _PollerFeed:
     def __init__(
         self,
         runner: QueueMappingRunner,
-        processor: QueueProcessor,
+        processor: QueueProcessor[Any],
         *,
         long_poll: float,
         whole_seconds: bool,
@@ -241,7 +241,7 @@ class QueueMappingRunner:
 
     # --- one poller ------------------------------------------------------------------------------
 
-    def _processor(self) -> QueueProcessor:
+    def _processor(self) -> QueueProcessor[Any]:
         assert self._info is not None
         source = self.source
         if isinstance(source, AckQueue):
@@ -266,7 +266,7 @@ class QueueMappingRunner:
             await self._poll_loop(processor, batcher)
             group.cancel_scope.cancel()
 
-    async def _poll_loop(self, processor: QueueProcessor, batcher: Batcher) -> None:
+    async def _poll_loop(self, processor: QueueProcessor[Any], batcher: Batcher) -> None:
         idle = False
         failures = 0
         try:
@@ -309,7 +309,7 @@ class QueueMappingRunner:
             self._pollers -= 1
 
     async def _release_unprocessed(
-        self, processor: QueueProcessor, records: Sequence[Record]
+        self, processor: QueueProcessor[Any], records: Sequence[Record]
     ) -> None:
         """Messages received but never handed over go straight back to the queue."""
         with anyio.CancelScope(shield=True):

@@ -10,6 +10,7 @@ delivers discards; the two settlement strategies add their own rules on top:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 import anyio
 import structlog
@@ -17,10 +18,12 @@ import structlog
 from poller.engine.discard import Discard, deliver_discard
 from poller.engine.invocation import InvocationContext
 from poller.engine.outcome import Failed, Outcome, PartiallyFailed, Succeeded
-from poller.engine.protocols import QueueInfo
+from poller.engine.protocols import QueueInfo, QueueReader
 from poller.records import Record
 
 __all__ = ["IDEMPOTENCY_PARTITION", "QueueProcessor", "failure_reason", "split_by_outcome"]
+
+SourceT = TypeVar("SourceT", bound=QueueReader)
 
 #: Idempotency records of a queue mapping are kept under one partition name (message ids are
 #: unique per queue).
@@ -56,13 +59,14 @@ def failure_reason(outcome: Outcome, partial: str) -> str:
     return outcome.reason if isinstance(outcome, Failed) else partial
 
 
-class QueueProcessor:
+class QueueProcessor(Generic[SourceT]):
     """The shared half of a poller's settlement (see the module docstring)."""
 
     def __init__(
-        self, context: InvocationContext, info: QueueInfo, *, stopping: anyio.Event
+        self, context: InvocationContext, source: SourceT, info: QueueInfo, *, stopping: anyio.Event
     ) -> None:
         self._context = context
+        self._source = source
         self._mapping = context.mapping
         self._info = info
         self._counters = context.counters

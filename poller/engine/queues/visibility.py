@@ -21,6 +21,7 @@ The rules are AWS's for SQS:
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 
@@ -29,8 +30,8 @@ import anyio
 from poller.engine.backoff import Backoff
 from poller.engine.batching import split_by_payload
 from poller.engine.discard import RETRY_ATTEMPTS_EXHAUSTED, Discard
-from poller.engine.invocation import InvocationContext, invoke
-from poller.engine.protocols import QueueInfo, VisibilityQueue
+from poller.engine.invocation import invoke
+from poller.engine.protocols import VisibilityQueue
 from poller.engine.queues.processor import QueueProcessor, failure_reason, split_by_outcome
 from poller.records import Record
 
@@ -40,20 +41,13 @@ __all__ = ["VisibilityProcessor"]
 _MAX_VISIBILITY = 43200
 
 
-class VisibilityProcessor(QueueProcessor):
+class VisibilityProcessor(QueueProcessor[VisibilityQueue]):
     """Processes one poller's batches from a visibility-timeout queue; keeps them hidden."""
 
-    def __init__(
-        self,
-        context: InvocationContext,
-        source: VisibilityQueue,
-        info: QueueInfo,
-        *,
-        stopping: anyio.Event,
-    ) -> None:
-        super().__init__(context, info, stopping=stopping)
-        self._source = source
-        self._backoff = Backoff(self._mapping.retry_backoff, self._mapping.retry_backoff_max)
+    @functools.cached_property
+    def _backoff(self) -> Backoff:
+        """How long a failed message stays hidden before it comes again (RetryBackoffSeconds)."""
+        return Backoff(self._mapping.retry_backoff, self._mapping.retry_backoff_max)
 
     # --- keeping messages hidden ---------------------------------------------------------------
 

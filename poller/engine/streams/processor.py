@@ -21,6 +21,7 @@ what it has not finished; those records are read again on the next start.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -58,6 +59,14 @@ class _Segment:
     invocations: int = 0
     last_request_id: str | None = None
     last_response: ResponseContext | None = field(default=None)
+
+    def halves(self) -> list[_Segment]:
+        """The records split in two, in order; each half keeps the retry and invocation counts."""
+        half = len(self.records) // 2
+        return [
+            dataclasses.replace(self, records=self.records[:half]),
+            dataclasses.replace(self, records=self.records[half:]),
+        ]
 
 
 class BatchProcessor:
@@ -105,9 +114,7 @@ class BatchProcessor:
                 size=record.size,
                 cap=self._mapping.max_payload_bytes,
             )
-            return await self._discard(
-                cut.records, PAYLOAD_SIZE_EXCEEDED, invocations=0, request_id=None, response=None
-            )
+            return await self._discard(cut.records, PAYLOAD_SIZE_EXCEEDED)
         queue: deque[_Segment] = deque([_Segment(cut.records)])
         while queue:
             if self._stopping.is_set():
@@ -145,38 +152,14 @@ class BatchProcessor:
                     invocations=segment.invocations,
                 )
                 if self._mapping.bisect_on_error and len(segment.records) > 1:
-                    half = len(segment.records) // 2
                     queue.popleft()
-                    queue.extendleft(
-                        [
-                            _Segment(
-                                segment.records[half:],
-                                segment.retries,
-                                segment.invocations,
-                                segment.last_request_id,
-                                segment.last_response,
-                            ),
-                            _Segment(
-                                segment.records[:half],
-                                segment.retries,
-                                segment.invocations,
-                                segment.last_request_id,
-                                segment.last_response,
-                            ),
-                        ]
-                    )
-                    self._log.info("batch bisected", sizes=(half, len(segment.records) - half))
+                    halves = segment.halves()
+                    queue.extendleft(reversed(halves))
+                    self._log.info("batch bisected", sizes=tuple(len(h.records) for h in halves))
                     continue
                 segment.retries += 1
             if 0 <= self._max_retries < segment.retries:
-                delivered = await self._discard(
-                    segment.records,
-                    RETRY_ATTEMPTS_EXHAUSTED,
-                    invocations=segment.invocations,
-                    request_id=segment.last_request_id,
-                    response=segment.last_response,
-                )
-                if not delivered:
+                if not await self._discard(segment.records, RETRY_ATTEMPTS_EXHAUSTED, segment):
                     return False
                 queue.popleft()
                 continue
@@ -205,14 +188,7 @@ class BatchProcessor:
         if not expired:
             return True
         segment.records = [r for r in segment.records if r.arrival >= oldest_allowed]
-        delivered = await self._discard(
-            expired,
-            RECORD_AGE_EXCEEDED,
-            invocations=segment.invocations,
-            request_id=segment.last_request_id,
-            response=segment.last_response if segment.invocations else None,
-        )
-        if not delivered:
+        if not await self._discard(expired, RECORD_AGE_EXCEEDED, segment):
             segment.records = expired + segment.records
             return False
         return bool(segment.records)
@@ -260,15 +236,16 @@ class BatchProcessor:
         return True
 
     async def _discard(
-        self,
-        records: Sequence[Record],
-        condition: str,
-        *,
-        invocations: int,
-        request_id: str | None,
-        response: ResponseContext | None,
+        self, records: Sequence[Record], condition: str, segment: _Segment | None = None
     ) -> bool:
-        """Deliver an on-failure record (retrying until it works), then settle the records."""
+        """Deliver an on-failure record (retrying until it works), then settle the records.
+
+        ``segment`` is what the records were invoked as; None when they never were (a record
+        above the payload cap). Records never invoked carry no response context (AWS's rule).
+        """
+        invocations = segment.invocations if segment is not None else 0
+        request_id = segment.last_request_id if segment is not None else None
+        response = segment.last_response if segment is not None and invocations else None
         discard = Discard(
             mapping_id=self._mapping.mapping_id,
             partition=self._partition,

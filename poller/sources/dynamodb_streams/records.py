@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from poller.records import Record
+from poller.sources.shards.records import ShardRecord
 
 __all__ = ["DynamoDBRecord", "from_attribute_value", "from_dynamodb_json"]
 
 
 @dataclass(frozen=True, slots=True)
-class DynamoDBRecord(Record):
+class DynamoDBRecord(ShardRecord):
     """A DynamoDB Streams record, as typed handlers receive it.
 
     ``data`` is the record's ``dynamodb`` block as JSON text, exactly as the stream returned it
@@ -30,16 +30,6 @@ class DynamoDBRecord(Record):
     :func:`from_dynamodb_json`). Each is decoded from ``data`` when asked for: keep the result
     rather than asking twice.
     """
-
-    @property
-    def sequence_number(self) -> str:
-        """The record's sequence number (a big decimal string)."""
-        return self.position
-
-    @property
-    def shard_id(self) -> str:
-        """The shard the record was read from."""
-        return self.partition
 
     @property
     def event_id(self) -> str:

@@ -24,17 +24,19 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from poller.config.fields import ARN
+import structlog
+
+from poller.config.resolved import ResolvedMapping
 from poller.sources.aws_calls import ClientCalls
 from poller.sources.dynamodb_streams.codec import PROBE_EVENT_ID, DynamoDBStreamsCodec
 from poller.sources.dynamodb_streams.records import DynamoDBRecord
+from poller.sources.dynamodb_streams.spec import STREAM_ARN
 from poller.sources.shards import (
     IteratorStart,
     Page,
@@ -44,16 +46,18 @@ from poller.sources.shards import (
 )
 
 if TYPE_CHECKING:
+    from poller.aws import AwsClients
+
     pass
 
 __all__ = ["DynamoDBStreamsOptions", "DynamoDBStreamsSource"]
+
+_log = structlog.get_logger("poller.sources.dynamodb_streams")
 
 #: GetRecords returns at most 1000 records (or 1 MB).
 _MAX_READ_LIMIT = 1000
 #: DescribeStream lists at most 100 shards per page.
 _MAX_LIST_PAGE = 100
-#: ``table/NAME/stream/LABEL``
-_STREAM_RESOURCE = re.compile(r"table/[^/]+/stream/.+")
 
 
 def _wire(value: Any) -> Any:
@@ -93,10 +97,8 @@ class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
     """A DynamoDB table's stream, read shard by shard (implements ``PartitionSource``)."""
 
     kind: str = "dynamodb"
-    service_name = "DynamoDB Streams"
+    arn_pattern = STREAM_ARN
     supports_at_timestamp = False
-    #: Lambda polls a caught-up DynamoDB stream shard four times a second.
-    idle_poll_interval = 0.25
     client_service = "dynamodbstreams"
     options_type = DynamoDBStreamsOptions
     codec: DynamoDBStreamsCodec
@@ -109,12 +111,6 @@ class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
         region: str,
         options: DynamoDBStreamsOptions | None = None,
     ) -> None:
-        parsed = ARN.parse(stream_arn)
-        if parsed.service != "dynamodb" or not _STREAM_RESOURCE.fullmatch(parsed.resource):
-            raise ValueError(
-                f"{stream_arn!r} is not a DynamoDB stream ARN "
-                "(arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL)"
-            )
         super().__init__(stream_arn, client, region, options)
         self.codec = DynamoDBStreamsCodec(stream_arn, region)
 
@@ -204,3 +200,12 @@ class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
             key = dump_key(block.get("Keys") or {})
             append(DynamoDBRecord(shard, seq, int(seq), key, text.encode(), arrival, size, raw))
         return records
+
+
+async def explain_table(mapping: ResolvedMapping, clients: AwsClients, shards: int) -> None:
+    """A stream ARN does not say the table's key schema: the user creates the table."""
+    _log.warning(
+        "embedded endpoint: create the DynamoDB table and its stream yourself (its key "
+        "schema is not in the stream ARN); the mapping waits until the stream exists",
+        stream=mapping.event_source_arn,
+    )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import structlog
 
 from poller.config.fields import SourceOptions, StartingPosition
-from poller.config.resolved import ResolvedMapping
 from poller.sources.dynamodb_streams.records import DynamoDBRecord
 from poller.sources.spec import (
     ArnPattern,
@@ -16,20 +16,18 @@ from poller.sources.spec import (
 )
 
 if TYPE_CHECKING:
-    from poller.aws import AwsClients
+    pass
 
-__all__ = ["SPEC"]
+__all__ = ["SPEC", "STREAM_ARN"]
+
+#: ``arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL``
+STREAM_ARN = ArnPattern(
+    "dynamodb",
+    "DynamoDB stream",
+    lambda resource: re.fullmatch(r"table/[^/]+/stream/.+", resource) is not None,
+)
 
 _log = structlog.get_logger("poller.sources.dynamodb_streams")
-
-
-async def _explain_table(mapping: ResolvedMapping, clients: AwsClients, shards: int) -> None:
-    """A stream ARN does not say the table's key schema: the user creates the table."""
-    _log.warning(
-        "embedded endpoint: create the DynamoDB table and its stream yourself (its key "
-        "schema is not in the stream ARN); the mapping waits until the stream exists",
-        stream=mapping.event_source_arn,
-    )
 
 
 SPEC = SourceSpec(
@@ -40,7 +38,7 @@ SPEC = SourceSpec(
     defaults=SourceDefaults(batch_size=100, batching_window=0.0),
     record_type=DynamoDBRecord,
     opener="poller.sources.dynamodb_streams.source:DynamoDBStreamsSource.opened",
-    arn=ArnPattern("dynamodb", "DynamoDB stream", lambda resource: "/stream/" in resource),
+    arn=STREAM_ARN,
     starting_positions=(StartingPosition.TRIM_HORIZON, StartingPosition.LATEST),
-    embedded=_explain_table,
+    embedded="poller.sources.dynamodb_streams.source:explain_table",
 )

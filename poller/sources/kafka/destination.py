@@ -62,10 +62,6 @@ class KafkaTopicDestination(DestinationBase):
                 )
         except KafkaError as error:
             raise DestinationError(f"on-failure destination {self._arn}: {error}") from error
-        log.debug(
-            "failed records produced to the on-failure topic",
-            destination=self._arn,
-            mapping=discard.mapping_id,
-            partition=discard.partition,
-            records=len(discard.records),
+        self._sent(
+            "failed records produced to the on-failure topic", discard, records=len(discard.records)
         )

@@ -23,13 +23,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import anyio
+import structlog
 from botocore.exceptions import ClientError
 
 from poller.config.fields import ARN
+from poller.config.resolved import ResolvedMapping
 from poller.engine.protocols import PartitionInfo
 from poller.sources.aws_calls import ClientCalls, error_code
 from poller.sources.kinesis.codec import KinesisCodec
 from poller.sources.kinesis.records import PLAIN, KinesisRecord, encrypted
+from poller.sources.kinesis.spec import STREAM_ARN
 from poller.sources.shards import (
     IteratorStart,
     Page,
@@ -40,9 +44,13 @@ from poller.sources.shards import (
 )
 
 if TYPE_CHECKING:
+    from poller.aws import AwsClients
+
     pass
 
 __all__ = ["KinesisOptions", "KinesisShardReader", "KinesisSource"]
+
+_log = structlog.get_logger("poller.sources.kinesis")
 
 #: GetRecords and ListShards both cap a page at 10000 items.
 _MAX_LIMIT = 10_000
@@ -70,10 +78,8 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
     """A Kinesis data stream, read shard by shard (implements ``PartitionSource``)."""
 
     kind: str = "kinesis"
-    service_name = "Kinesis"
+    arn_pattern = STREAM_ARN
     supports_at_timestamp = True
-    #: Lambda polls a caught-up Kinesis shard once a second.
-    idle_poll_interval = 1.0
     client_service = "kinesis"
     options_type = KinesisOptions
     codec: KinesisCodec
@@ -85,9 +91,6 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
         region: str,
         options: KinesisOptions | None = None,
     ) -> None:
-        parsed = ARN.parse(stream_arn)
-        if parsed.service != "kinesis" or not parsed.resource.startswith("stream/"):
-            raise ValueError(f"{stream_arn!r} is not a Kinesis stream ARN")
         super().__init__(stream_arn, client, region, options)
         self.codec = KinesisCodec(stream_arn, region, identity_arn=self.options.invoke_identity_arn)
         # AWS refuses StreamARN next to NextToken; moto refuses NextToken without it. Follow AWS
@@ -176,3 +179,22 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
             size = envelope + 2 * len(seq) + (len(data) + 2) // 3 * 4 + key_size
             append(KinesisRecord(shard, seq, int(seq), key, data, arrival, size, native))
         return records
+
+
+async def create_stream(mapping: ResolvedMapping, clients: AwsClients, shards: int) -> None:
+    """Create the stream the mapping reads, with ``shards`` shards, unless it exists."""
+    name = ARN.parse(mapping.event_source_arn).resource.removeprefix("stream/")
+    kinesis = await clients.client("kinesis")
+    try:
+        await kinesis.describe_stream_summary(StreamName=name)
+        return
+    except kinesis.exceptions.ResourceNotFoundException:
+        pass
+    await kinesis.create_stream(StreamName=name, ShardCount=shards)
+    with anyio.fail_after(30):
+        while True:
+            summary = await kinesis.describe_stream_summary(StreamName=name)
+            if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+                break
+            await anyio.sleep(0.05)
+    _log.info("embedded stream created", stream=name, shards=shards)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import anyio
 import structlog
 
-from poller.config.fields import ARN, SourceOptions, StartingPosition
-from poller.config.resolved import ResolvedMapping
+from poller.config.fields import SourceOptions, StartingPosition
 from poller.sources.kinesis.records import KinesisRecord
 from poller.sources.spec import (
     ArnPattern,
@@ -17,30 +15,16 @@ from poller.sources.spec import (
 )
 
 if TYPE_CHECKING:
-    from poller.aws import AwsClients
+    pass
 
-__all__ = ["SPEC"]
+__all__ = ["SPEC", "STREAM_ARN"]
+
+#: ``arn:aws:kinesis:REGION:ACCOUNT:stream/NAME``
+STREAM_ARN = ArnPattern(
+    "kinesis", "Kinesis stream", lambda resource: resource.startswith("stream/")
+)
 
 _log = structlog.get_logger("poller.sources.kinesis")
-
-
-async def _create_stream(mapping: ResolvedMapping, clients: AwsClients, shards: int) -> None:
-    """Create the stream the mapping reads, with ``shards`` shards, unless it exists."""
-    name = ARN.parse(mapping.event_source_arn).resource.removeprefix("stream/")
-    kinesis = await clients.client("kinesis")
-    try:
-        await kinesis.describe_stream_summary(StreamName=name)
-        return
-    except kinesis.exceptions.ResourceNotFoundException:
-        pass
-    await kinesis.create_stream(StreamName=name, ShardCount=shards)
-    with anyio.fail_after(30):
-        while True:
-            summary = await kinesis.describe_stream_summary(StreamName=name)
-            if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
-                break
-            await anyio.sleep(0.05)
-    _log.info("embedded stream created", stream=name, shards=shards)
 
 
 SPEC = SourceSpec(
@@ -51,11 +35,11 @@ SPEC = SourceSpec(
     defaults=SourceDefaults(batch_size=100, batching_window=0.0),
     record_type=KinesisRecord,
     opener="poller.sources.kinesis.source:KinesisSource.opened",
-    arn=ArnPattern("kinesis", "Kinesis stream", lambda resource: resource.startswith("stream/")),
+    arn=STREAM_ARN,
     starting_positions=(
         StartingPosition.TRIM_HORIZON,
         StartingPosition.LATEST,
         StartingPosition.AT_TIMESTAMP,
     ),
-    embedded=_create_stream,
+    embedded="poller.sources.kinesis.source:create_stream",
 )

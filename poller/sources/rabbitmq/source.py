@@ -278,12 +278,16 @@ class RabbitMqSource(BrokerSource[RabbitMqRecord]):
 
     async def ack(self, records: Sequence[Record]) -> list[Record]:
         """Acknowledge; return the messages that could not be (their channel is gone)."""
+        return await self._settle_for_good(records, "ack")
+
+    async def _settle_for_good(self, records: Sequence[Record], how: str) -> list[Record]:
+        """Ack or reject: the messages are done here; return those that could not be settled."""
         current, stale = self._current(records)
         if current:
             try:
-                await self._settle(current, "ack")
+                await self._settle(current, how)
             except Exception as error:
-                self._log.warning("ack failed", error=str(error), messages=len(current))
+                self._log.warning(f"{how} failed", error=str(error), messages=len(current))
                 return list(records)
             for record in current:
                 self._counter.forget(record.position)
@@ -325,16 +329,7 @@ class RabbitMqSource(BrokerSource[RabbitMqRecord]):
 
     async def dead_letter(self, records: Sequence[Record]) -> list[Record]:
         """Reject without requeue: the queue's dead-letter exchange gets the messages."""
-        current, stale = self._current(records)
-        if current:
-            try:
-                await self._settle(current, "reject")
-            except Exception as error:
-                self._log.warning("reject failed", error=str(error), messages=len(current))
-                return list(records)
-            for record in current:
-                self._counter.forget(record.position)
-        return stale
+        return await self._settle_for_good(records, "reject")
 
     async def _settle(self, records: Sequence[Record], how: str) -> None:
         """ack / nack (requeue) / reject these deliveries; ``multiple`` when it covers them all."""

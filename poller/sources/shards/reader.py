@@ -47,7 +47,7 @@ class ShardReader:
         if start.after is None and start.starting_position is StartingPosition.AT_TIMESTAMP:
             if not source.supports_at_timestamp:
                 raise ValueError(
-                    f"{source.service_name} has no AT_TIMESTAMP starting position "
+                    f"{source.options.service} has no AT_TIMESTAMP starting position "
                     "(allowed: TRIM_HORIZON, LATEST)"
                 )
             if start.timestamp is None:

@@ -37,7 +37,7 @@ from poller.sources.aws_calls import ClientCalls, call_with_backoff, error_code
 from poller.sources.shards.codec import ShardCodec
 from poller.sources.shards.parts import IteratorStart, Page, ShardDescription, ShardOptions
 from poller.sources.shards.reader import ShardReader
-from poller.sources.spec import OpenedSource, SourceEnvironment
+from poller.sources.spec import ArnPattern, OpenedSource, SourceEnvironment
 
 __all__ = ["ShardStreamSource"]
 
@@ -56,14 +56,12 @@ class ShardStreamSource(Generic[OptionsT]):
 
     #: Short name used in logs and metrics ("kinesis").
     kind: str = ""
-    #: The service as messages name it ("Kinesis").
-    service_name: str = ""
+    #: The stream ARNs the service has (its spec's).
+    arn_pattern: ClassVar[ArnPattern]
     #: Whether GetShardIterator takes AT_TIMESTAMP.
     supports_at_timestamp: bool = False
     #: Error codes by which the service says the records asked for were trimmed (retention).
     trimmed_codes: frozenset[str] = frozenset()
-    #: How often Lambda polls a caught-up shard of this service (the engine's default pace).
-    idle_poll_interval: float = 1.0
     #: The AWS client the service is read with ("kinesis", "dynamodbstreams").
     client_service: ClassVar[str] = ""
     #: The service's options type (its defaults and limits).
@@ -90,12 +88,15 @@ class ShardStreamSource(Generic[OptionsT]):
     def __init__(
         self, stream_arn: str, client: ClientCalls, region: str, options: OptionsT | None = None
     ) -> None:
+        self.arn_pattern.check(stream_arn)
         self.stream_arn = stream_arn
         self.region = region
-        self.options: OptionsT = (
-            options if options is not None else cast(OptionsT, self.options_type())
-        )
+        defaults = cast(OptionsT, self.options_type())
+        self.options: OptionsT = options if options is not None else defaults
         self.min_read_interval: float = self.options.min_read_interval
+        #: How often Lambda polls a caught-up shard of this service (the engine's default
+        #: pace): the service's default idle read interval.
+        self.idle_poll_interval: float = defaults.idle_read_interval
         #: How many times a reader found unread records trimmed and resumed at the oldest one.
         self.trimmed_events = 0
         #: The ranges lost to trimming, oldest first.

@@ -54,8 +54,11 @@ from poller.sources.aws_calls import (
 from poller.sources.spec import OpenedSource, SourceEnvironment
 from poller.sources.sqs.codec import EVENT_ATTRIBUTE_SET, SqsCodec, message_attributes_size
 from poller.sources.sqs.records import SqsRecord
+from poller.sources.sqs.spec import QUEUE_ARN
 
 if TYPE_CHECKING:
+    from poller.aws import AwsClients
+
     pass
 
 __all__ = ["SqsOptions", "SqsSource"]
@@ -121,9 +124,7 @@ class SqsSource:
         region: str,
         options: SqsOptions | None = None,
     ) -> None:
-        parsed = ARN.parse(queue_arn)
-        if parsed.service != "sqs" or "/" in parsed.resource or ":" in parsed.resource:
-            raise ValueError(f"{queue_arn!r} is not an SQS queue ARN")
+        parsed = QUEUE_ARN.check(queue_arn)
         self.queue_arn = queue_arn
         self.queue_name = parsed.resource
         self.region = region
@@ -446,3 +447,11 @@ class SqsSource:
 
     async def aclose(self) -> None:
         """Nothing to release: the client belongs to the caller."""
+
+
+async def create_queue(mapping: ResolvedMapping, clients: AwsClients, shards: int) -> None:
+    """Create the queue the mapping reads (FIFO when its name says so)."""
+    name = ARN.parse(mapping.event_source_arn).resource
+    attributes = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+    await (await clients.client("sqs")).create_queue(QueueName=name, Attributes=attributes)
+    _log.info("embedded queue created", queue=name)

@@ -6,8 +6,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from poller.config.fields import ARN
-from poller.config.resolved import ResolvedMapping
 from poller.sources.spec import (
     ArnPattern,
     SourceDefaults,
@@ -17,19 +15,16 @@ from poller.sources.sqs.options import SqsMappingOptions
 from poller.sources.sqs.records import SqsRecord
 
 if TYPE_CHECKING:
-    from poller.aws import AwsClients
+    pass
 
-__all__ = ["SPEC"]
+__all__ = ["QUEUE_ARN", "SPEC"]
+
+#: ``arn:aws:sqs:REGION:ACCOUNT:NAME``
+QUEUE_ARN = ArnPattern(
+    "sqs", "SQS queue", lambda resource: "/" not in resource and ":" not in resource, "an"
+)
 
 _log = structlog.get_logger("poller.sources.sqs")
-
-
-async def _create_queue(mapping: ResolvedMapping, clients: AwsClients, shards: int) -> None:
-    """Create the queue the mapping reads (FIFO when its name says so)."""
-    name = ARN.parse(mapping.event_source_arn).resource
-    attributes = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
-    await (await clients.client("sqs")).create_queue(QueueName=name, Attributes=attributes)
-    _log.info("embedded queue created", queue=name)
 
 
 SPEC = SourceSpec(
@@ -40,12 +35,12 @@ SPEC = SourceSpec(
     defaults=SourceDefaults(batch_size=10, batching_window=0.0, retry_backoff=0.0),
     record_type=SqsRecord,
     opener="poller.sources.sqs.source:SqsSource.opened",
-    arn=ArnPattern("sqs", "SQS queue"),
+    arn=QUEUE_ARN,
     unsupported=(
         "StartingPosition",
         "BisectBatchOnFunctionError",
         "MaximumRecordAgeInSeconds",
         "ParallelizationFactor",
     ),
-    embedded=_create_queue,
+    embedded="poller.sources.sqs.source:create_queue",
 )
