@@ -101,7 +101,9 @@ def test_rabbitmq_uses_the_message_id_and_the_vhost_names_the_queue_key() -> Non
     properties = commands.Basic.Properties(message_id="m-1")
     record = source._record(rabbit_delivery(b"x", properties), 1, 1)
     assert record.position == "m-1"
-    assert list(source.codec.render_event([record])["rmqMessagesByQueue"]) == ["pizzaQueue::orders-vhost"]
+    assert list(source.codec.render_event([record])["rmqMessagesByQueue"]) == [
+        "pizzaQueue::orders-vhost"
+    ]
     key, info = source.codec.batch_info([record])
     assert key == "RabbitMQBatchInfo"
     assert info["batchSize"] == 1 and info["firstMessageId"] == "m-1"

@@ -61,7 +61,9 @@ async def test_idempotency_skips_successes_whose_commit_never_landed(
     resolved = config.mappings[0].resolved()
     source = LosingCommits(resolved, KafkaConnection((kafka_bootstrap,)), GROUP_OPTIONS)
     try:
-        async with Worker(config, handlers={unique_name: first}, sources={unique_name: source.opened()}):
+        async with Worker(
+            config, handlers={unique_name: first}, sources={unique_name: source.opened()}
+        ):
             await wait_until(lambda: len(first.records()) >= 10, within=WAIT, what="10 records")
     finally:
         await source.aclose()
