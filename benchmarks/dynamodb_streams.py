@@ -15,7 +15,7 @@ What runs, in one process, against one moto server started for the run and stopp
   server, store ``memory://``, StartingPosition TRIM_HORIZON, BatchSize 100 or 1000) with a typed
   no-op handler that only counts, from ``start()`` until the handler has seen every record; then
   it is stopped (not timed). poller does what the raw loop skips: each record becomes a
-  :class:`~poller.records.DynamoDBRecord` (its ``dynamodb`` block kept as the JSON text a
+  :class:`~poller.DynamoDBRecord` (its ``dynamodb`` block kept as the JSON text a
   Lambda-style event would carry, its key canonicalised for lanes), batches are cut and
   checkpoints written.
 

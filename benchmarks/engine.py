@@ -43,6 +43,7 @@ from _common import Timing, median, peak_rss_kib, print_table, rss_kib, timed, w
 
 from poller.config import ResolvedMapping, parse_config
 from poller.engine.discard import Discard
+from poller.engine.invocation import InvocationContext
 from poller.engine.state import Checkpoint
 from poller.engine.streams import StreamMappingRunner
 from poller.observability import configure_logging
@@ -158,15 +159,11 @@ def new_runner(
     store: MemoryStore | None = None,
 ) -> tuple[StreamMappingRunner, DiscardCounter]:
     sink = DiscardCounter()
-    runner = StreamMappingRunner(
-        mapping=mapping_for(batch_size),
-        source=source,
-        store=store or MemoryStore(),
-        target=target_for(handler, source, report_batch_item_failures=False),
-        sink=sink,
-        discovery_interval=3600.0,
-        idle_poll=idle,
-    )
+    mapping = mapping_for(batch_size)
+    target = target_for(handler, source, report_batch_item_failures=False)
+    store = store or MemoryStore()
+    context = InvocationContext(mapping, target, source, sink=sink, store=store)
+    runner = StreamMappingRunner(context, source, store, discovery_interval=3600.0, idle_poll=idle)
     return runner, sink
 
 

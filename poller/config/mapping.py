@@ -29,7 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails
 
 from poller.config.fields import (
     ARN,
@@ -44,6 +44,12 @@ from poller.config.fields import (
     in_range,
 )
 from poller.config.resolved import ResolvedMapping
+from poller.config.source_fields import (
+    error_detail,
+    missing_source_message,
+    spec_of_raw,
+    validate_options,
+)
 from poller.sources import registry
 from poller.sources.spec import SourceSpec
 
@@ -111,17 +117,19 @@ class MappingConfig(ConfigModel):
             config = handler(shared)
         except ValidationError as error:
             errors.extend(error.errors())
-        spec = _spec_of_raw(data)
+        spec = spec_of_raw(data)
         options: SourceOptions | None = None
         foreign: list[str] = []
         if spec is not None:
-            options, option_errors, foreign = _validate_options(spec, owned)
+            options, option_errors, foreign = validate_options(spec, owned)
             errors.extend(option_errors)
         if errors:
-            raise ValidationError.from_exception_data(cls.__name__, [_detail(e) for e in errors])
+            raise ValidationError.from_exception_data(
+                cls.__name__, [error_detail(e) for e in errors]
+            )
         assert config is not None
         if spec is None:
-            raise ValueError(_missing_source_message())
+            raise ValueError(missing_source_message())
         assert options is not None
         config._source_options = options
         problems = [*foreign, *config._rules(spec, options)]
@@ -382,78 +390,3 @@ class MappingConfig(ConfigModel):
             window_from_first_record=defaults.window_from_first_record,
         )
         return self.source_options.resolve(self, resolved)
-
-
-# --- helpers of the wrap validator --------------------------------------------------------------
-
-
-def _spec_of_raw(data: Mapping[str, Any]) -> SourceSpec | None:
-    """The source the raw mapping names (before validation), or None when it names none."""
-    arn = data.get("EventSourceArn", data.get("event_source_arn"))
-    if isinstance(arn, str):
-        try:
-            return registry.spec_for_arn(ARN.parse(arn.strip()))
-        except ValueError:
-            return None
-    managed = data.get("SelfManagedEventSource", data.get("self_managed_event_source"))
-    if isinstance(managed, SelfManagedEventSource):
-        return registry.spec_for_endpoints(managed.key)
-    if isinstance(managed, Mapping):
-        endpoints = managed.get("Endpoints", managed.get("endpoints"))
-        if isinstance(endpoints, Mapping) and len(endpoints) == 1:
-            return registry.spec_for_endpoints(str(next(iter(endpoints))))
-    return None
-
-
-def _validate_options(
-    spec: SourceSpec, owned: Mapping[str, Any]
-) -> tuple[SourceOptions | None, list[ErrorDetails], list[str]]:
-    """The source's options from its fields: (options, field errors, fields of other sources).
-
-    A field another source takes is a rule problem ("only allowed on Kafka mappings"), reported
-    with the other cross-field rules.
-    """
-    foreign: list[str] = []
-    mine: dict[str, Any] = {}
-    for key, value in owned.items():
-        owners = registry.owners_of(key)
-        if spec in owners:
-            mine[key] = value
-            continue
-        titles = " and ".join(s.title for s in owners)
-        foreign.append(
-            f"{registry.aws_name(owners[0].options, key)}: only allowed on {titles} mappings"
-        )
-    try:
-        return spec.options.model_validate(mine), [], foreign
-    except ValidationError as error:
-        return None, error.errors(), foreign
-
-
-def _detail(error: ErrorDetails) -> InitErrorDetails:
-    """An error collected from a nested validation, re-raised with its place and message."""
-    if error["type"] in ("value_error", "assertion_error"):
-        message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        return {
-            "type": PydanticCustomError(
-                "value_error", message.replace("{", "{{").replace("}", "}}")
-            ),
-            "loc": error["loc"],
-            "input": error.get("input"),
-        }
-    detail: InitErrorDetails = {
-        "type": error["type"],
-        "loc": error["loc"],
-        "input": error.get("input"),
-    }
-    if "ctx" in error:
-        detail["ctx"] = error["ctx"]
-    return detail
-
-
-def _missing_source_message() -> str:
-    takers = " and ".join(s.title for s in registry.SPECS if s.endpoints is not None)
-    return (
-        "EventSourceArn: missing; a mapping needs EventSourceArn or, for "
-        f"{takers}, SelfManagedEventSource.Endpoints"
-    )

@@ -2,7 +2,7 @@
 
 Handlers and tools written against Lambda parse these documents, so the field names, their order
 and the timestamp format follow what AWS sends (SPEC.md, "Stream on-failure record"). Everything
-here is pure: a record is a function of the :class:`~poller.engine.protocols.Discard`, the batch
+here is pure: a record is a function of the :class:`~poller.engine.discard.Discard`, the batch
 info the source renders and the function ARN, so tests can pin the exact shape.
 """
 

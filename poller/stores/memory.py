@@ -19,7 +19,7 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore(ClosingStore):
-    """Checkpoints and idempotency records in dicts; a :class:`~poller.engine.protocols.Store`."""
+    """Checkpoints and idempotency records in dicts; a :class:`~poller.engine.state.Store`."""
 
     __slots__ = ("_checkpoints", "_clock", "_closed", "_succeeded")
 

@@ -6,9 +6,9 @@ Three kinds of task cooperate per partition:
   batch is ready when the current one returns; it polls again at once while the reader is behind,
   waits ``idle_poll`` when caught up, and never reads faster than the source allows;
 * one *lane* per ParallelizationFactor cuts batches and runs them through the
-  :class:`~poller.engine.processor.BatchProcessor`; records of one partition key always go to the
+  :class:`~poller.engine.streams.processor.BatchProcessor`; records of one partition key always go to the
   same lane, so per-key order holds, and each lane has one batch in flight;
-* the :class:`~poller.engine.watermark.Watermark` turns settled records into a checkpoint that only
+* the :class:`~poller.engine.streams.watermark.Watermark` turns settled records into a checkpoint that only
   covers a settled prefix.
 
 While a batch fails, its lane stops cutting new batches and the buffer fills, so the partition blocks

@@ -2,7 +2,7 @@
 
 A Kafka mapping's progress belongs to its consumer group, where other members (another poller
 process, or any Kafka tool) can see it and take over from it. :class:`CommittedOffsetStore` gives
-the engine the usual :class:`~poller.engine.protocols.Store` while checkpoints go to the group:
+the engine the usual :class:`~poller.engine.state.Store` while checkpoints go to the group:
 
 * a checkpoint at offset N commits N + 1 (Kafka commits the *next* offset to read);
 * the committed offset N reads back as a checkpoint at N - 1;

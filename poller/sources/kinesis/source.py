@@ -10,7 +10,7 @@ One :class:`KinesisSource` serves one stream. The shard machinery it shares with
 - the limits: 10000 records per GetRecords, 5 reads per second per shard, AT_TIMESTAMP;
 - the records and their rendering in the shape Lambda hands them to a function.
 
-Every AWS call goes through the client it is given (see ``poller.sources.base``); the caller owns
+Every AWS call goes through the client it is given (see ``poller.sources.aws_calls``); the caller owns
 and closes that client. An expired LATEST iterator that has handed out nothing is renewed
 AT_TIMESTAMP the reader's open time, so nothing written since is skipped.
 """

@@ -64,7 +64,7 @@ _log = structlog.get_logger(__name__)
 
 
 class RabbitMqSource(BrokerSource[RabbitMqRecord]):
-    """A RabbitMQ queue (implements ``BrokerQueueSource``); records are ``RabbitMqRecord``.
+    """A RabbitMQ queue (implements the engine's ``AckQueue``); records are ``RabbitMqRecord``.
 
     ``partition`` is ``"<queue>::<vhost>"``, ``position`` the message id (a content digest when
     the publisher set none), ``ordinal`` the arrival order, ``arrival`` the AMQP timestamp (else

@@ -1,4 +1,4 @@
-"""Amazon SQS (standard and FIFO queues) as a queue source, and Lambda's SQS event shape.
+"""Amazon SQS (standard and FIFO queues) as a queue source (a visibility-timeout queue).
 
 One :class:`SqsSource` serves one queue, named by its ARN. The queue URL is looked up once
 (GetQueueUrl with the ARN's name and owner account, so a queue in another account works) and kept;
@@ -12,10 +12,8 @@ What the source does for the engine:
   ``ReceiveRequestAttemptId``, so a receive that the client retries after a network error gets
   the same messages back instead of hiding a second set until their visibility timeout ends.
 - ``delete`` / ``change_visibility``: the batch APIs, ten entries per request, several requests at
-  once. Entries the queue reports as failed are retried a few times with small jittered waits,
-  unless SQS says the caller is at fault (an expired receipt handle will not get better); a whole
-  request that fails (network, server error) is retried the same way. What still fails is logged
-  with its message ids and error codes and returned: settling never raises, the engine decides.
+  once, with retries (:mod:`poller.sources.sqs.settling`); settling never raises, the engine
+  decides.
 - throttling (``RequestThrottled``, ``OverLimit``, ``ThrottlingException`` ...) is waited out
   with jittered backoff, forever, as every source does (``call_with_backoff``).
 - a missing queue raises :class:`~poller.errors.SourceNotFoundError` ("Queue not found: <arn>"),
@@ -30,7 +28,6 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any, Final
 
@@ -40,20 +37,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from poller.config.fields import ARN
 from poller.config.resolved import ResolvedMapping
-from poller.engine.backoff import Backoff
 from poller.engine.protocols import QueueInfo
 from poller.errors import SourceError, SourceNotFoundError
 from poller.records import Record
 from poller.sources.aws_calls import (
-    THROTTLING_BACKOFF,
     ClientCalls,
     call_with_backoff,
-    error_code,
     error_codes,
 )
 from poller.sources.spec import OpenedSource, SourceEnvironment
 from poller.sources.sqs.codec import EVENT_ATTRIBUTE_SET, SqsCodec, message_attributes_size
 from poller.sources.sqs.records import SqsRecord
+from poller.sources.sqs.settling import SqsOptions, settle_in_batches
 from poller.sources.sqs.spec import QUEUE_ARN
 
 if TYPE_CHECKING:
@@ -67,7 +62,6 @@ _log = structlog.get_logger(__name__)
 
 #: SQS limits: messages per receive and entries per batch request, long-poll wait, visibility.
 _MAX_RECEIVE: Final = 10
-_MAX_ENTRIES: Final = 10
 _MAX_WAIT_SECONDS: Final = 20
 _MAX_VISIBILITY_SECONDS: Final = 43_200
 
@@ -76,35 +70,10 @@ _MAX_VISIBILITY_SECONDS: Final = 43_200
 #: code in ``Code`` and the modeled one in ``QueryErrorCode``; both are checked.
 _NOT_FOUND_CODES: Final = frozenset({"NonExistentQueue", "QueueDoesNotExist"})
 _EMPTY: Final[Mapping[str, Any]] = {}
-#: Waits between attempts of a settle request: full jitter from 50 ms, at most 1 s.
-_SETTLE_BACKOFF: Final = Backoff(0.05, 1.0, full_jitter=True)
-
-
-@dataclass(frozen=True, slots=True)
-class SqsOptions:
-    """How an :class:`SqsSource` talks to its queue; the defaults suit AWS and moto alike."""
-
-    #: Waits between throttled attempts (retried forever).
-    backoff: Backoff = THROTTLING_BACKOFF
-    #: Attempts per delete / change-visibility request before its failing entries are returned.
-    settle_attempts: int = 3
-    #: Jittered waits between those attempts.
-    settle_backoff: Backoff = _SETTLE_BACKOFF
-    #: Batch requests (ten entries each) one delete or change-visibility sends at the same time.
-    settle_concurrency: int = 8
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.settle_attempts < 1:
-            problems.append(f"settle_attempts {self.settle_attempts!r} (allowed >= 1)")
-        if self.settle_concurrency < 1:
-            problems.append(f"settle_concurrency {self.settle_concurrency!r} (allowed >= 1)")
-        if problems:
-            raise ValueError("invalid SQS options: " + "; ".join(problems))
 
 
 class SqsSource:
-    """An SQS queue, standard or FIFO (implements ``QueueSource``).
+    """An SQS queue, standard or FIFO (implements the engine's ``VisibilityQueue``).
 
     Records are :class:`~poller.sources.sqs.records.SqsRecord`: ``partition`` is the FIFO message group id
     ("" on a standard queue), ``position`` the message id, ``ordinal`` a counter of this source
@@ -290,6 +259,36 @@ class SqsSource:
         """
         return await self._settle("DeleteMessageBatch", self._calls.delete_message_batch, records)
 
+    async def _settle(
+        self,
+        operation: str,
+        method: Callable[..., Awaitable[Any]],
+        records: Sequence[Record],
+        extra: Mapping[str, Any] | None = None,
+    ) -> list[Record]:
+        """One batch API over ``records`` (ten entries a request); returns what failed."""
+        if not records:
+            return []
+        try:
+            url = await self._queue_url()
+        except Exception as error:
+            self._log.warning(
+                "cannot settle messages: queue URL unknown",
+                operation=operation,
+                message_ids=[record.position for record in records],
+                error=str(error),
+            )
+            return list(records)
+
+        async def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
+            return await self._request(
+                operation, method, translate=False, QueueUrl=url, Entries=entries
+            )
+
+        return await settle_in_batches(
+            call, records, extra or {}, options=self.options, log=self._log, operation=operation
+        )
+
     async def change_visibility(self, records: Sequence[Record], seconds: float) -> list[Record]:
         """ChangeMessageVisibilityBatch: ``records`` become visible after ``seconds`` (0 = now).
 
@@ -304,105 +303,6 @@ class SqsSource:
             records,
             {"VisibilityTimeout": timeout},
         )
-
-    async def _settle(
-        self,
-        operation: str,
-        method: Callable[..., Awaitable[Any]],
-        records: Sequence[Record],
-        extra: Mapping[str, Any] = _EMPTY,
-    ) -> list[Record]:
-        if not records:
-            return []
-        try:
-            url = await self._queue_url()
-        except Exception as error:
-            self._log.warning(
-                "cannot settle messages: queue URL unknown",
-                operation=operation,
-                message_ids=[record.position for record in records],
-                error=str(error),
-            )
-            return list(records)
-        chunks = [records[i : i + _MAX_ENTRIES] for i in range(0, len(records), _MAX_ENTRIES)]
-        if len(chunks) == 1:
-            return await self._settle_chunk(operation, method, url, chunks[0], extra)
-        results: list[list[Record]] = [[] for _ in chunks]
-        limiter = anyio.CapacityLimiter(self.options.settle_concurrency)
-
-        async def run(index: int) -> None:
-            async with limiter:
-                results[index] = await self._settle_chunk(
-                    operation, method, url, chunks[index], extra
-                )
-
-        async with anyio.create_task_group() as group:
-            for index in range(len(chunks)):
-                group.start_soon(run, index)
-        return [record for failed in results for record in failed]
-
-    async def _settle_chunk(
-        self,
-        operation: str,
-        method: Callable[..., Awaitable[Any]],
-        url: str,
-        chunk: Sequence[Record],
-        extra: Mapping[str, Any],
-    ) -> list[Record]:
-        """One batch request of at most ten entries, with retries; returns what still failed."""
-        pending = {str(index): record for index, record in enumerate(chunk)}
-        given_up: set[str] = set()
-        errors: dict[str, str] = {}
-        attempts = self.options.settle_attempts
-        for attempt in range(1, attempts + 1):
-            entries = [
-                {"Id": entry_id, "ReceiptHandle": record.native["ReceiptHandle"], **extra}
-                for entry_id, record in pending.items()
-            ]
-            try:
-                response = await self._request(
-                    operation, method, translate=False, QueueUrl=url, Entries=entries
-                )
-            except Exception as error:
-                code = error_code(error) or type(error).__name__
-                errors.update(dict.fromkeys(pending, code))
-            else:
-                succeeded = {str(entry.get("Id")) for entry in response.get("Successful") or ()}
-                reported: dict[str, Mapping[str, Any]] = {
-                    str(entry.get("Id")): entry for entry in response.get("Failed") or ()
-                }
-                retry: dict[str, Record] = {}
-                for entry_id, record in pending.items():
-                    if entry_id in succeeded:
-                        errors.pop(entry_id, None)
-                        continue
-                    failure = reported.get(entry_id)
-                    errors[entry_id] = str(failure.get("Code")) if failure else "NotReported"
-                    if failure is not None and failure.get("SenderFault"):
-                        given_up.add(entry_id)  # the caller's fault: a retry cannot help
-                    else:
-                        retry[entry_id] = record
-                pending = retry
-            if not pending:
-                break
-            if attempt < attempts:
-                self._log.debug(
-                    "retrying failed entries",
-                    operation=operation,
-                    message_ids=[record.position for record in pending.values()],
-                    attempt=attempt,
-                )
-                await anyio.sleep(self.options.settle_backoff.delay(attempt))
-        failed_ids = sorted({*pending, *given_up}, key=int)
-        if not failed_ids:
-            return []
-        failed = [chunk[int(entry_id)] for entry_id in failed_ids]
-        self._log.warning(
-            "messages could not be settled",
-            operation=operation,
-            failed={chunk[int(entry_id)].position: errors.get(entry_id) for entry_id in failed_ids},
-        )
-        return failed
 
     # --- calls -----------------------------------------------------------------------------------
 
