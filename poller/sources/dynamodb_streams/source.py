@@ -12,9 +12,9 @@ is :mod:`poller.sources.shards`; this module adds only what is DynamoDB's own:
   documented per-shard read rate (only "at most two readers per shard"), Lambda's pace of 4 polls
   per second per caught-up shard, ``TrimmedDataAccessException`` for records past the 24 hour
   retention (the reader resumes at the oldest record, and counts and logs what was lost);
-- the records (:class:`~poller.sources.dynamodb_streams.records.DynamoDBRecord`) and their rendering: the stream record as
-  Lambda hands it over, with ``eventVersion`` "1.1" and the ``dynamodb`` block in DynamoDB JSON
-  exactly as GetRecords returned it.
+- the records (:class:`~poller.sources.dynamodb_streams.records.DynamoDBRecord`), rendered by
+  its codec as Lambda hands them over, with ``eventVersion`` "1.1" and the ``dynamodb`` block
+  in DynamoDB JSON exactly as GetRecords returned it.
 
 Every AWS call goes through the client it is given (a ``dynamodbstreams`` client; see
 ``poller.sources.aws_calls``); the caller owns and closes that client.
