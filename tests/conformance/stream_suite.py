@@ -1,10 +1,11 @@
 """The AWS-recorded behaviours every stream source shows (SPEC 1-5, 9, 11): one suite, a subclass each.
 
 :class:`StreamConformance` holds the tests; a source's test module subclasses it and provides a
-``kit`` fixture (a :class:`StreamKit`): how to make a stream holding records, a mapping of it, the
-Lambda-style recorder that reads its events, and what its on-failure batch info looks like. The
-tests then run a whole worker against the real moto server, identically for every source, so a
-behaviour cannot drift between Kinesis and DynamoDB Streams.
+``kit`` fixture (a :class:`StreamKit`): how to make a stream holding records and what its
+on-failure batch info looks like. Mappings, the Lambda-style recorder (it reads every stream
+source's events) and the runs come from the shared kit (``tests/kit.py``). The tests then run a
+whole worker against the real moto server, identically for every source, so a behaviour cannot
+drift between Kinesis and DynamoDB Streams.
 """
 
 from __future__ import annotations
@@ -19,17 +20,20 @@ from typing import Any
 import pytest
 
 from poller.runtime.worker import Worker
-from tests.conformance.kinesis_helpers import (
+from tests.kit import (
     ACCOUNT,
     REGION,
     LambdaRecorder,
-    Queue,
+    MotoSetup,
     Seen,
     always_fail,
     drain_queue,
+    each_success_response,
     fail_items,
+    new_id,
     poller_config,
     run_until_idle,
+    stream_mapping,
 )
 
 ISO_MILLIS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -60,21 +64,16 @@ WHOLE_BATCH_FAILURES: dict[str, Callable[[list[str]], Any]] = {
 class StreamKit:
     """What the suite needs of one stream source."""
 
-    endpoint: str
-    sqs: Any
+    #: The source's clients on moto, with SQS for on-failure queues.
+    aws: MotoSetup
     #: ``KinesisBatchInfo`` or ``DDBStreamBatchInfo``.
     batch_info_key: str
     #: How the source's on-failure records spell arrival times.
     arrival_pattern: re.Pattern[str]
     #: (name, count) -> the stream's ARN and the sequence numbers of ``count`` new records.
     stream_with_records: Callable[[str, int], Awaitable[tuple[str, list[str]]]]
-    create_queue: Callable[[str], Awaitable[Queue]]
     #: The id of the stream's (only) shard.
     shard_of: Callable[[str], Awaitable[str]]
-    #: (arn, uuid=..., on_failure=..., **fields) -> a mapping under AWS field names.
-    mapping: Callable[..., dict[str, Any]]
-    #: A Lambda-style recorder that reads this source's events.
-    recorder: Callable[..., LambdaRecorder]
     #: (moment, sequence numbers or None for all) -> a ``wrap_client`` under which the records
     #: read look as if they reached the stream at ``moment`` (moto cannot make old records).
     aged: Callable[[datetime, Collection[str] | None], Callable[[str, Any], Any]]
@@ -86,7 +85,7 @@ class StreamKit:
         wrap_client: Callable[[str, Any], Any] | None = None,
     ) -> Worker:
         """Run a worker for ``mappings`` (all handled by ``handler``) until it is idle."""
-        config = poller_config(self.endpoint, *mappings)
+        config = poller_config(self.aws.endpoint, *mappings)
         worker = Worker(
             config,
             handlers={m["UUID"]: handler for m in mappings},
@@ -99,19 +98,37 @@ class StreamKit:
         self, message: dict[str, Any], *, stream_arn: str, first: str, last: str, size: int
     ) -> None:
         """The message's batch info names exactly the records ``first``..``last``."""
-        info = message[self.batch_info_key]
-        assert set(info) == BATCH_INFO_KEYS
-        assert info["shardId"] == await self.shard_of(stream_arn)
-        assert info["streamArn"] == stream_arn
-        assert info["startSequenceNumber"] == first
-        assert info["endSequenceNumber"] == last
-        assert info["batchSize"] == size
-        assert self.arrival_pattern.match(info["approximateArrivalOfFirstRecord"])
-        assert self.arrival_pattern.match(info["approximateArrivalOfLastRecord"])
+        assert_batch_info(
+            message[self.batch_info_key],
+            shard=await self.shard_of(stream_arn),
+            stream_arn=stream_arn,
+            first=first,
+            last=last,
+            size=size,
+            arrivals=self.arrival_pattern,
+        )
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
+def assert_batch_info(
+    info: dict[str, Any],
+    *,
+    shard: str,
+    stream_arn: str,
+    first: str,
+    last: str,
+    size: int,
+    arrivals: re.Pattern[str],
+) -> None:
+    """An on-failure record's batch info names exactly the records ``first``..``last`` of
+    ``shard``, with arrival times spelled as the source spells them."""
+    assert set(info) == BATCH_INFO_KEYS
+    assert info["shardId"] == shard
+    assert info["streamArn"] == stream_arn
+    assert info["startSequenceNumber"] == first
+    assert info["endSequenceNumber"] == last
+    assert info["batchSize"] == size
+    assert arrivals.match(info["approximateArrivalOfFirstRecord"])
+    assert arrivals.match(info["approximateArrivalOfLastRecord"])
 
 
 class StreamConformance:
@@ -124,14 +141,14 @@ class StreamConformance:
     ) -> None:
         """SPEC 1: MaximumRetryAttempts=2 and a failing function: 3 invocations, then one record."""
         arn, numbers = await kit.stream_with_records(unique_name, 3)
-        queue = await kit.create_queue(unique_name)
-        handler = kit.recorder(always_fail)
-        mapping = kit.mapping(arn, uuid=new_id(), on_failure=queue, MaximumRetryAttempts=2)
+        queue = await kit.aws.create_queue(unique_name)
+        handler = LambdaRecorder(always_fail)
+        mapping = stream_mapping(arn, uuid=new_id(), on_failure=queue, MaximumRetryAttempts=2)
 
         await kit.run(mapping, handler=handler)
 
         assert handler.batches == [numbers] * 3
-        messages = await drain_queue(kit.sqs, queue)
+        messages = await drain_queue(kit.aws.sqs, queue)
         assert len(messages) == 1
         message = messages[0]
         assert set(message) == {
@@ -164,7 +181,7 @@ class StreamConformance:
     ) -> None:
         """SPEC 2: with BatchSize=1 the discarded record is the whole batch info: start == end."""
         arn, numbers = await kit.stream_with_records(unique_name, 3)
-        queue = await kit.create_queue(unique_name)
+        queue = await kit.aws.create_queue(unique_name)
         poisoned = numbers[1]
 
         def respond(seen: Seen) -> Any:
@@ -172,15 +189,15 @@ class StreamConformance:
                 raise ValueError("cannot process this record")
             return None
 
-        handler = kit.recorder(respond)
-        mapping = kit.mapping(
+        handler = LambdaRecorder(respond)
+        mapping = stream_mapping(
             arn, uuid=new_id(), on_failure=queue, BatchSize=1, MaximumRetryAttempts=0
         )
 
         await kit.run(mapping, handler=handler)
 
         assert handler.batches == [[n] for n in numbers]
-        messages = await drain_queue(kit.sqs, queue)
+        messages = await drain_queue(kit.aws.sqs, queue)
         assert len(messages) == 1
         info = messages[0][kit.batch_info_key]
         assert info["startSequenceNumber"] == info["endSequenceNumber"] == poisoned
@@ -195,9 +212,9 @@ class StreamConformance:
     ) -> None:
         """SPEC 2: records before the lowest failed one succeed; batch info covers the rest only."""
         arn, numbers = await kit.stream_with_records(unique_name, 4)
-        queue = await kit.create_queue(unique_name)
-        handler = kit.recorder(fail_items(numbers[2]))
-        mapping = kit.mapping(
+        queue = await kit.aws.create_queue(unique_name)
+        handler = LambdaRecorder(fail_items(numbers[2]))
+        mapping = stream_mapping(
             arn,
             uuid=new_id(),
             on_failure=queue,
@@ -209,7 +226,7 @@ class StreamConformance:
         await kit.run(mapping, handler=handler)
 
         assert handler.batches == [numbers]
-        messages = await drain_queue(kit.sqs, queue)
+        messages = await drain_queue(kit.aws.sqs, queue)
         assert len(messages) == 1
         await kit.assert_batch_info(
             messages[0], stream_arn=arn, first=numbers[2], last=numbers[3], size=2
@@ -227,10 +244,10 @@ class StreamConformance:
         error.
         """
         arn, numbers = await kit.stream_with_records(unique_name, 6)
-        queue = await kit.create_queue(unique_name)
+        queue = await kit.aws.create_queue(unique_name)
         failing = numbers[5]
-        handler = kit.recorder(fail_items(failing))
-        mapping = kit.mapping(
+        handler = LambdaRecorder(fail_items(failing))
+        mapping = stream_mapping(
             arn,
             uuid=new_id(),
             on_failure=queue,
@@ -244,7 +261,7 @@ class StreamConformance:
         assert handler.batches == [numbers[:3], numbers[3:], [failing], [failing], [failing]]
         delivered = handler.delivered()
         assert all(delivered.count(n) == 1 for n in numbers[:5])
-        messages = await drain_queue(kit.sqs, queue)
+        messages = await drain_queue(kit.aws.sqs, queue)
         assert len(messages) == 1
         message = messages[0]
         assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
@@ -268,8 +285,8 @@ class StreamConformance:
             return WHOLE_BATCH_FAILURES[answer](seen.sequence_numbers)
 
         mapping_id = new_id()
-        handler = kit.recorder(respond)
-        mapping = kit.mapping(
+        handler = LambdaRecorder(respond)
+        mapping = stream_mapping(
             arn,
             uuid=mapping_id,
             BatchSize=3,
@@ -284,20 +301,16 @@ class StreamConformance:
         assert metrics["Errors"] == 1
         assert metrics["DroppedEventCount"] == 0
 
-    @pytest.mark.parametrize(
-        "response",
-        ["", [], None, {}, {"batchItemFailures": []}, {"batchItemFailures": None}],
-        ids=["empty string", "empty list", "null", "empty object", "no failures", "null failures"],
-    )
+    @each_success_response
     async def test_success_responses_are_not_retried(
         self, kit: StreamKit, unique_name: str, response: Any
     ) -> None:
         """SPEC 5: "", [], null, {}, and empty or null batchItemFailures all mean success."""
         arn, numbers = await kit.stream_with_records(unique_name, 3)
-        queue = await kit.create_queue(unique_name)
+        queue = await kit.aws.create_queue(unique_name)
         mapping_id = new_id()
-        handler = kit.recorder(lambda _seen: response)
-        mapping = kit.mapping(
+        handler = LambdaRecorder(lambda _seen: response)
+        mapping = stream_mapping(
             arn,
             uuid=mapping_id,
             on_failure=queue,
@@ -309,7 +322,7 @@ class StreamConformance:
         worker = await kit.run(mapping, handler=handler)
 
         assert handler.batches == [numbers]
-        assert await drain_queue(kit.sqs, queue) == []
+        assert await drain_queue(kit.aws.sqs, queue) == []
         assert worker.status()[mapping_id]["metrics"]["Errors"] == 0
 
     # --- 9, 11: MaximumRecordAgeInSeconds ------------------------------------------------------
@@ -320,15 +333,15 @@ class StreamConformance:
         """SPEC 9: records already too old go to the destination uninvoked, without
         responseContext; their age is the source's arrival (or creation) time."""
         arn, numbers = await kit.stream_with_records(unique_name, 3)
-        queue = await kit.create_queue(unique_name)
+        queue = await kit.aws.create_queue(unique_name)
         two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
-        handler = kit.recorder()
-        mapping = kit.mapping(arn, uuid=new_id(), on_failure=queue, MaximumRecordAgeInSeconds=60)
+        handler = LambdaRecorder()
+        mapping = stream_mapping(arn, uuid=new_id(), on_failure=queue, MaximumRecordAgeInSeconds=60)
 
         await kit.run(mapping, handler=handler, wrap_client=kit.aged(two_minutes_ago, None))
 
         assert handler.invocations == []
-        messages = await drain_queue(kit.sqs, queue)
+        messages = await drain_queue(kit.aws.sqs, queue)
         assert len(messages) == 1
         message = messages[0]
         assert "responseContext" not in message
@@ -351,16 +364,16 @@ class StreamConformance:
         """SPEC 11: of 6 records the one that is too old goes to the destination; 5 are
         delivered."""
         arn, numbers = await kit.stream_with_records(unique_name, 6)
-        queue = await kit.create_queue(unique_name)
+        queue = await kit.aws.create_queue(unique_name)
         expired = numbers[0]
         two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
-        handler = kit.recorder()
-        mapping = kit.mapping(arn, uuid=new_id(), on_failure=queue, MaximumRecordAgeInSeconds=60)
+        handler = LambdaRecorder()
+        mapping = stream_mapping(arn, uuid=new_id(), on_failure=queue, MaximumRecordAgeInSeconds=60)
 
         await kit.run(mapping, handler=handler, wrap_client=kit.aged(two_minutes_ago, {expired}))
 
         assert handler.delivered() == numbers[1:]
-        messages = await drain_queue(kit.sqs, queue)
+        messages = await drain_queue(kit.aws.sqs, queue)
         assert len(messages) == 1
         assert messages[0]["requestContext"]["condition"] == "RecordAgeExceeded"
         await kit.assert_batch_info(

@@ -19,25 +19,19 @@ import pytest
 
 from poller.errors import ConfigError
 from poller.runtime.worker import Worker
-from tests.conformance.dynamodb_helpers import (
-    DynamoDBRecorder,
-    DynamoDBSetup,
-    dynamodb_aws,
-    dynamodb_mapping,
-    faulty_streams,
-)
-from tests.conformance.kinesis_helpers import (
+from tests.conformance.dynamodb_helpers import DynamoDBSetup, dynamodb_aws
+from tests.conformance.stream_suite import StreamConformance, StreamKit
+from tests.faults import created_at
+from tests.kit import (
     ACCOUNT,
     REGION,
+    LambdaRecorder,
+    faulty,
+    new_id,
     poller_config,
     run_until_idle,
+    stream_mapping,
 )
-from tests.conformance.stream_suite import (
-    BATCH_INFO_KEYS,
-    StreamConformance,
-    StreamKit,
-)
-from tests.faults import created_at
 
 pytestmark = pytest.mark.integration
 
@@ -51,10 +45,6 @@ async def aws(moto_endpoint: str) -> AsyncIterator[DynamoDBSetup]:
         yield setup
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
 async def table_with_records(aws: DynamoDBSetup, name: str, count: int) -> tuple[str, list[str]]:
     """A table whose stream holds ``count`` INSERT records; its stream ARN and their numbers."""
     arn = await aws.create_table(name)
@@ -64,22 +54,6 @@ async def table_with_records(aws: DynamoDBSetup, name: str, count: int) -> tuple
 async def shard_of(aws: DynamoDBSetup, arn: str) -> str:
     description = (await aws.streams.describe_stream(StreamArn=arn))["StreamDescription"]
     return str(description["Shards"][0]["ShardId"])
-
-
-def assert_ddb_batch_info(
-    message: dict[str, Any], *, stream_arn: str, shard: str, first: str, last: str, size: int
-) -> None:
-    """The message's DDBStreamBatchInfo names exactly the records ``first``..``last``."""
-    assert "KinesisBatchInfo" not in message
-    info = message["DDBStreamBatchInfo"]
-    assert set(info) == BATCH_INFO_KEYS
-    assert info["shardId"] == shard
-    assert info["streamArn"] == stream_arn
-    assert info["startSequenceNumber"] == first
-    assert info["endSequenceNumber"] == last
-    assert info["batchSize"] == size
-    assert ISO_SECONDS.match(info["approximateArrivalOfFirstRecord"])
-    assert ISO_SECONDS.match(info["approximateArrivalOfLastRecord"])
 
 
 # --- 1-5, 9, 11: the suite every stream source passes (tests/conformance/stream_suite.py) ----------------
@@ -98,18 +72,14 @@ class TestDynamoDBStreams(StreamConformance):
 
         def aged(moment: datetime, numbers: Collection[str] | None) -> Callable[[str, Any], Any]:
             stamp = created_at(moment, numbers)
-            return faulty_streams(lambda f: f.rewrite("get_records", stamp, times=None))
+            return faulty("dynamodbstreams", lambda f: f.rewrite("get_records", stamp, times=None))
 
         return StreamKit(
-            endpoint=aws.endpoint,
-            sqs=aws.sqs,
+            aws=aws,
             batch_info_key="DDBStreamBatchInfo",
             arrival_pattern=ISO_SECONDS,
             stream_with_records=stream_with_records,
-            create_queue=aws.create_queue,
             shard_of=shard,
-            mapping=dynamodb_mapping,
-            recorder=DynamoDBRecorder,
             aged=aged,
         )
 
@@ -123,7 +93,7 @@ def test_at_timestamp_is_refused_for_dynamodb_streams() -> None:
     with pytest.raises(ConfigError) as refused:
         poller_config(
             "http://127.0.0.1:1",
-            dynamodb_mapping(
+            stream_mapping(
                 arn,
                 uuid=new_id(),
                 StartingPosition="AT_TIMESTAMP",
@@ -156,8 +126,8 @@ async def test_event_and_context_have_lambdas_shape(aws: DynamoDBSetup, unique_n
     await aws.dynamodb.delete_item(TableName=unique_name, Key={"pk": {"S": "a"}, "sk": {"N": "1"}})
     numbers = await aws.sequence_numbers(arn)
     mapping_id = new_id()
-    handler = DynamoDBRecorder()
-    config = poller_config(aws.endpoint, dynamodb_mapping(arn, uuid=mapping_id, FunctionTimeout=30))
+    handler = LambdaRecorder()
+    config = poller_config(aws.endpoint, stream_mapping(arn, uuid=mapping_id, FunctionTimeout=30))
 
     await run_until_idle(Worker(config, handlers={mapping_id: handler}))
 

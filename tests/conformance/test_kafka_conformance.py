@@ -17,7 +17,6 @@ from aiokafka import AIOKafkaProducer
 
 from poller.runtime.worker import Worker
 from poller.sources.kafka.destination import FAILURE_HEADER
-from tests.conformance.kinesis_helpers import wait_until
 from tests.integration.kafka_helpers import (
     Handed,
     create_topic,
@@ -27,6 +26,7 @@ from tests.integration.kafka_helpers import (
     read_all,
     wait_committed,
 )
+from tests.kit import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, MutableMapping
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,29 +22,28 @@ from structlog.testing import capture_logs
 from poller.errors import ConfigError, SourceNotFoundError
 from poller.runtime.worker import Worker
 from poller.sources.kinesis.source import KinesisSource
-from tests.conformance.kinesis_helpers import (
-    ACCOUNT,
-    REGION,
-    SHARD0,
-    AwsSetup,
-    LambdaRecorder,
-    always_fail,
-    arrived_at_for,
-    aws_setup,
-    drain_queue,
-    faulty_kinesis,
-    kinesis_mapping,
-    poller_config,
-    run_until_idle,
-    wait_until,
-)
+from tests.conformance.kinesis_helpers import SHARD0, AwsSetup, arrived_at_for, aws_setup
 from tests.conformance.stream_suite import (
-    BATCH_INFO_KEYS,
     ISO_MILLIS,
     StreamConformance,
     StreamKit,
+    assert_batch_info,
 )
 from tests.faults import FaultyClient, arrived_at
+from tests.kit import (
+    ACCOUNT,
+    REGION,
+    LambdaRecorder,
+    always_fail,
+    drain_queue,
+    faulty,
+    logged,
+    new_id,
+    poller_config,
+    run_until_idle,
+    stream_mapping,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -55,27 +54,8 @@ async def aws(moto_endpoint: str) -> AsyncIterator[AwsSetup]:
         yield setup
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
 def payloads(count: int) -> list[bytes]:
     return [f"record-{i}".encode() for i in range(count)]
-
-
-def assert_kinesis_batch_info(
-    message: dict[str, Any], *, stream_arn: str, first: str, last: str, size: int
-) -> None:
-    """The message's KinesisBatchInfo names exactly the records ``first``..``last``."""
-    info = message["KinesisBatchInfo"]
-    assert set(info) == BATCH_INFO_KEYS
-    assert info["shardId"] == SHARD0
-    assert info["streamArn"] == stream_arn
-    assert info["startSequenceNumber"] == first
-    assert info["endSequenceNumber"] == last
-    assert info["batchSize"] == size
-    assert ISO_MILLIS.match(info["approximateArrivalOfFirstRecord"])
-    assert ISO_MILLIS.match(info["approximateArrivalOfLastRecord"])
 
 
 # --- 1-5, 9, 11: the suite every stream source passes (tests/conformance/stream_suite.py) ----------------
@@ -95,18 +75,14 @@ class TestKinesisStreams(StreamConformance):
 
         def aged(moment: datetime, numbers: Collection[str] | None) -> Callable[[str, Any], Any]:
             stamp = arrived_at(moment) if numbers is None else arrived_at_for(list(numbers), moment)
-            return faulty_kinesis(lambda f: f.rewrite("get_records", stamp, times=None))
+            return faulty("kinesis", lambda f: f.rewrite("get_records", stamp, times=None))
 
         return StreamKit(
-            endpoint=aws.endpoint,
-            sqs=aws.sqs,
+            aws=aws,
             batch_info_key="KinesisBatchInfo",
             arrival_pattern=ISO_MILLIS,
             stream_with_records=stream_with_records,
-            create_queue=aws.create_queue,
             shard_of=shard_of,
-            mapping=kinesis_mapping,
-            recorder=LambdaRecorder,
             aged=aged,
         )
 
@@ -120,7 +96,7 @@ async def test_batches_of_one_shard_never_overlap(aws: AwsSetup, unique_name: st
     numbers = await aws.put_records(arn, payloads(4))
     mapping_id = new_id()
     handler = LambdaRecorder(work_seconds=0.5)
-    config = poller_config(aws.endpoint, kinesis_mapping(arn, uuid=mapping_id, BatchSize=2))
+    config = poller_config(aws.endpoint, stream_mapping(arn, uuid=mapping_id, BatchSize=2))
 
     await run_until_idle(Worker(config, handlers={mapping_id: handler}))
 
@@ -140,7 +116,7 @@ async def test_trim_horizon_delivers_records_written_before_the_mapping(
     handler = LambdaRecorder()
     config = poller_config(
         aws.endpoint,
-        kinesis_mapping(arn, uuid=mapping_id, StartingPosition="TRIM_HORIZON"),
+        stream_mapping(arn, uuid=mapping_id, StartingPosition="TRIM_HORIZON"),
         store_url=f"sqlite:///{tmp_path / 'state.db'}",
     )
 
@@ -158,7 +134,7 @@ async def test_latest_skips_records_written_before_the_mapping(
     mapping_id = new_id()
     handler = LambdaRecorder()
     config = poller_config(
-        aws.endpoint, kinesis_mapping(arn, uuid=mapping_id, StartingPosition="LATEST")
+        aws.endpoint, stream_mapping(arn, uuid=mapping_id, StartingPosition="LATEST")
     )
 
     async with Worker(config, handlers={mapping_id: handler}) as worker:
@@ -179,8 +155,8 @@ async def test_two_mappings_on_one_stream_each_get_every_record(
     first, second = LambdaRecorder(), LambdaRecorder()
     config = poller_config(
         aws.endpoint,
-        kinesis_mapping(arn, uuid=first_id, Handler="app.audit:record_order"),
-        kinesis_mapping(arn, uuid=second_id, Handler="app.billing:charge_order"),
+        stream_mapping(arn, uuid=first_id, Handler="app.audit:record_order"),
+        stream_mapping(arn, uuid=second_id, Handler="app.billing:charge_order"),
     )
 
     await run_until_idle(Worker(config, handlers={first_id: first, second_id: second}))
@@ -197,8 +173,8 @@ def test_duplicate_function_and_stream_is_refused() -> None:
     with pytest.raises(ConfigError) as refused:
         poller_config(
             "http://127.0.0.1:1",
-            kinesis_mapping(arn, uuid=new_id(), Handler="app.audit:record_order"),
-            kinesis_mapping(arn, uuid=new_id(), Handler="app.audit:record_order"),
+            stream_mapping(arn, uuid=new_id(), Handler="app.audit:record_order"),
+            stream_mapping(arn, uuid=new_id(), Handler="app.audit:record_order"),
         )
 
     assert len(refused.value.problems) == 1
@@ -235,7 +211,7 @@ async def test_records_expire_while_being_retried(aws: AwsSetup, unique_name: st
     handler = LambdaRecorder(always_fail)
     config = poller_config(
         aws.endpoint,
-        kinesis_mapping(
+        stream_mapping(
             arn,
             uuid=mapping_id,
             on_failure=queue,
@@ -247,7 +223,7 @@ async def test_records_expire_while_being_retried(aws: AwsSetup, unique_name: st
     )
 
     await run_until_idle(
-        Worker(config, handlers={mapping_id: handler}, wrap_client=faulty_kinesis(script))
+        Worker(config, handlers={mapping_id: handler}, wrap_client=faulty("kinesis", script))
     )
 
     invocations = len(handler.invocations)
@@ -264,7 +240,15 @@ async def test_records_expire_while_being_retried(aws: AwsSetup, unique_name: st
         "executedVersion": "$LATEST",
         "functionError": "Unhandled",
     }
-    assert_kinesis_batch_info(message, stream_arn=arn, first=numbers[0], last=numbers[-1], size=3)
+    assert_batch_info(
+        message["KinesisBatchInfo"],
+        shard=SHARD0,
+        stream_arn=arn,
+        first=numbers[0],
+        last=numbers[-1],
+        size=3,
+        arrivals=ISO_MILLIS,
+    )
 
 
 # --- 22: missing stream ----------------------------------------------------------------------------
@@ -290,21 +274,18 @@ async def test_worker_logs_missing_stream_and_keeps_retrying(
     arn = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{unique_name}-missing"
     mapping_id = new_id()
     handler = LambdaRecorder()
-    config = poller_config(aws.endpoint, kinesis_mapping(arn, uuid=mapping_id))
-
-    def not_found_logs(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
-        return [e for e in logs if e.get("error") == f"Stream not found: {arn}"]
+    config = poller_config(aws.endpoint, stream_mapping(arn, uuid=mapping_id))
 
     with capture_logs() as logs:
         async with Worker(config, handlers={mapping_id: handler}) as worker:
             await wait_until(
-                lambda: len(not_found_logs(logs)) >= 2,
+                lambda: len(logged(logs, error=f"Stream not found: {arn}")) >= 2,
                 within=10,
                 what="two failed listings of the missing stream",
             )
             status = worker.status()[mapping_id]
 
-    found = not_found_logs(logs)
+    found = logged(logs, error=f"Stream not found: {arn}")
     assert all(e["log_level"] == "error" for e in found)
     assert all(e["mapping"] == mapping_id for e in found)
     assert status["metrics"]["PollingErrorCount"] >= 2
@@ -322,7 +303,7 @@ async def test_event_and_context_have_lambdas_shape(aws: AwsSetup, unique_name: 
     before = time.time()
     mapping_id = new_id()
     handler = LambdaRecorder()
-    config = poller_config(aws.endpoint, kinesis_mapping(arn, uuid=mapping_id, FunctionTimeout=30))
+    config = poller_config(aws.endpoint, stream_mapping(arn, uuid=mapping_id, FunctionTimeout=30))
 
     await run_until_idle(Worker(config, handlers={mapping_id: handler}))
 

@@ -17,32 +17,37 @@ concurrent requests, so the behaviour tests make the worker's SQS calls one at a
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import itertools
 import json
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 import pytest
-from aiobotocore.session import get_session
 
-from poller.config import PollerConfig, parse_config
+from poller.config import PollerConfig
 from poller.errors import ConfigError
 from poller.runtime.worker import Worker
-from tests.faults import FaultyClient, one_call_at_a_time
+from tests.faults import one_call_at_a_time
+from tests.kit import (
+    ACCOUNT,
+    REGION,
+    LambdaRecorder,
+    Queue,
+    Seen,
+    Sqs,
+    each_success_response,
+    faulty,
+    moto_clients,
+    new_id,
+    sqs_config,
+    sqs_mapping,
+)
 
 pytestmark = pytest.mark.integration
 
-REGION = "us-east-1"
-#: The account moto puts in every ARN.
-ACCOUNT = "123456789012"
-_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 BATCH_WINDOW_TEXT = (
     "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater "
     "than 10"
@@ -67,175 +72,13 @@ STANDARD_ATTRIBUTES = {
 }
 
 
-# --- queues ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Queue:
-    url: str
-    arn: str
-
-
-@dataclass(slots=True)
-class Sqs:
-    endpoint: str
-    client: Any
-
-    async def create_queue(
-        self, name: str, *, fifo: bool = False, visibility_timeout: int = 1, **attributes: str
-    ) -> Queue:
-        if fifo:
-            name += ".fifo"
-            attributes |= {"FifoQueue": "true", "ContentBasedDeduplication": "true"}
-        attributes["VisibilityTimeout"] = str(visibility_timeout)
-        url = (await self.client.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]
-        return Queue(str(url), f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")
-
-    async def send(self, queue: Queue, *bodies: str, **extra: Any) -> list[dict[str, Any]]:
-        """Send ``bodies`` one by one, in order; return the SendMessage responses."""
-        return [
-            await self.client.send_message(QueueUrl=queue.url, MessageBody=body, **extra)
-            for body in bodies
-        ]
-
-    async def wait_empty(self, queue: Queue, *, within: float = 15.0) -> None:
-        """Wait until ``queue`` holds no message, visible or in flight.
-
-        moto counts visible messages a moment before in-flight ones, so a message whose visibility
-        timeout ends in between is in neither count: only two empty answers in a row count.
-        """
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        counts: list[str] = []
-        empty_answers = 0
-        try:
-            with anyio.fail_after(within):
-                while empty_answers < 2:
-                    response = await self.client.get_queue_attributes(
-                        QueueUrl=queue.url, AttributeNames=names
-                    )
-                    counts = [response["Attributes"][name] for name in names]
-                    empty_answers = empty_answers + 1 if counts == ["0", "0"] else 0
-                    await anyio.sleep(0.05)
-        except TimeoutError:
-            pytest.fail(f"{queue.arn} still holds (visible, in flight) = {counts} after {within} s")
-
-    async def drain(self, queue: Queue) -> list[dict[str, Any]]:
-        """Every message visible on ``queue`` now (each hidden for 5 minutes after)."""
-        messages: list[dict[str, Any]] = []
-        with anyio.fail_after(10):
-            while True:
-                response = await self.client.receive_message(
-                    QueueUrl=queue.url, MaxNumberOfMessages=10, VisibilityTimeout=300
-                )
-                batch = response.get("Messages") or []
-                if not batch:
-                    return messages
-                messages.extend(batch)
+# --- running a worker ------------------------------------------------------------------------------
 
 
 @pytest.fixture
 async def sqs(moto_endpoint: str) -> AsyncIterator[Sqs]:
-    options: dict[str, Any] = {"region_name": REGION, "endpoint_url": moto_endpoint}
-    async with get_session().create_client("sqs", **options, **_CREDENTIALS) as client:
+    async with moto_clients(moto_endpoint, "sqs") as (client,):
         yield Sqs(moto_endpoint, client)
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def sqs_mapping(queue: Queue | str, *, uuid: str, **fields: Any) -> dict[str, Any]:
-    """One SQS mapping under AWS field names; ``fields`` add to or override the defaults."""
-    arn = queue if isinstance(queue, str) else queue.arn
-    return {"UUID": uuid, "EventSourceArn": arn, "FunctionTimeout": 10, **fields}
-
-
-def sqs_config(endpoint: str, *mappings: Mapping[str, Any]) -> PollerConfig:
-    return parse_config(
-        {
-            "aws": {
-                "region": REGION,
-                "endpoint_url": endpoint,
-                "access_key_id": "testing",
-                "secret_access_key": "testing",
-            },
-            "store": {"url": "memory://"},
-            "worker": {"shutdown_grace_seconds": 5},
-            "mappings": [dict(m) for m in mappings],
-        }
-    )
-
-
-# --- Lambda-style handlers -------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Seen:
-    """One invocation as the handler saw it."""
-
-    event: dict[str, Any]
-    function_name: str
-    aws_request_id: str
-    invoked_function_arn: str
-    remaining_ms: int
-    #: ``time.monotonic()`` when the handler started and returned (or raised).
-    started: float
-    ended: float | None = None
-    message_ids: list[str] = field(default_factory=list)
-    bodies: list[str] = field(default_factory=list)
-    receive_counts: list[int] = field(default_factory=list)
-
-
-Respond = Callable[[Seen], Any]
-
-
-class LambdaRecorder:
-    """A ``handler(event, context)`` that records every invocation, then answers via ``respond``."""
-
-    def __init__(self, respond: Respond | None = None, *, work_seconds: float = 0.0) -> None:
-        self._respond = respond
-        self._work_seconds = work_seconds
-        self._lock = threading.Lock()
-        self._seen: list[Seen] = []
-
-    def __call__(self, event: dict[str, Any], context: Any) -> Any:
-        records = event["Records"]
-        seen = Seen(
-            event=copy.deepcopy(event),
-            function_name=context.function_name,
-            aws_request_id=context.aws_request_id,
-            invoked_function_arn=context.invoked_function_arn,
-            remaining_ms=context.get_remaining_time_in_millis(),
-            started=time.monotonic(),
-            message_ids=[r["messageId"] for r in records],
-            bodies=[r["body"] for r in records],
-            receive_counts=[int(r["attributes"]["ApproximateReceiveCount"]) for r in records],
-        )
-        with self._lock:
-            self._seen.append(seen)
-        try:
-            if self._work_seconds:
-                time.sleep(self._work_seconds)  # the function's own work, not a synchronisation
-            return self._respond(seen) if self._respond is not None else None
-        finally:
-            seen.ended = time.monotonic()
-
-    @property
-    def invocations(self) -> list[Seen]:
-        with self._lock:
-            return list(self._seen)
-
-    def deliveries(self, message_id: str) -> list[tuple[Seen, int]]:
-        """(invocation, ApproximateReceiveCount) of every time the message was handed over."""
-        return [
-            (seen, count)
-            for seen in self.invocations
-            for handed, count in zip(seen.message_ids, seen.receive_counts, strict=True)
-            if handed == message_id
-        ]
-
-    def receive_counts(self, message_id: str) -> list[int]:
-        return [count for _, count in self.deliveries(message_id)]
 
 
 async def run_until_empty(
@@ -391,11 +234,7 @@ async def test_invalid_batch_item_failures_fail_the_whole_batch(
     assert metrics["DeletedEventCount"] == 3
 
 
-@pytest.mark.parametrize(
-    "response",
-    ["", [], None, {}, {"batchItemFailures": []}, {"batchItemFailures": None}],
-    ids=["empty string", "empty list", "null", "empty object", "no failures", "null failures"],
-)
+@each_success_response
 async def test_success_responses_delete_the_batch(
     sqs: Sqs, unique_name: str, response: Any
 ) -> None:
@@ -600,13 +439,7 @@ async def test_fifo_event_carries_group_deduplication_and_sequence(
         queue, "first", MessageGroupId="customer-7", MessageDeduplicationId="order-1"
     )
 
-    def wrap(service: str, client: Any) -> Any:
-        if service != "sqs":
-            return client
-        faulty = FaultyClient(client)
-        faulty.rewrite("receive_message", with_sequence_numbers, times=None)
-        return faulty
-
+    wrap = faulty("sqs", lambda f: f.rewrite("receive_message", with_sequence_numbers, times=None))
     mapping_id = new_id()
     handler = LambdaRecorder()
     config = sqs_config(sqs.endpoint, sqs_mapping(queue, uuid=mapping_id))

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from poller.config import PollerConfig, parse_config
+from poller.config import PollerConfig
+from tests.kit import LambdaRecorder, worker_config
 
 #: Short group timings: the broker holds a join for about half the session timeout (SERVERS.md).
 SESSION_TIMEOUT_SECONDS = 2.0
@@ -126,38 +125,21 @@ def kafka_config(
     *mappings: dict[str, Any], aws: dict[str, Any] | None = None, store: str = "memory://"
 ) -> PollerConfig:
     """A config with short group timings, a store (memory unless given) and the mappings."""
-    data: dict[str, Any] = {
-        "store": {"url": store},
-        "worker": {
-            "shutdown_grace_seconds": 5,
-            "kafka_session_timeout_seconds": SESSION_TIMEOUT_SECONDS,
-            "kafka_revoke_grace_seconds": 5,
-        },
-        "mappings": list(mappings),
-    }
-    if aws is not None:
-        data["aws"] = aws
-    return parse_config(data)
+    return worker_config(
+        *mappings,
+        aws=aws,
+        store=store,
+        kafka_session_timeout_seconds=SESSION_TIMEOUT_SECONDS,
+        kafka_revoke_grace_seconds=5,
+    )
 
 
-@dataclass(slots=True)
-class Handed:
-    """What a Lambda-style Kafka handler was handed, invocation by invocation (thread-safe)."""
+class Handed(LambdaRecorder):
+    """The kit's Lambda-style recorder for Kafka events: ``respond`` gets the event itself, as a
+    Kafka handler's own logic would."""
 
-    respond: Callable[[dict[str, Any]], Any] | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __call__(self, event: dict[str, Any], context: Any) -> Any:
-        with self._lock:
-            self.events.append(event)
-        return self.respond(event) if self.respond is not None else None
-
-    def records(self) -> list[dict[str, Any]]:
-        """Every record handed over, in invocation order, repeats included."""
-        with self._lock:
-            events = list(self.events)
-        return [r for e in events for rs in e["records"].values() for r in rs]
+    def __init__(self, respond: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        super().__init__(None if respond is None else lambda seen: respond(seen.event))
 
     def offsets_by_partition(self) -> dict[int, list[int]]:
         """Offsets handed over per partition, in the order handed."""

@@ -11,6 +11,8 @@ import anyio
 import pytest
 import stompman
 
+from tests.kit import wait_for_event
+
 pytestmark = pytest.mark.integration
 
 
@@ -35,11 +37,11 @@ class Taker:
             self.enough.set()
 
     async def wait(self) -> list[stompman.AckableMessageFrame]:
-        try:
-            with anyio.fail_after(10):
-                await self.enough.wait()
-        except TimeoutError:
-            pytest.fail(f"only {len(self.frames)} of {self.count} messages")
+        await wait_for_event(
+            self.enough,
+            within=10,
+            failing=lambda: f"only {len(self.frames)} of {self.count} messages",
+        )
         return self.frames
 
 

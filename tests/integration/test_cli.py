@@ -20,14 +20,12 @@ from typing import Any
 
 import anyio
 import pytest
-from aiobotocore.session import get_session
 
 from poller.cli import main
+from tests.kit import ACCOUNT, REGION, create_stream, moto_clients
 
 pytestmark = pytest.mark.integration
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 STREAM_ARN = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/cli-validate"
 
 #: The fields a good mapping needs; each refused case changes one thing.
@@ -318,26 +316,8 @@ def handler(event, context):
 
 @pytest.fixture
 async def kinesis(moto_endpoint: str) -> AsyncIterator[Any]:
-    async with get_session().create_client(
-        "kinesis",
-        region_name=REGION,
-        endpoint_url=moto_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ) as client:
+    async with moto_clients(moto_endpoint, "kinesis") as (client,):
         yield client
-
-
-async def create_stream(kinesis: Any, name: str, shards: int) -> str:
-    await kinesis.create_stream(StreamName=name, ShardCount=shards)
-    with anyio.fail_after(10):
-        while True:
-            summary = (await kinesis.describe_stream_summary(StreamName=name))[
-                "StreamDescriptionSummary"
-            ]
-            if summary["StreamStatus"] == "ACTIVE":
-                return str(summary["StreamARN"])
-            await anyio.sleep(0.05)
 
 
 async def test_run_esm_json_processes_records_and_logs_json_without_payloads(

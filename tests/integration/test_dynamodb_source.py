@@ -24,8 +24,7 @@ import anyio.to_thread
 import pytest
 from structlog.testing import capture_logs
 
-from poller.aws import AwsClients
-from poller.config import AwsConfig, StartingPosition
+from poller.config import StartingPosition
 from poller.engine.backoff import Backoff
 from poller.engine.protocols import PartitionInfo, ReadResult, StartAt, TrimmedRange
 from poller.errors import SourceNotFoundError
@@ -33,24 +32,22 @@ from poller.records import Batch, Record
 from poller.runtime.worker import Worker
 from poller.sources.dynamodb_streams import DynamoDBRecord, from_attribute_value
 from poller.sources.dynamodb_streams.source import DynamoDBStreamsOptions, DynamoDBStreamsSource
-from poller.sources.shards import ShardReader
 from poller.stores import SqliteStore
-from tests.conformance.dynamodb_helpers import (
-    DynamoDBRecorder,
-    DynamoDBSetup,
-    dynamodb_aws,
-    dynamodb_mapping,
-    virtual_streams,
-)
-from tests.conformance.kinesis_helpers import (
+from tests.conformance.dynamodb_helpers import DynamoDBSetup, dynamodb_aws, virtual_streams
+from tests.faults import FaultyClient, VirtualShards, created_at, shard_end, trimmed_before
+from tests.kit import (
     REGION,
+    LambdaRecorder,
     Seen,
+    TypedRecorder,
     drain_queue,
+    poller_client,
     poller_config,
+    read_until,
     run_until_idle,
+    stream_mapping,
     wait_until,
 )
-from tests.faults import FaultyClient, VirtualShards, created_at, shard_end, trimmed_before
 
 pytestmark = pytest.mark.integration
 
@@ -72,26 +69,13 @@ async def aws(moto_endpoint: str) -> AsyncIterator[DynamoDBSetup]:
 @pytest.fixture
 async def streams(moto_endpoint: str) -> AsyncIterator[Any]:
     """The client poller itself would use (timestamps as epoch floats)."""
-    clients = AwsClients(AwsConfig(region=REGION, endpoint_url=moto_endpoint))
-    try:
-        yield await clients.client("dynamodbstreams")
-    finally:
-        await clients.aclose()
+    async with poller_client(moto_endpoint, "dynamodbstreams") as client:
+        yield client
 
 
 async def only_shard(source: DynamoDBStreamsSource) -> PartitionInfo:
     (partition,) = await source.list_partitions()
     return partition
-
-
-async def read_until(reader: ShardReader, count: int, within: float = 10.0) -> list[Record]:
-    """Read until ``count`` records arrived (fails after ``within`` seconds)."""
-    records: list[Record] = []
-    with anyio.fail_after(within):
-        while len(records) < count:
-            result = await reader.read()
-            records.extend(result.records)
-    return records
 
 
 async def insert_modify_remove(aws: DynamoDBSetup, table: str) -> None:
@@ -744,23 +728,6 @@ async def test_closed_reader_refuses_reads(
 # --- a worker on a DynamoDB stream ---------------------------------------------------------------
 
 
-class TypedRecorder:
-    """A typed handler that notes each batch's shard and sequence numbers."""
-
-    def __init__(self) -> None:
-        self.batches: list[tuple[str, list[str]]] = []
-
-    async def __call__(self, batch: Batch) -> None:
-        self.batches.append((batch.partition, [r.position for r in batch]))
-
-    def delivered(self) -> list[str]:
-        return [number for _, numbers in self.batches for number in numbers]
-
-    def shards(self) -> list[str]:
-        """Shards in the order their batches came, each once."""
-        return list(dict.fromkeys(shard for shard, _ in self.batches))
-
-
 async def test_parent_child_grandchild_are_read_in_lineage_order(
     aws: DynamoDBSetup, unique_name: str, tmp_path: Path
 ) -> None:
@@ -783,7 +750,7 @@ async def test_parent_child_grandchild_are_read_in_lineage_order(
     state = tmp_path / "state.db"
     config = poller_config(
         aws.endpoint,
-        dynamodb_mapping(arn, uuid=mapping_id, BatchSize=2),
+        stream_mapping(arn, uuid=mapping_id, BatchSize=2),
         store_url=f"sqlite:///{state}",
     )
 
@@ -791,11 +758,8 @@ async def test_parent_child_grandchild_are_read_in_lineage_order(
 
     parent, child, grandchild = (shard.id for shard in made[0].shards)
     assert handler.delivered() == numbers
-    assert handler.shards() == [parent, child, grandchild]
-    by_shard = {
-        s: [n for shard, ns in handler.batches if shard == s for n in ns]
-        for s in (parent, child, grandchild)
-    }
+    assert handler.partitions() == [parent, child, grandchild]
+    by_shard = {s: handler.seen(s) for s in (parent, child, grandchild)}
     assert by_shard == {parent: numbers[:3], child: numbers[3:6], grandchild: numbers[6:]}
     async with SqliteStore(state) as store:
         checkpoints = [await store.get_checkpoint(mapping_id, s) for s in (parent, child)]
@@ -812,7 +776,7 @@ async def test_rollover_while_running_hands_over_in_order(
     made: list[VirtualShards] = []
     mapping_id = "ddb-rollover"
     handler = TypedRecorder()
-    config = poller_config(aws.endpoint, dynamodb_mapping(arn, uuid=mapping_id))
+    config = poller_config(aws.endpoint, stream_mapping(arn, uuid=mapping_id))
     written: list[str] = []
 
     async with Worker(
@@ -829,8 +793,8 @@ async def test_rollover_while_running_hands_over_in_order(
         runner_status = worker.status()[mapping_id]
 
     shards = [shard.id for shard in made[0].shards]
-    assert handler.shards() == shards
-    by_shard = {s: [n for shard, ns in handler.batches if shard == s for n in ns] for s in shards}
+    assert handler.partitions() == shards
+    by_shard = {s: handler.seen(s) for s in shards}
     assert by_shard == dict(zip(shards, (written[:3], written[3:6], written[6:]), strict=True))
     assert runner_status["finished_partitions"] == shards[:2]
 
@@ -850,10 +814,10 @@ async def test_failing_handler_blocks_the_shard_then_one_on_failure_record(
         return None
 
     mapping_id = "ddb-failing"
-    handler = DynamoDBRecorder(respond)
+    handler = LambdaRecorder(respond)
     config = poller_config(
         aws.endpoint,
-        dynamodb_mapping(
+        stream_mapping(
             arn,
             uuid=mapping_id,
             on_failure=queue,
@@ -900,7 +864,7 @@ async def test_restart_resumes_from_the_checkpoint(
     mapping_id = "ddb-restart"
     config = poller_config(
         aws.endpoint,
-        dynamodb_mapping(arn, uuid=mapping_id, StartingPosition="TRIM_HORIZON"),
+        stream_mapping(arn, uuid=mapping_id, StartingPosition="TRIM_HORIZON"),
         store_url=f"sqlite:///{tmp_path / 'state.db'}",
     )
     before = TypedRecorder()
@@ -925,7 +889,7 @@ async def test_worker_reads_records_as_typed_dynamodb_records(
     async def handler(batch: Batch) -> None:
         seen.append(list(batch))
 
-    config = poller_config(aws.endpoint, dynamodb_mapping(arn, uuid=mapping_id))
+    config = poller_config(aws.endpoint, stream_mapping(arn, uuid=mapping_id))
     await run_until_idle(Worker(config, handlers={mapping_id: handler}))
 
     (records,) = seen

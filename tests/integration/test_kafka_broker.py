@@ -15,15 +15,17 @@ the session timeout.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord, OffsetAndTimestamp
+
+from tests.integration.kafka_helpers import create_topic
+from tests.kit import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +43,7 @@ WAIT = 10.0
 @pytest.fixture
 async def topic(kafka_bootstrap: str, unique_name: str) -> str:
     """A fresh topic with PARTITIONS partitions, created explicitly (never auto-created)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(unique_name, num_partitions=PARTITIONS, replication_factor=1)]
-        )
-    finally:
-        await admin.close()
-    return unique_name
+    return await create_topic(kafka_bootstrap, unique_name, PARTITIONS)
 
 
 @pytest.fixture
@@ -96,12 +90,6 @@ async def fetch(client: AIOKafkaConsumer, count: int) -> list[ConsumerRecord[Any
             for batch in batches.values():
                 records.extend(batch)
     return records
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    with anyio.fail_after(WAIT):
-        while not condition():
-            await anyio.sleep(0.05)
 
 
 async def produce(producer: AIOKafkaProducer, topic: str, partition: int, count: int) -> None:
@@ -274,12 +262,16 @@ async def test_two_members_of_a_group_split_the_partitions(
         return {tp.partition for tp in client.assignment()}
 
     async with consumer(kafka_bootstrap, topic, group=group, listener=first_seen) as first:
-        await wait_until(lambda: owned(first) == everything)
+        await wait_until(
+            lambda: owned(first) == everything, within=WAIT, what="the first member owns all"
+        )
         async with consumer(kafka_bootstrap, topic, group=group, listener=second_seen) as second:
             await wait_until(
                 lambda: (
                     bool(owned(first)) and bool(owned(second)) and not owned(first) & owned(second)
-                )
+                ),
+                within=WAIT,
+                what="the two members split the partitions",
             )
             assert owned(first) | owned(second) == everything
             assert len(owned(first)) == len(owned(second)) == PARTITIONS // 2
@@ -293,5 +285,7 @@ async def test_two_members_of_a_group_split_the_partitions(
             assert {r.partition for r in second_records} == owned(second)
 
         # The second member left the group: the first takes every partition back.
-        await wait_until(lambda: owned(first) == everything)
+        await wait_until(
+            lambda: owned(first) == everything, within=WAIT, what="the first member takes all back"
+        )
         assert first_seen.assigned[-1] == everything

@@ -8,10 +8,7 @@ The processes are real ``poller run`` children with a handler module that logs e
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,36 +18,23 @@ import anyio
 import pytest
 from anyio.abc import Process
 
-from tests.conformance.kinesis_helpers import wait_until
-from tests.integration.kafka_helpers import committed, create_topic, produce
+from tests.integration.kafka_helpers import create_topic, produce, wait_committed
+from tests.kit import handler_module, json_lines, start_poller, wait_until
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
 PER_PARTITION = 100
 
-HANDLER_MODULE = '''
-"""Logs each batch (process id, partition, offsets) to SEEN_LOG, fsynced, then works a little."""
-
-import json
-import os
-import time
-
-_PATH = os.environ["SEEN_LOG"]
-_DELAY = float(os.environ.get("HANDLER_DELAY", "0"))
-
-
-def handle(batch):
-    entry = {"pid": os.getpid(), "partition": batch.partition,
-             "offsets": [record.offset for record in batch]}
-    fd = os.open(_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(entry) + "\\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    time.sleep(_DELAY)
-'''
+HANDLER_MODULE = handler_module(
+    "Logs each batch (process id, partition, offsets) to SEEN_LOG, fsynced, then works a little.",
+    """
+    def handle(batch):
+        _log({"pid": os.getpid(), "partition": batch.partition,
+              "offsets": [record.offset for record in batch]})
+        time.sleep(_DELAY)
+    """,
+)
 
 
 @dataclass
@@ -62,31 +46,13 @@ class Group:
     processes: list[Process] = field(default_factory=list)
 
     async def start(self, delay: float) -> Process:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(self.root), os.environ.get("PYTHONPATH")])
-            ),
-            "SEEN_LOG": str(self.log),
-            "HANDLER_DELAY": str(delay),
-        }
-        out = (self.root / f"poller-{len(self.processes) + 1}.log").open("wb")
-        process = await anyio.open_process(
-            [sys.executable, "-m", "poller.cli", "run", "config.toml"],
-            cwd=self.root,
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
+        output = self.root / f"poller-{len(self.processes) + 1}.log"
+        process = await start_poller(self.root, seen_log=self.log, delay=delay, output=output)
         self.processes.append(process)
         return process
 
     def batches(self) -> list[dict[str, Any]]:
-        try:
-            text = self.log.read_text()
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+        return json_lines(self.log)
 
     def pids_seen(self) -> set[int]:
         return {batch["pid"] for batch in self.batches()}
@@ -159,11 +125,9 @@ SelfManagedKafkaEventSourceConfig = {{ ConsumerGroupId = "{unique_name}" }}
         what=f"every record handled after the kill; output:\n{group.output()}",
     )
     wanted = {p: PER_PARTITION for p in range(PARTITIONS)}
-    with anyio.move_on_after(20):
-        while (
-            offsets := await committed(kafka_bootstrap, unique_name, topic, PARTITIONS)
-        ) != wanted:
-            await anyio.sleep(0.2)
+    offsets = await wait_committed(
+        kafka_bootstrap, unique_name, topic, wanted, partitions=PARTITIONS, within=20
+    )
     assert offsets == wanted
     # The survivor took over what the killed process had.
     after_kill = {b["partition"] for b in group.batches() if b["pid"] == second.pid}

@@ -17,13 +17,11 @@ from typing import Any
 
 import anyio
 import pytest
-from aiobotocore.session import get_session
 from structlog.testing import capture_logs
 
 from poller.runtime.worker import Worker
 from poller.sources.kafka.connection import KafkaConnection
 from poller.sources.kafka.source import KafkaOptions, KafkaSource
-from tests.conformance.kinesis_helpers import wait_until
 from tests.conftest import _servers_module
 from tests.integration.kafka_helpers import (
     Handed,
@@ -34,6 +32,7 @@ from tests.integration.kafka_helpers import (
     produce,
     wait_committed,
 )
+from tests.kit import moto_clients, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -80,13 +79,7 @@ async def restartable_kafka(moto_endpoint: str) -> AsyncIterator[Any]:
     """A tansu of its own, stored in a moto S3 bucket: ``.restart()`` keeps its data and port."""
     servers = _servers_module()
     bucket = f"tansu-{uuid.uuid4().hex[:12]}"
-    async with get_session().create_client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url=moto_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ) as s3:
+    async with moto_clients(moto_endpoint, "s3") as (s3,):
         await s3.create_bucket(Bucket=bucket)
     name = f"kafka-{bucket}"
 

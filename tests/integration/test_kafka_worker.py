@@ -12,17 +12,15 @@ import json
 import random
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
-from aiobotocore.session import get_session
 from structlog.testing import capture_logs
 
 from poller.runtime.worker import Worker
 from poller.sources.kafka.destination import FAILURE_HEADER
-from tests.conformance.kinesis_helpers import wait_until
 from tests.integration.kafka_helpers import (
     Handed,
     committed,
@@ -33,6 +31,7 @@ from tests.integration.kafka_helpers import (
     read_all,
     wait_committed,
 )
+from tests.kit import Sqs, moto_aws, moto_clients, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -169,13 +168,19 @@ async def test_order_per_partition_holds_under_random_partial_and_whole_failures
     assert succeeded == {p: list(range(50)) for p in range(3)}
 
 
+@pytest.fixture
+async def sqs(moto_endpoint: str) -> AsyncIterator[Sqs]:
+    async with moto_clients(moto_endpoint, "sqs") as (client,):
+        yield Sqs(moto_endpoint, client)
+
+
 async def test_exhausted_batch_goes_to_sqs_with_kafka_batch_info_then_is_committed_past(
-    kafka_bootstrap: str, moto_endpoint: str, unique_name: str
+    kafka_bootstrap: str, sqs: Sqs, unique_name: str
 ) -> None:
     topic = await create_topic(kafka_bootstrap, unique_name, 1)
     values = [b"ok-0", b"poison", b"ok-2"]
     await produce(kafka_bootstrap, topic, [(0, v, b"key") for v in values])
-    dlq = await _sqs_queue(moto_endpoint, unique_name)
+    dlq = await sqs.create_queue(unique_name, visibility_timeout=None)
 
     def respond(event: dict[str, Any]) -> Any:
         (records,) = event["records"].values()
@@ -193,10 +198,10 @@ async def test_exhausted_batch_goes_to_sqs_with_kafka_batch_info_then_is_committ
         RetryBackoffSeconds=0.01,
         DestinationConfig={"OnFailure": {"Destination": dlq.arn}},
     )
-    config = kafka_config(mapping, aws=_aws(moto_endpoint))
+    config = kafka_config(mapping, aws=moto_aws(sqs.endpoint))
     async with Worker(config, handlers={unique_name: handed}):
         offsets = await wait_committed(kafka_bootstrap, unique_name, topic, {0: 3}, partitions=1)
-        messages = await dlq.receive(1)
+        messages = await sqs.receive(dlq, 1, within=WAIT)
     assert offsets == {0: 3}
     assert handed.offsets_by_partition()[0] == [0, 1, 1, 2]
     record = json.loads(messages[0]["Body"])
@@ -315,46 +320,6 @@ async def test_at_timestamp_starts_at_the_first_record_at_or_after_the_time(
 
 
 # --- helpers -----------------------------------------------------------------------------------------
-
-
-def _aws(endpoint: str) -> dict[str, Any]:
-    return {
-        "region": "us-east-1",
-        "endpoint_url": endpoint,
-        "access_key_id": "testing",
-        "secret_access_key": "testing",
-    }
-
-
-@dataclass(slots=True)
-class _Queue:
-    client: Any
-    url: str
-    arn: str
-
-    async def receive(self, count: int) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        with anyio.move_on_after(WAIT):
-            while len(found) < count:
-                response = await self.client.receive_message(
-                    QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-                )
-                found.extend(response.get("Messages") or [])
-        assert len(found) >= count, f"expected {count} on-failure messages, got {len(found)}"
-        return found
-
-
-async def _sqs_queue(endpoint: str, name: str) -> _Queue:
-    session = get_session()
-    client = await session.create_client(
-        "sqs",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).__aenter__()
-    url = (await client.create_queue(QueueName=name))["QueueUrl"]
-    return _Queue(client, url, f"arn:aws:sqs:us-east-1:123456789012:{name}")
 
 
 # --- rebalances -------------------------------------------------------------------------------------

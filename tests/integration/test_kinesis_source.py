@@ -19,19 +19,17 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from poller import KinesisRecord
-from poller.aws import AwsClients
-from poller.config import AwsConfig, StartingPosition
+from poller.config import StartingPosition
 from poller.engine.backoff import Backoff
 from poller.engine.protocols import PartitionInfo, ReadResult, StartAt
 from poller.errors import SourceNotFoundError
-from poller.sources.kinesis.source import KinesisOptions, KinesisShardReader, KinesisSource
+from poller.sources.kinesis.source import KinesisOptions, KinesisSource
+from tests.conformance.kinesis_helpers import SHARD0
 from tests.faults import FaultyClient, arrived_at, shard_end
+from tests.kit import REGION, create_stream, poller_client, read_until
 
 pytestmark = pytest.mark.integration
 
-REGION = "us-east-1"
-SHARD0 = "shardId-000000000000"
 #: Quick pacing for tests that are not about pacing.
 FAST = KinesisOptions(
     min_read_interval=0.0, idle_read_interval=0.02, backoff=Backoff(initial=0.01, maximum=0.05)
@@ -41,23 +39,8 @@ TRIM = StartAt(StartingPosition.TRIM_HORIZON)
 
 @pytest.fixture
 async def kinesis(moto_endpoint: str) -> AsyncIterator[Any]:
-    clients = AwsClients(AwsConfig(region=REGION, endpoint_url=moto_endpoint))
-    try:
-        yield await clients.client("kinesis")
-    finally:
-        await clients.aclose()
-
-
-async def create_stream(kinesis: Any, name: str, shards: int = 1) -> str:
-    await kinesis.create_stream(StreamName=name, ShardCount=shards)
-    with anyio.fail_after(10):
-        while True:
-            summary = (await kinesis.describe_stream_summary(StreamName=name))[
-                "StreamDescriptionSummary"
-            ]
-            if summary["StreamStatus"] == "ACTIVE":
-                return str(summary["StreamARN"])
-            await anyio.sleep(0.05)
+    async with poller_client(moto_endpoint, "kinesis") as client:
+        yield client
 
 
 async def put(kinesis: Any, arn: str, *payloads: bytes, key: str = "k") -> list[str]:
@@ -67,18 +50,6 @@ async def put(kinesis: Any, arn: str, *payloads: bytes, key: str = "k") -> list[
         response = await kinesis.put_record(StreamARN=arn, Data=payload, PartitionKey=key)
         numbers.append(response["SequenceNumber"])
     return numbers
-
-
-async def read_until(
-    reader: KinesisShardReader, count: int, within: float = 10.0
-) -> list[KinesisRecord]:
-    """Read until ``count`` records arrived (fails after ``within`` seconds)."""
-    records: list[KinesisRecord] = []
-    with anyio.fail_after(within):
-        while len(records) < count:
-            result = await reader.read()
-            records.extend(result.records)  # type: ignore[arg-type]
-    return records
 
 
 async def wait_for_clock_past(moment: float) -> None:

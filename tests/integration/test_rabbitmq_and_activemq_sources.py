@@ -5,7 +5,8 @@ against RabbitMQ (AMQP 0-9-1) and ActiveMQ (STOMP 1.2), each with a small admin 
 talks to the broker with the plain client library (never through poller) to set queues up,
 publish, read dead letters and check that a queue was left empty.
 
-Waits are for events: the handler signals every invocation, dead letters arrive on a consumer.
+Waits are bounded and say what they waited for: the kit's waits look at what the handler recorded,
+dead letters arrive on a consumer.
 "The queue is empty" is checked with a sentinel: a message published after the test is consumed
 raw, and nothing may come before it.
 """
@@ -24,7 +25,6 @@ import aio_pika
 import anyio
 import pytest
 import stompman
-from aiobotocore.session import get_session
 from structlog.testing import capture_logs
 
 from poller.aws import AwsClients
@@ -33,11 +33,20 @@ from poller.errors import SourceError
 from poller.runtime.worker import Worker
 from poller.sources.mq.endpoints import broker_endpoints, broker_engine
 from tests.conftest import BrokerServer
+from tests.kit import (
+    ACCOUNT,
+    REGION,
+    AsyncLambdaRecorder,
+    logged,
+    moto_aws,
+    moto_clients,
+    records_of,
+    wait_for_event,
+    wait_until,
+    worker_config,
+)
 
 pytestmark = pytest.mark.integration
-
-REGION = "us-east-1"
-_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 # --- a Lambda-style handler that records every event --------------------------------------------
@@ -52,51 +61,34 @@ class Message:
     raw: dict[str, Any]
 
 
-class Calls:
-    """``async handler(event, context)``: records each event, then ``respond(messages)`` decides.
+class Calls(AsyncLambdaRecorder):
+    """The kit's recorder as an ``async`` handler: ``respond(messages)`` decides each answer.
 
     ``respond`` may raise (a function error), return a value, or await something.
     """
 
     def __init__(self, respond: Callable[[list[Message]], Any] | None = None) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._respond = respond
-        self._changed = anyio.Event()
-
-    async def __call__(self, event: dict[str, Any], context: Any) -> Any:
-        self.events.append(event)
-        self._changed.set()
-        self._changed = anyio.Event()
-        if self._respond is None:
-            return None
-        result = self._respond(messages_of(event))
-        if hasattr(result, "__await__"):
-            result = await result
-        return result
+        super().__init__(None if respond is None else lambda seen: respond(messages_of(seen.event)))
 
     @property
-    def batches(self) -> list[list[Message]]:
+    def messages(self) -> list[list[Message]]:
+        """The messages of each invocation, in order."""
         return [messages_of(event) for event in self.events]
 
-    def bodies(self) -> list[str]:
-        return [m.body for batch in self.batches for m in batch]
-
     async def wait_for(self, condition: Callable[[], bool], *, within: float, what: str) -> None:
+        """The kit's wait; on a timeout, the message also says which bodies the handler saw."""
         try:
-            with anyio.fail_after(within):
-                while not condition():
-                    await self._changed.wait()
-        except TimeoutError:
-            pytest.fail(f"timed out after {within} s waiting for {what}; saw {self.bodies()}")
+            await wait_until(condition, within=within, what=what)
+        except AssertionError as timeout:
+            raise AssertionError(f"{timeout}; saw {self.bodies()}") from None
 
 
 def messages_of(event: dict[str, Any]) -> list[Message]:
     """The messages of an aws:rmq or aws:mq event, in order."""
-    if event["eventSource"] == "aws:rmq":
-        raw = [m for messages in event["rmqMessagesByQueue"].values() for m in messages]
-    else:
-        raw = list(event["messages"])
-    return [Message(base64.b64decode(m["data"]).decode(), m["redelivered"], m) for m in raw]
+    return [
+        Message(base64.b64decode(m["data"]).decode(), m["redelivered"], m)
+        for m in records_of(event)
+    ]
 
 
 # --- brokers, seen through their plain client libraries -----------------------------------------
@@ -226,10 +218,11 @@ class ActiveAdmin:
                 f"/queue/{name}", handle, headers={"activemq.prefetchSize": "1"}
             )
             try:
-                with anyio.fail_after(within):
-                    await enough.wait()
-            except TimeoutError:
-                pytest.fail(f"{name}: only {bodies} of {count} messages within {within} s")
+                await wait_for_event(
+                    enough,
+                    within=within,
+                    failing=lambda: f"{name}: only {bodies} of {count} messages within {within} s",
+                )
             finally:
                 await subscription.unsubscribe()
         return bodies
@@ -260,18 +253,7 @@ def mapping(url: str, queue: str, **fields: Any) -> dict[str, Any]:
 def worker(
     config_mapping: dict[str, Any], handler: Any, *, aws_endpoint: str | None = None
 ) -> Worker:
-    aws: dict[str, Any] = {"region": REGION, "access_key_id": "testing"}
-    aws["secret_access_key"] = "testing"
-    if aws_endpoint:
-        aws["endpoint_url"] = aws_endpoint
-    config = parse_config(
-        {
-            "aws": aws,
-            "store": {"url": "memory://"},
-            "worker": {"shutdown_grace_seconds": 5, "queue_wait_seconds": 1},
-            "mappings": [config_mapping],
-        }
-    )
+    config = worker_config(config_mapping, aws=moto_aws(aws_endpoint), queue_wait_seconds=1)
     return Worker(config, handlers={config_mapping["UUID"]: handler})
 
 
@@ -304,8 +286,8 @@ class MqBehaviour:
         async with worker(mapping(broker.url, unique_name, BatchSize=10), calls):
             await calls.wait_for(lambda: len(calls.bodies()) >= 25, within=20, what="25 messages")
         assert calls.bodies() == bodies
-        assert all(1 <= len(batch) <= 10 for batch in calls.batches)
-        assert not any(m.redelivered for batch in calls.batches for m in batch)
+        assert all(1 <= len(batch) <= 10 for batch in calls.messages)
+        assert not any(m.redelivered for batch in calls.messages for m in batch)
         self.check_event_shape(calls.events[0], broker.url, unique_name)
         await assert_drained(admin, unique_name)
 
@@ -324,7 +306,7 @@ class MqBehaviour:
             await anyio.sleep(0.5)  # the scenario: well inside the window the first one opened
             await admin.publish(unique_name, ["second"])
             await calls.wait_for(lambda: len(calls.bodies()) >= 2, within=10, what="2 messages")
-        assert [[m.body for m in batch] for batch in calls.batches] == [["first", "second"]]
+        assert [[m.body for m in batch] for batch in calls.messages] == [["first", "second"]]
 
     async def test_a_failed_batch_comes_back_whole_before_anything_after_it(
         self, broker: BrokerServer, admin: Admin, unique_name: str
@@ -344,10 +326,10 @@ class MqBehaviour:
         fields = {"BatchSize": 5, "MaximumBatchingWindowInSeconds": 0.2}
         async with worker(mapping(broker.url, unique_name, **fields), calls):
             await calls.wait_for(lambda: "m9" in calls.bodies(), within=20, what="m9")
-        batches = [[m.body for m in batch] for batch in calls.batches]
+        batches = [[m.body for m in batch] for batch in calls.messages]
         assert batches == [bodies[:5], bodies[:5], bodies[:5], bodies[5:]]
-        assert [m.redelivered for m in calls.batches[0]] == [False] * 5
-        assert [m.redelivered for m in calls.batches[1]] == [True] * 5
+        assert [m.redelivered for m in calls.messages[0]] == [False] * 5
+        assert [m.redelivered for m in calls.messages[1]] == [True] * 5
         # m5..m9 were delivered ahead (prefetch) and went back with the failed batch: the broker
         # marks them redelivered too, although no handler saw them before.
         await assert_drained(admin, unique_name)
@@ -380,10 +362,9 @@ class MqBehaviour:
         self, broker: BrokerServer, admin: Admin, unique_name: str, moto_endpoint: str
     ) -> None:
         await admin.create_queue(unique_name)
-        options: dict[str, Any] = {"region_name": REGION, "endpoint_url": moto_endpoint}
-        async with get_session().create_client("sqs", **options, **_CREDENTIALS) as sqs:
+        async with moto_clients(moto_endpoint, "sqs") as (sqs,):
             url = (await sqs.create_queue(QueueName=f"{unique_name}-dest"))["QueueUrl"]
-            arn = f"arn:aws:sqs:{REGION}:123456789012:{unique_name}-dest"
+            arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{unique_name}-dest"
             await admin.publish(unique_name, ["poison", "after"])
 
             def respond(messages: list[Message]) -> None:
@@ -468,7 +449,7 @@ class MqBehaviour:
             )
         assert most > 1
         handed = calls.bodies()
-        failed = next(b for b in calls.batches if b[0].body == "m05")
+        failed = next(b for b in calls.messages if b[0].body == "m05")
         twice = {m.body for m in failed}
         assert {body: handed.count(body) for body in bodies} == {
             body: 2 if body in twice else 1 for body in bodies
@@ -574,8 +555,7 @@ async def test_an_amazon_mq_broker_arn_is_resolved_with_describe_broker(
     moto_endpoint: str, unique_name: str
 ) -> None:
     """EngineType picks the source; the endpoints of the right protocol are the ones used."""
-    options: dict[str, Any] = {"region_name": REGION, "endpoint_url": moto_endpoint}
-    async with get_session().create_client("mq", **options, **_CREDENTIALS) as client:
+    async with moto_clients(moto_endpoint, "mq") as (client,):
         arns = {}
         for engine, version in (("RABBITMQ", "3.10"), ("ACTIVEMQ", "5.17")):
             created = await client.create_broker(
@@ -624,8 +604,7 @@ async def test_basic_auth_from_secrets_manager_and_no_password_in_the_logs(
     async with RabbitAdmin(rabbitmq_broker.url) as admin:
         await admin.create_queue(unique_name)
         await admin.publish(unique_name, ["hello"])
-    options: dict[str, Any] = {"region_name": REGION, "endpoint_url": moto_endpoint}
-    async with get_session().create_client("secretsmanager", **options, **_CREDENTIALS) as sm:
+    async with moto_clients(moto_endpoint, "secretsmanager") as (sm,):
         good = await sm.create_secret(
             Name=f"{unique_name}-good",
             SecretString=json.dumps({"username": "guest", "password": "guest"}),
@@ -642,13 +621,12 @@ async def test_basic_auth_from_secrets_manager_and_no_password_in_the_logs(
     refused = worker(with_secret(bad["ARN"]), Calls(), aws_endpoint=moto_endpoint)
     with capture_logs() as logs:
         async with refused:
-            try:
-                with anyio.fail_after(10):
-                    while not any(e["event"] == "cannot read the queue" for e in logs):
-                        await anyio.sleep(0.05)
-            except TimeoutError:
-                pytest.fail(f"no connection error logged: {logs}")
-    errors = [e for e in logs if e["event"] == "cannot read the queue"]
+            await wait_until(
+                lambda: bool(logged(logs, event="cannot read the queue")),
+                within=10,
+                what="a connection error logged",
+            )
+    errors = logged(logs, event="cannot read the queue")
     assert "ACCESS_REFUSED" in errors[0]["error"] or "Cannot connect" in errors[0]["error"]
     assert unique_name in errors[0]["error"]
     assert "s3cret-Wrong-pw" not in repr(logs)
@@ -666,12 +644,11 @@ async def test_a_missing_rabbitmq_queue_is_reported_by_name_and_retried(
     calls = Calls()
     with capture_logs() as logs:
         async with worker(mapping(rabbitmq_broker.url, unique_name), calls):
-            try:
-                with anyio.fail_after(10):
-                    while not any(e["event"] == "cannot read the queue" for e in logs):
-                        await anyio.sleep(0.05)
-            except TimeoutError:
-                pytest.fail(f"no error logged for the missing queue: {logs}")
+            await wait_until(
+                lambda: bool(logged(logs, event="cannot read the queue")),
+                within=10,
+                what="an error logged for the missing queue",
+            )
             async with RabbitAdmin(rabbitmq_broker.url) as admin:
                 await admin.create_queue(unique_name)
                 await admin.publish(unique_name, ["late"])

@@ -14,6 +14,8 @@ import anyio
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from tests.kit import wait_for_event
+
 pytestmark = pytest.mark.integration
 
 
@@ -37,11 +39,9 @@ async def take(queue: aio_pika.abc.AbstractQueue, count: int) -> list[AbstractIn
             enough.set()
 
     tag = await queue.consume(on_message)
-    try:
-        with anyio.fail_after(10):
-            await enough.wait()
-    except TimeoutError:
-        pytest.fail(f"only {len(taken)} of {count} deliveries")
+    await wait_for_event(
+        enough, within=10, failing=lambda: f"only {len(taken)} of {count} deliveries"
+    )
     await queue.cancel(tag)
     return taken
 

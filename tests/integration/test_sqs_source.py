@@ -20,17 +20,15 @@ from botocore.exceptions import EndpointConnectionError
 from structlog.testing import capture_logs
 
 from poller import SqsRecord
-from poller.aws import AwsClients
-from poller.config import AwsConfig
 from poller.engine.backoff import Backoff
 from poller.engine.protocols import QueueInfo
 from poller.errors import SourceError, SourceNotFoundError
 from poller.sources.sqs.source import SqsOptions, SqsSource
 from tests.faults import FaultyClient, entries_failed
+from tests.kit import REGION, poller_client
 
 pytestmark = pytest.mark.integration
 
-REGION = "us-east-1"
 #: Quick waits for tests that are not about waiting.
 FAST = SqsOptions(
     backoff=Backoff(initial=0.01, maximum=0.05),
@@ -40,11 +38,8 @@ FAST = SqsOptions(
 
 @pytest.fixture
 async def sqs(moto_endpoint: str) -> AsyncIterator[Any]:
-    clients = AwsClients(AwsConfig(region=REGION, endpoint_url=moto_endpoint))
-    try:
-        yield await clients.client("sqs")
-    finally:
-        await clients.aclose()
+    async with poller_client(moto_endpoint, "sqs") as client:
+        yield client
 
 
 async def create_queue(

@@ -17,254 +17,52 @@ in order.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import anyio
 import pytest
-from aiobotocore.session import get_session
 from structlog.testing import capture_logs
 
-from poller.config import PollerConfig, parse_config
+from poller.config import PollerConfig
 from poller.runtime.worker import Worker
-from tests.conformance.kinesis_helpers import wait_until
 from tests.faults import FaultyClient, one_call_at_a_time
+from tests.kit import (
+    ACCOUNT,
+    REGION,
+    LambdaRecorder,
+    Queue,
+    Respond,
+    Seen,
+    Sqs,
+    logged,
+    moto_clients,
+    new_id,
+    sqs_config,
+    sqs_mapping,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
-REGION = "us-east-1"
-#: The account moto puts in every ARN.
-ACCOUNT = "123456789012"
-_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
-
-# --- queues ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Queue:
-    name: str
-    url: str
-    arn: str
-
-
-@dataclass(slots=True)
-class Sqs:
-    """A plain aiobotocore SQS client for setting queues up and looking at them (not poller's)."""
-
-    endpoint: str
-    client: Any
-
-    async def create_queue(
-        self,
-        name: str,
-        *,
-        fifo: bool = False,
-        visibility_timeout: int = 1,
-        dead_letter: Queue | None = None,
-        max_receive_count: int = 0,
-    ) -> Queue:
-        attributes = {"VisibilityTimeout": str(visibility_timeout)}
-        if fifo:
-            name += ".fifo"
-            attributes |= {"FifoQueue": "true", "ContentBasedDeduplication": "true"}
-        if dead_letter is not None:
-            attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": dead_letter.arn, "maxReceiveCount": max_receive_count}
-            )
-        url = (await self.client.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]
-        return Queue(name, str(url), f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")
-
-    async def send(
-        self, queue: Queue, bodies: Iterable[str], *, group: str | None = None, **extra: Any
-    ) -> list[str]:
-        """Send ``bodies`` in order (ten per request); return their message ids."""
-        pending = list(bodies)
-        ids: list[str] = []
-        for first in range(0, len(pending), 10):
-            entries = []
-            for index, body in enumerate(pending[first : first + 10]):
-                entry: dict[str, Any] = {"Id": str(index), "MessageBody": body, **extra}
-                if group is not None:
-                    entry["MessageGroupId"] = group
-                entries.append(entry)
-            response = await self.client.send_message_batch(QueueUrl=queue.url, Entries=entries)
-            assert not response.get("Failed"), response.get("Failed")
-            by_entry = {entry["Id"]: entry["MessageId"] for entry in response["Successful"]}
-            ids.extend(by_entry[str(index)] for index in range(len(entries)))
-        return ids
-
-    async def counts(self, queue: Queue) -> tuple[int, int]:
-        """(visible, in flight) messages of ``queue``."""
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        response = await self.client.get_queue_attributes(QueueUrl=queue.url, AttributeNames=names)
-        attributes = response["Attributes"]
-        return int(attributes[names[0]]), int(attributes[names[1]])
-
-    async def wait_empty(self, queue: Queue, *, within: float = 15.0, what: str = "") -> None:
-        """Wait until ``queue`` holds no message, visible or in flight.
-
-        moto counts visible messages a moment before in-flight ones, so a message whose visibility
-        timeout ends in between is in neither count: only two empty answers in a row count.
-        """
-        try:
-            with anyio.fail_after(within):
-                empty_answers = 0
-                while empty_answers < 2:
-                    empty = await self.counts(queue) == (0, 0)
-                    empty_answers = empty_answers + 1 if empty else 0
-                    await anyio.sleep(0.05)
-        except TimeoutError:
-            counts = await self.counts(queue)
-            pytest.fail(
-                f"{queue.name} still holds (visible, in flight) = {counts} after {within} s"
-                + (f": {what}" if what else "")
-            )
-
-    async def drain(self, queue: Queue) -> list[dict[str, Any]]:
-        """Every message visible on ``queue`` now, with attributes (each hidden for 5 minutes)."""
-        messages: list[dict[str, Any]] = []
-        with anyio.fail_after(10):
-            while True:
-                response = await self.client.receive_message(
-                    QueueUrl=queue.url,
-                    MaxNumberOfMessages=10,
-                    VisibilityTimeout=300,
-                    WaitTimeSeconds=0,
-                    MessageSystemAttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                )
-                batch = response.get("Messages") or []
-                if not batch:
-                    return messages
-                messages.extend(batch)
+# --- running a worker ------------------------------------------------------------------------------
 
 
 @pytest.fixture
 async def sqs(moto_endpoint: str) -> AsyncIterator[Sqs]:
-    options: dict[str, Any] = {"region_name": REGION, "endpoint_url": moto_endpoint}
-    async with get_session().create_client("sqs", **options, **_CREDENTIALS) as client:
+    async with moto_clients(moto_endpoint, "sqs") as (client,):
         yield Sqs(moto_endpoint, client)
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def sqs_mapping(queue: Queue, *, uuid: str, **fields: Any) -> dict[str, Any]:
-    """One SQS mapping under AWS field names; ``fields`` add to or override the defaults."""
-    return {"UUID": uuid, "EventSourceArn": queue.arn, "FunctionTimeout": 10, **fields}
-
-
-def sqs_config(endpoint: str, *mappings: dict[str, Any], grace: float = 5) -> PollerConfig:
-    return parse_config(
-        {
-            "aws": {
-                "region": REGION,
-                "endpoint_url": endpoint,
-                "access_key_id": "testing",
-                "secret_access_key": "testing",
-            },
-            "store": {"url": "memory://"},
-            "worker": {"shutdown_grace_seconds": grace},
-            "mappings": list(mappings),
-        }
-    )
 
 
 def serial_worker(config: PollerConfig, handlers: dict[str, Any]) -> Worker:
     """A worker whose SQS calls reach moto one at a time (see :class:`OneCallAtATime`)."""
     return Worker(config, handlers=handlers, wrap_client=one_call_at_a_time)
-
-
-# --- a Lambda-style handler that records what it was handed -----------------------------------
-
-
-@dataclass(slots=True)
-class Seen:
-    """One invocation as the handler saw it."""
-
-    event: dict[str, Any]
-    started: float
-    ended: float | None = None
-    message_ids: list[str] = field(default_factory=list)
-    bodies: list[str] = field(default_factory=list)
-    receive_counts: list[int] = field(default_factory=list)
-
-
-#: Decides what an invocation returns (or raises), given what the handler saw.
-Respond = Callable[[Seen], Any]
-
-
-class Recorder:
-    """``handler(event, context)``: records each invocation, works ``work_seconds``, answers.
-
-    A plain function to poller, so it runs in a worker thread as a Python Lambda handler would.
-    """
-
-    def __init__(self, respond: Respond | None = None, *, work_seconds: float = 0.0) -> None:
-        self._respond = respond
-        self.work_seconds = work_seconds
-        self._lock = threading.Lock()
-        self._seen: list[Seen] = []
-
-    def __call__(self, event: dict[str, Any], context: Any) -> Any:
-        records = event["Records"]
-        seen = Seen(
-            event=copy.deepcopy(event),
-            started=time.monotonic(),
-            message_ids=[r["messageId"] for r in records],
-            bodies=[r["body"] for r in records],
-            receive_counts=[int(r["attributes"]["ApproximateReceiveCount"]) for r in records],
-        )
-        with self._lock:
-            self._seen.append(seen)
-        try:
-            if self.work_seconds:
-                time.sleep(self.work_seconds)  # the function's own work, not a synchronisation
-            return self._respond(seen) if self._respond is not None else None
-        finally:
-            seen.ended = time.monotonic()
-
-    @property
-    def invocations(self) -> list[Seen]:
-        with self._lock:
-            return list(self._seen)
-
-    def finished(self) -> list[Seen]:
-        return [seen for seen in self.invocations if seen.ended is not None]
-
-    def bodies(self) -> list[str]:
-        """Every body handed over, in invocation order, repeats included."""
-        return [body for seen in self.invocations for body in seen.bodies]
-
-    def deliveries(self, body: str) -> list[tuple[Seen, int]]:
-        """(invocation, receive count) of every time ``body`` was handed over."""
-        return [
-            (seen, count)
-            for seen in self.invocations
-            for handed, count in zip(seen.bodies, seen.receive_counts, strict=True)
-            if handed == body
-        ]
-
-    def most_at_once(self) -> int:
-        """The most invocations that ran at the same time."""
-        edges: list[tuple[float, int]] = []
-        for seen in self.finished():
-            assert seen.ended is not None
-            edges += [(seen.started, 1), (seen.ended, -1)]
-        running = most = 0
-        for _, step in sorted(edges):  # an end sorts before a start at the same instant
-            running += step
-            most = max(most, running)
-        return most
 
 
 def fail_bodies(bodies: Iterable[str], *, first_time_only: bool = True) -> Respond:
@@ -295,9 +93,9 @@ async def test_partial_failure_returns_only_the_listed_messages(sqs: Sqs, unique
     queue = await sqs.create_queue(unique_name, visibility_timeout=1)
     bodies = unique_bodies("m", 6)
     failing = [bodies[1], bodies[4]]
-    await sqs.send(queue, bodies)
+    await sqs.send_batches(queue, bodies)
     mapping_id = new_id()
-    handler = Recorder(fail_bodies(failing))
+    handler = LambdaRecorder(fail_bodies(failing))
     config = sqs_config(
         sqs.endpoint,
         sqs_mapping(queue, uuid=mapping_id, FunctionResponseTypes=["ReportBatchItemFailures"]),
@@ -305,7 +103,7 @@ async def test_partial_failure_returns_only_the_listed_messages(sqs: Sqs, unique
 
     async with serial_worker(config, {mapping_id: handler}) as worker:
         await wait_until(
-            lambda: all(len(handler.deliveries(b)) == 2 for b in failing),
+            lambda: all(len(handler.deliveries(b, by_body=True)) == 2 for b in failing),
             within=10,
             what="the two listed messages to come back",
         )
@@ -313,7 +111,7 @@ async def test_partial_failure_returns_only_the_listed_messages(sqs: Sqs, unique
     metrics = worker.status()[mapping_id]["metrics"]  # read once the worker has stopped
 
     for body in bodies:
-        deliveries = handler.deliveries(body)
+        deliveries = handler.deliveries(body, by_body=True)
         if body in failing:
             (first, first_count), (second, second_count) = deliveries
             assert (first_count, second_count) == (1, 2)
@@ -335,9 +133,9 @@ async def test_poison_message_is_redriven_to_the_dlq_after_max_receive_count(
     bodies = unique_bodies("m", 4)
     poison = bodies[2]
     attributes = {"origin": {"DataType": "String", "StringValue": "checkout"}}
-    ids = await sqs.send(queue, bodies, MessageAttributes=attributes)
+    ids = await sqs.send_batches(queue, bodies, MessageAttributes=attributes)
     mapping_id = new_id()
-    handler = Recorder(fail_bodies([poison], first_time_only=False))
+    handler = LambdaRecorder(fail_bodies([poison], first_time_only=False))
     config = sqs_config(
         sqs.endpoint,
         sqs_mapping(queue, uuid=mapping_id, FunctionResponseTypes=["ReportBatchItemFailures"]),
@@ -347,13 +145,13 @@ async def test_poison_message_is_redriven_to_the_dlq_after_max_receive_count(
         await sqs.wait_empty(queue, what="the poison message should move to the DLQ")
     metrics = worker.status()[mapping_id]["metrics"]  # read once the worker has stopped
 
-    deliveries = handler.deliveries(poison)
+    deliveries = handler.deliveries(poison, by_body=True)
     assert [count for _, count in deliveries] == [1, 2, 3], "maxReceiveCount 3: three receives"
     for (earlier, _), (later, _) in itertools.pairwise(deliveries):
         assert later.started - earlier.started >= 0.9, "retried before the visibility timeout"
     for body in bodies:
         if body != poison:
-            assert len(handler.deliveries(body)) == 1
+            assert len(handler.deliveries(body, by_body=True)) == 1
     [moved] = await sqs.drain(dlq)
     assert moved["Body"] == poison
     assert moved["MessageId"] == ids[2]
@@ -376,7 +174,7 @@ async def test_fifo_failure_blocks_its_group_while_other_groups_go_on(
     queue = await sqs.create_queue(unique_name, fifo=True, visibility_timeout=30)
     for index in range(4):
         for group in "abc":
-            await sqs.send(queue, [f"{group}{index}"], group=group)
+            await sqs.send_batches(queue, [f"{group}{index}"], group=group)
     others_done = threading.Event()
     handled: set[str] = set()
     a1_failures = 0
@@ -395,7 +193,7 @@ async def test_fifo_failure_blocks_its_group_while_other_groups_go_on(
         return {"batchItemFailures": failures}
 
     mapping_id = new_id()
-    handler = Recorder(respond)
+    handler = LambdaRecorder(respond)
     config = sqs_config(
         sqs.endpoint,
         sqs_mapping(
@@ -415,9 +213,9 @@ async def test_fifo_failure_blocks_its_group_while_other_groups_go_on(
     assert handed("a") == ["a0"] + ["a1", "a2", "a3"] * (a1_failures + 1), (
         "after each failure of a1, a2 and a3 must come back with it, in order"
     )
-    last_a1 = max(seen.started for seen, _ in handler.deliveries("a1"))
-    first_b3 = min(seen.started for seen, _ in handler.deliveries("b3"))
-    first_c3 = min(seen.started for seen, _ in handler.deliveries("c3"))
+    last_a1 = max(seen.started for seen, _ in handler.deliveries("a1", by_body=True))
+    first_b3 = min(seen.started for seen, _ in handler.deliveries("b3", by_body=True))
+    first_c3 = min(seen.started for seen, _ in handler.deliveries("c3", by_body=True))
     assert max(first_b3, first_c3) <= last_a1, "groups b and c finished while a was blocked"
 
 
@@ -426,9 +224,9 @@ async def test_fifo_failure_blocks_its_group_while_other_groups_go_on(
 
 async def test_slow_batches_run_concurrently(sqs: Sqs, unique_name: str) -> None:
     queue = await sqs.create_queue(unique_name, visibility_timeout=10)
-    await sqs.send(queue, unique_bodies("m", 30))
+    await sqs.send_batches(queue, unique_bodies("m", 30))
     mapping_id = new_id()
-    handler = Recorder(work_seconds=0.5)
+    handler = LambdaRecorder(work_seconds=0.5)
     config = sqs_config(sqs.endpoint, sqs_mapping(queue, uuid=mapping_id, BatchSize=10))
 
     async with serial_worker(config, {mapping_id: handler}):
@@ -450,9 +248,9 @@ async def test_slow_batches_run_concurrently(sqs: Sqs, unique_name: str) -> None
 
 async def test_concurrency_is_bounded_by_maximum_concurrency(sqs: Sqs, unique_name: str) -> None:
     queue = await sqs.create_queue(unique_name, visibility_timeout=10)
-    await sqs.send(queue, unique_bodies("m", 12))
+    await sqs.send_batches(queue, unique_bodies("m", 12))
     mapping_id = new_id()
-    handler = Recorder(work_seconds=0.25)
+    handler = LambdaRecorder(work_seconds=0.25)
     config = sqs_config(
         sqs.endpoint,
         sqs_mapping(queue, uuid=mapping_id, BatchSize=2, ScalingConfig={"MaximumConcurrency": 2}),
@@ -481,12 +279,12 @@ async def test_restart_loses_nothing(sqs: Sqs, unique_name: str) -> None:
     """Stopped mid-stream, the worker finishes its batches; a new one gets every other message."""
     queue = await sqs.create_queue(unique_name, visibility_timeout=2)
     bodies = unique_bodies("m", 40)
-    await sqs.send(queue, bodies)
+    await sqs.send_batches(queue, bodies)
     mapping_id = new_id()
     mapping = sqs_mapping(
         queue, uuid=mapping_id, BatchSize=5, ScalingConfig={"MaximumConcurrency": 2}
     )
-    first = Recorder(work_seconds=0.3)
+    first = LambdaRecorder(work_seconds=0.3)
 
     async with serial_worker(sqs_config(sqs.endpoint, mapping), {mapping_id: first}) as worker:
         await wait_until(
@@ -502,7 +300,7 @@ async def test_restart_loses_nothing(sqs: Sqs, unique_name: str) -> None:
     visible, in_flight = await sqs.counts(queue)
     assert visible + in_flight == len(bodies) - deleted
 
-    second = Recorder()
+    second = LambdaRecorder()
     async with serial_worker(sqs_config(sqs.endpoint, mapping), {mapping_id: second}):
         await sqs.wait_empty(queue, what="the second worker should take the rest")
 
@@ -514,12 +312,12 @@ async def test_hard_stop_loses_nothing(sqs: Sqs, unique_name: str) -> None:
     """With no grace period the batch in flight is abandoned; its messages come back later."""
     queue = await sqs.create_queue(unique_name, visibility_timeout=2)
     bodies = unique_bodies("m", 12)
-    await sqs.send(queue, bodies)
+    await sqs.send_batches(queue, bodies)
     mapping_id = new_id()
     mapping = sqs_mapping(
         queue, uuid=mapping_id, BatchSize=3, ScalingConfig={"MaximumConcurrency": 2}
     )
-    first = Recorder(work_seconds=1.0)
+    first = LambdaRecorder(work_seconds=1.0)
 
     async with serial_worker(
         sqs_config(sqs.endpoint, mapping, grace=0), {mapping_id: first}
@@ -529,13 +327,13 @@ async def test_hard_stop_loses_nothing(sqs: Sqs, unique_name: str) -> None:
     abandoned = first.bodies()
     assert deleted == 0 and abandoned
 
-    second = Recorder()
+    second = LambdaRecorder()
     async with serial_worker(sqs_config(sqs.endpoint, mapping), {mapping_id: second}):
         await sqs.wait_empty(queue, what="the second worker should take everything")
 
     assert sorted(second.bodies()) == sorted(bodies), "every message, the abandoned ones again"
     for body in abandoned:
-        [(_, count)] = second.deliveries(body)
+        [(_, count)] = second.deliveries(body, by_body=True)
         assert count == 2
 
 
@@ -549,10 +347,10 @@ async def test_exhausted_message_goes_to_the_on_failure_queue_with_its_body(
     destination = await sqs.create_queue(unique_name + "-failures")
     poison = "poison " + "x" * 2000 + " " + uuid.uuid4().hex
     attributes = {"tenant": {"DataType": "String", "StringValue": "acme"}}
-    [poison_id] = await sqs.send(queue, [poison], MessageAttributes=attributes)
-    await sqs.send(queue, ["fine"])
+    [poison_id] = await sqs.send_batches(queue, [poison], MessageAttributes=attributes)
+    await sqs.send_batches(queue, ["fine"])
     mapping_id = new_id()
-    handler = Recorder(fail_bodies([poison], first_time_only=False))
+    handler = LambdaRecorder(fail_bodies([poison], first_time_only=False))
     config = sqs_config(
         sqs.endpoint,
         sqs_mapping(
@@ -568,8 +366,10 @@ async def test_exhausted_message_goes_to_the_on_failure_queue_with_its_body(
         await sqs.wait_empty(queue, what="the poison message should be moved to the destination")
     metrics = worker.status()[mapping_id]["metrics"]  # read once the worker has stopped
 
-    assert [count for _, count in handler.deliveries(poison)] == [1, 2], "N + 1 = 2 invocations"
-    assert len(handler.deliveries("fine")) == 1
+    assert [count for _, count in handler.deliveries(poison, by_body=True)] == [1, 2], (
+        "N + 1 = 2 invocations"
+    )
+    assert len(handler.deliveries("fine", by_body=True)) == 1
     [sent] = await sqs.drain(destination)
     record = json.loads(sent["Body"])
     assert record["version"] == "1.0"
@@ -597,7 +397,7 @@ async def test_idempotency_deletes_a_redelivered_message_without_handing_it_over
     """Every attempt to delete the handled message fails, so SQS hands it out again."""
     queue = await sqs.create_queue(unique_name, visibility_timeout=1)
     [body] = unique_bodies("once", 1)
-    await sqs.send(queue, [body])
+    await sqs.send_batches(queue, [body])
     clients: list[FaultyClient] = []
 
     def wrap(service: str, client: Any) -> Any:
@@ -610,7 +410,7 @@ async def test_idempotency_deletes_a_redelivered_message_without_handing_it_over
         return faulty
 
     mapping_id = new_id()
-    handler = Recorder()
+    handler = LambdaRecorder()
     config = sqs_config(sqs.endpoint, sqs_mapping(queue, uuid=mapping_id, Idempotency=True))
 
     async with Worker(config, handlers={mapping_id: handler}, wrap_client=wrap) as worker:
@@ -635,32 +435,29 @@ async def test_missing_queue_is_logged_and_retried_until_it_exists(
 ) -> None:
     arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{unique_name}"
     mapping_id = new_id()
-    handler = Recorder()
+    handler = LambdaRecorder()
     config = sqs_config(
         sqs.endpoint, {"UUID": mapping_id, "EventSourceArn": arn, "FunctionTimeout": 10}
     )
 
-    def not_found(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
-        return [e for e in logs if e.get("error") == f"Queue not found: {arn}"]
-
     with capture_logs() as logs:
         async with Worker(config, handlers={mapping_id: handler}) as worker:
             await wait_until(
-                lambda: len(not_found(logs)) >= 2,
+                lambda: len(logged(logs, error=f"Queue not found: {arn}")) >= 2,
                 within=10,
                 what="two failed lookups of the missing queue",
             )
             errors = worker.status()[mapping_id]["metrics"]["PollingErrorCount"]
             queue = await sqs.create_queue(unique_name)
             [body] = unique_bodies("late", 1)
-            await sqs.send(queue, [body])
+            await sqs.send_batches(queue, [body])
             await wait_until(
                 lambda: handler.bodies() == [body],
                 within=10,
                 what="the message sent once the queue exists",
             )
 
-    found = not_found(logs)
+    found = logged(logs, error=f"Queue not found: {arn}")
     assert all(e["log_level"] == "error" for e in found)
     assert all(e["mapping"] == mapping_id for e in found)
     assert errors >= 2
@@ -670,10 +467,10 @@ async def test_missing_queue_is_logged_and_retried_until_it_exists(
 
 
 async def run_slow_handler(
-    sqs: Sqs, queue: Queue, handler: Recorder, *, wait_for: Callable[[], bool], **fields: Any
+    sqs: Sqs, queue: Queue, handler: LambdaRecorder, *, wait_for: Callable[[], bool], **fields: Any
 ) -> None:
     """One slow message through a worker, until ``wait_for`` holds and the queue is empty."""
-    await sqs.send(queue, unique_bodies("slow", 1))
+    await sqs.send_batches(queue, unique_bodies("slow", 1))
     mapping_id = new_id()
     config = sqs_config(sqs.endpoint, sqs_mapping(queue, uuid=mapping_id, **fields))
     async with Worker(config, handlers={mapping_id: handler}):
@@ -685,7 +482,7 @@ async def test_heartbeat_keeps_a_slow_message_from_being_handed_over_twice(
     sqs: Sqs, unique_name: str
 ) -> None:
     queue = await sqs.create_queue(unique_name, visibility_timeout=2)
-    handler = Recorder(work_seconds=3.5)  # well past the visibility timeout
+    handler = LambdaRecorder(work_seconds=3.5)  # well past the visibility timeout
 
     await run_slow_handler(sqs, queue, handler, wait_for=lambda: bool(handler.finished()))
 
@@ -696,7 +493,7 @@ async def test_heartbeat_also_covers_a_one_second_visibility_timeout(
     sqs: Sqs, unique_name: str
 ) -> None:
     queue = await sqs.create_queue(unique_name, visibility_timeout=1)
-    handler = Recorder(work_seconds=3.0)
+    handler = LambdaRecorder(work_seconds=3.0)
 
     await run_slow_handler(sqs, queue, handler, wait_for=lambda: bool(handler.finished()))
 
@@ -733,9 +530,9 @@ async def test_heartbeat_leaves_messages_alone_once_they_are_being_settled(
     """
     queue = await sqs.create_queue(unique_name, visibility_timeout=2)
     [body] = unique_bodies("settled", 1)
-    await sqs.send(queue, [body])
+    await sqs.send_batches(queue, [body])
     mapping_id = new_id()
-    handler = Recorder()
+    handler = LambdaRecorder()
     config = sqs_config(sqs.endpoint, sqs_mapping(queue, uuid=mapping_id))
 
     def wrap(service: str, client: Any) -> Any:
@@ -764,7 +561,7 @@ async def test_without_heartbeat_a_slow_message_is_handed_over_again_as_in_aws(
         if seen.receive_counts == [1]:
             time.sleep(3.5)  # the first run outlasts the visibility timeout; the second is quick
 
-    handler = Recorder(respond)
+    handler = LambdaRecorder(respond)
 
     await run_slow_handler(
         sqs,

@@ -12,10 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import signal
-import sys
-import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,31 +21,32 @@ from typing import Any
 
 import anyio
 import pytest
-from aiobotocore.session import get_session
 from anyio.abc import Process
 
-from poller import Batch, PollerConfig, Record, Worker, parse_config
+from poller import PollerConfig, Worker
 from poller.stores import SqliteStore
+from tests.conformance.kinesis_helpers import AwsSetup, aws_setup
+from tests.kit import (
+    REGION,
+    TypedRecorder,
+    drain_queue,
+    handler_module,
+    json_lines,
+    moto_aws,
+    start_poller,
+    wait_until,
+    worker_config,
+)
 
 pytestmark = pytest.mark.integration
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+#: Upper bound for a wait in these tests.
+WAIT = 15.0
 #: Quick pacing for a worker under test: shards polled often, shutdown never waits long.
 FAST_WORKER = {"idle_poll_seconds": 0.05, "shard_discovery_seconds": 2.0}
 
 
 # --- AWS side ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Aws:
-    """aiobotocore clients on the moto server."""
-
-    endpoint: str
-    kinesis: Any
-    sqs: Any
 
 
 @dataclass
@@ -62,45 +60,18 @@ class Stream:
 
 
 @pytest.fixture
-async def aws(moto_endpoint: str) -> AsyncIterator[Aws]:
-    session = get_session()
-    settings: dict[str, Any] = {"region_name": REGION, "endpoint_url": moto_endpoint, **CREDENTIALS}
-    async with (
-        session.create_client("kinesis", **settings) as kinesis,
-        session.create_client("sqs", **settings) as sqs,
-    ):
-        yield Aws(moto_endpoint, kinesis, sqs)
-
-
-async def wait_until(condition: Callable[[], bool], what: str, within: float = 15.0) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``within`` seconds."""
-    with anyio.move_on_after(within):
-        while not condition():
-            await anyio.sleep(0.05)
-        return
-    pytest.fail(f"timed out after {within:g} s waiting until {what}")
+async def aws(moto_endpoint: str) -> AsyncIterator[AwsSetup]:
+    async with aws_setup(moto_endpoint) as setup:
+        yield setup
 
 
 def _hash_key(key: str) -> int:
     return int(hashlib.md5(key.encode()).hexdigest(), 16)
 
 
-async def create_stream(aws: Aws, name: str, shards: int, keys_per_shard: int = 3) -> Stream:
+async def create_stream(aws: AwsSetup, name: str, shards: int, keys_per_shard: int = 3) -> Stream:
     """An ACTIVE stream with ``shards`` shards, and partition keys chosen to reach every shard."""
-    await aws.kinesis.create_stream(StreamName=name, ShardCount=shards)
-    arn = ""
-
-    async def active() -> bool:
-        nonlocal arn
-        summary = (await aws.kinesis.describe_stream_summary(StreamName=name))[
-            "StreamDescriptionSummary"
-        ]
-        arn = summary["StreamARN"]
-        return bool(summary["StreamStatus"] == "ACTIVE")
-
-    with anyio.fail_after(10):
-        while not await active():
-            await anyio.sleep(0.05)
+    arn = await aws.create_stream(name, shards)
     listed = (await aws.kinesis.list_shards(StreamName=name))["Shards"]
     ranges = {
         shard["ShardId"]: (
@@ -122,7 +93,7 @@ async def create_stream(aws: Aws, name: str, shards: int, keys_per_shard: int = 
 
 
 async def put(
-    aws: Aws, stream: Stream, records: Sequence[tuple[str, bytes]]
+    aws: AwsSetup, stream: Stream, records: Sequence[tuple[str, bytes]]
 ) -> dict[str, list[str]]:
     """PutRecords ``(key, data)`` in order; the sequence numbers per shard, in write order."""
     response = await aws.kinesis.put_records(
@@ -148,25 +119,6 @@ def merge(*parts: Mapping[str, list[str]]) -> dict[str, list[str]]:
         for shard, numbers in part.items():
             merged.setdefault(shard, []).extend(numbers)
     return merged
-
-
-async def create_queue(aws: Aws, name: str) -> tuple[str, str]:
-    """A standard SQS queue: its URL and ARN."""
-    url = (await aws.sqs.create_queue(QueueName=name))["QueueUrl"]
-    return url, f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
-
-
-async def receive_all(aws: Aws, url: str) -> list[dict[str, Any]]:
-    """Every message body on the queue now, parsed as JSON."""
-    bodies: list[dict[str, Any]] = []
-    while True:
-        response = await aws.sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30
-        )
-        messages = response.get("Messages") or []
-        if not messages:
-            return bodies
-        bodies.extend(json.loads(message["Body"]) for message in messages)
 
 
 async def checkpoints(path: Path, mapping_id: str, shards: Iterable[str]) -> dict[str, str | None]:
@@ -195,46 +147,21 @@ def is_increasing(positions: Sequence[str]) -> bool:
 # --- the Python API --------------------------------------------------------------------------------
 
 
-def api_config(aws: Aws, store: Path, **mapping: Any) -> PollerConfig:
-    return parse_config(
-        {
-            "aws": {
-                "region": REGION,
-                "endpoint_url": aws.endpoint,
-                "access_key_id": "testing",
-                "secret_access_key": "testing",
-            },
-            "store": {"url": f"sqlite:///{store}"},
-            "worker": {**FAST_WORKER, "shutdown_grace_seconds": 5.0},
-            "mappings": [mapping],
-        }
+def api_config(aws: AwsSetup, store: Path, **mapping: Any) -> PollerConfig:
+    return worker_config(
+        mapping,
+        aws=moto_aws(aws.endpoint),
+        store=f"sqlite:///{store}",
+        **FAST_WORKER,
+        shutdown_grace_seconds=5.0,
     )
 
 
-@dataclass
-class Recorder:
-    """A typed handler that remembers every batch; ``fail(record, attempt)`` picks failed records."""
-
-    fail: Callable[[Record, int], bool] = lambda record, attempt: False
-    batches: list[Batch] = field(default_factory=list)
-
-    async def __call__(self, batch: Batch) -> list[Record] | None:
-        self.batches.append(batch)
-        failed = [record for record in batch if self.fail(record, batch.attempt)]
-        return failed or None
-
-    def seen(self, shard: str) -> list[str]:
-        return [r.position for b in self.batches if b.partition == shard for r in b]
-
-    def count(self) -> int:
-        return sum(len(batch) for batch in self.batches)
-
-
 async def test_worker_runs_a_mapping_from_first_record_to_stop(
-    aws: Aws, tmp_path: Path, unique_name: str
+    aws: AwsSetup, tmp_path: Path, unique_name: str
 ) -> None:
     stream = await create_stream(aws, unique_name, shards=2)
-    dlq_url, dlq_arn = await create_queue(aws, f"{unique_name}-dlq")
+    dlq = await aws.create_queue(f"{unique_name}-dlq")
     written = await put(aws, stream, spread(stream, 40, "lifecycle"))
     assert sorted(written) == stream.shards  # both shards have records
     mapping_id = str(uuid.uuid4())
@@ -247,13 +174,15 @@ async def test_worker_runs_a_mapping_from_first_record_to_stop(
         StartingPosition="TRIM_HORIZON",
         BatchSize=7,
         MaximumRetryAttempts=2,
-        DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+        DestinationConfig={"OnFailure": {"Destination": dlq.arn}},
     )
-    handler = Recorder()
+    handler = TypedRecorder()
 
     async with Worker(config, handlers={mapping_id: handler}) as worker:
         await wait_until(
-            lambda: handler.count() >= 40 and worker.idle, "all 40 records were handled"
+            lambda: handler.count() >= 40 and worker.idle,
+            within=WAIT,
+            what="all 40 records were handled",
         )
         status = worker.status()[mapping_id]
 
@@ -269,15 +198,15 @@ async def test_worker_runs_a_mapping_from_first_record_to_stop(
     assert await checkpoints(store, mapping_id, stream.shards) == {
         shard: numbers[-1] for shard, numbers in written.items()
     }
-    assert await receive_all(aws, dlq_url) == []
+    assert await drain_queue(aws.sqs, dlq) == []
 
 
 async def test_typed_handler_failed_records_settle_the_prefix_and_retry_from_the_lowest(
-    aws: Aws, tmp_path: Path, unique_name: str
+    aws: AwsSetup, tmp_path: Path, unique_name: str
 ) -> None:
     stream = await create_stream(aws, unique_name, shards=2, keys_per_shard=1)
     poisoned, flaky = stream.shards
-    dlq_url, dlq_arn = await create_queue(aws, f"{unique_name}-dlq")
+    dlq = await aws.create_queue(f"{unique_name}-dlq")
     records = [(stream.keys[poisoned][0], f"p-{i}".encode()) for i in range(10)]
     records += [(stream.keys[flaky][0], f"f-{i}".encode()) for i in range(10)]
     # Shard one: record 4 fails every time. Shard two: record 6 fails on its first attempt only.
@@ -295,9 +224,9 @@ async def test_typed_handler_failed_records_settle_the_prefix_and_retry_from_the
         BatchSize=100,
         MaximumRetryAttempts=1,
         RetryBackoffSeconds=0.05,
-        DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+        DestinationConfig={"OnFailure": {"Destination": dlq.arn}},
     )
-    handler = Recorder(
+    handler = TypedRecorder(
         fail=lambda record, attempt: (
             record.data == b"poison" or (record.data == b"flaky" and attempt == 1)
         )
@@ -311,7 +240,9 @@ async def test_typed_handler_failed_records_settle_the_prefix_and_retry_from_the
         )
 
     async with Worker(config, handlers={mapping_id: handler}) as worker:
-        await wait_until(caught_up, "both shards were checkpointed at their last record")
+        await wait_until(
+            caught_up, within=WAIT, what="both shards were checkpointed at their last record"
+        )
 
     p, f = written[poisoned], written[flaky]
     batches = {
@@ -322,7 +253,7 @@ async def test_typed_handler_failed_records_settle_the_prefix_and_retry_from_the
     assert batches[poisoned] == [p, p[4:]]
     assert batches[flaky] == [f, f[6:]]
     # The poisoned rest is discarded after MaximumRetryAttempts, the checkpoint moves past it.
-    (on_failure,) = await receive_all(aws, dlq_url)
+    (on_failure,) = await drain_queue(aws.sqs, dlq)
     assert on_failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert on_failure["requestContext"]["approximateInvokeCount"] == 2
     info = on_failure["KinesisBatchInfo"]
@@ -336,7 +267,7 @@ async def test_typed_handler_failed_records_settle_the_prefix_and_retry_from_the
 
 
 async def test_restarted_worker_resumes_after_the_checkpoint_not_at_latest(
-    aws: Aws, tmp_path: Path, unique_name: str
+    aws: AwsSetup, tmp_path: Path, unique_name: str
 ) -> None:
     stream = await create_stream(aws, unique_name, shards=2)
     mapping_id = str(uuid.uuid4())
@@ -345,13 +276,17 @@ async def test_restarted_worker_resumes_after_the_checkpoint_not_at_latest(
         aws, store, UUID=mapping_id, EventSourceArn=stream.arn, StartingPosition="LATEST"
     )
 
-    first = Recorder()
+    first = TypedRecorder()
     async with Worker(config, handlers={mapping_id: first}) as worker:
         # LATEST: records count from the moment each shard's reader is open (caught up).
-        await wait_until(lambda: worker.idle, "the first run caught up with both shards")
+        await wait_until(
+            lambda: worker.idle, within=WAIT, what="the first run caught up with both shards"
+        )
         before = await put(aws, stream, spread(stream, 12, "run1"))
         await wait_until(
-            lambda: first.count() >= 12 and worker.idle, "the first run handled 12 records"
+            lambda: first.count() >= 12 and worker.idle,
+            within=WAIT,
+            what="the first run handled 12 records",
         )
     assert sorted(before) == stream.shards
     for shard in stream.shards:
@@ -361,15 +296,18 @@ async def test_restarted_worker_resumes_after_the_checkpoint_not_at_latest(
 
     # Written while no worker runs: a restart at LATEST would skip them; the checkpoint must not.
     during = await put(aws, stream, spread(stream, 10, "stopped"))
-    second = Recorder()
+    second = TypedRecorder()
     async with Worker(config, handlers={mapping_id: second}) as worker:
         await wait_until(
             lambda: second.count() >= 10 and worker.idle,
-            "the second run handled the 10 records written while stopped",
+            within=WAIT,
+            what="the second run handled the 10 records written while stopped",
         )
         after = await put(aws, stream, spread(stream, 4, "run2"))
         await wait_until(
-            lambda: second.count() >= 14 and worker.idle, "the second run handled 4 more"
+            lambda: second.count() >= 14 and worker.idle,
+            within=WAIT,
+            what="the second run handled 4 more",
         )
     expected = merge(during, after)
     for shard in stream.shards:
@@ -394,7 +332,7 @@ class CheckpointsLost:
 
 
 async def test_idempotency_skips_successes_whose_checkpoint_never_landed(
-    aws: Aws, tmp_path: Path, unique_name: str
+    aws: AwsSetup, tmp_path: Path, unique_name: str
 ) -> None:
     stream = await create_stream(aws, unique_name, shards=2)
     written = await put(aws, stream, spread(stream, 12, "idem"))
@@ -410,19 +348,21 @@ async def test_idempotency_skips_successes_whose_checkpoint_never_landed(
         Idempotency=True,
     )
 
-    first = Recorder()
+    first = TypedRecorder()
     async with SqliteStore(store) as sqlite:
         lossy = CheckpointsLost(sqlite)
         async with Worker(config, handlers={mapping_id: first}, store=lossy) as worker:
             await wait_until(
-                lambda: first.count() >= 12 and worker.idle, "the first run handled 12 records"
+                lambda: first.count() >= 12 and worker.idle,
+                within=WAIT,
+                what="the first run handled 12 records",
             )
     assert await checkpoints(store, mapping_id, stream.shards) == dict.fromkeys(stream.shards)
 
     # No checkpoint: the restart reads every shard from TRIM_HORIZON again, and hands nothing over.
-    second = Recorder()
+    second = TypedRecorder()
     async with Worker(config, handlers={mapping_id: second}) as worker:
-        await wait_until(lambda: worker.idle, "the second run caught up")
+        await wait_until(lambda: worker.idle, within=WAIT, what="the second run caught up")
         statuses = worker.status()[mapping_id]["partitions"]
     assert second.batches == []
     for shard in stream.shards:
@@ -430,7 +370,7 @@ async def test_idempotency_skips_successes_whose_checkpoint_never_landed(
 
 
 async def test_restart_at_latest_keeps_records_a_shard_without_checkpoint_got_meanwhile(
-    aws: Aws, tmp_path: Path, unique_name: str
+    aws: AwsSetup, tmp_path: Path, unique_name: str
 ) -> None:
     """A shard that had no record yet when the worker stopped has no checkpoint; the mapping's
     LATEST must still mean "from when the mapping first read it", not "from each restart"."""
@@ -442,11 +382,15 @@ async def test_restart_at_latest_keeps_records_a_shard_without_checkpoint_got_me
         aws, store, UUID=mapping_id, EventSourceArn=stream.arn, StartingPosition="LATEST"
     )
 
-    first = Recorder()
+    first = TypedRecorder()
     async with Worker(config, handlers={mapping_id: first}) as worker:
-        await wait_until(lambda: worker.idle, "the first run caught up with both shards")
+        await wait_until(
+            lambda: worker.idle, within=WAIT, what="the first run caught up with both shards"
+        )
         before = await put(aws, stream, [(stream.keys[busy][0], b"only-busy")])
-        await wait_until(lambda: first.count() >= 1 and worker.idle, "the first run handled it")
+        await wait_until(
+            lambda: first.count() >= 1 and worker.idle, within=WAIT, what="the first run handled it"
+        )
     assert first.seen(busy) == before[busy]
     assert await checkpoints(store, mapping_id, stream.shards) == {
         busy: before[busy][0],
@@ -454,11 +398,12 @@ async def test_restart_at_latest_keeps_records_a_shard_without_checkpoint_got_me
     }
 
     during = await put(aws, stream, spread(stream, 8, "stopped"))
-    second = Recorder()
+    second = TypedRecorder()
     async with Worker(config, handlers={mapping_id: second}) as worker:
         await wait_until(
             lambda: len(second.seen(busy)) >= len(during[busy]) and worker.idle,
-            "the second run caught up",
+            within=WAIT,
+            what="the second run caught up",
         )
     assert second.seen(busy) == during[busy]
     assert second.seen(quiet) == during[quiet], (
@@ -469,32 +414,16 @@ async def test_restart_at_latest_keeps_records_a_shard_without_checkpoint_got_me
 
 # --- the poller process ----------------------------------------------------------------------------
 
-HANDLER_MODULE = '''
-"""Logs each batch's begin (with its records) and end to SEEN_LOG, fsynced, and sleeps between."""
-
-import json
-import os
-import time
-
-_PATH = os.environ["SEEN_LOG"]
-_DELAY = float(os.environ.get("HANDLER_DELAY", "0"))
-
-
-def _log(entry):
-    fd = os.open(_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(entry) + "\\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def handle(batch):
-    _log({"event": "begin", "batch": batch.batch_id, "shard": batch.partition,
-          "seqs": [record.position for record in batch]})
-    time.sleep(_DELAY)
-    _log({"event": "end", "batch": batch.batch_id, "shard": batch.partition})
-'''
+HANDLER_MODULE = handler_module(
+    "Logs each batch's begin (with its records) and end to SEEN_LOG, fsynced, and sleeps between.",
+    """
+    def handle(batch):
+        _log({"event": "begin", "batch": batch.batch_id, "shard": batch.partition,
+              "seqs": [record.position for record in batch]})
+        time.sleep(_DELAY)
+        _log({"event": "end", "batch": batch.batch_id, "shard": batch.partition})
+    """,
+)
 
 
 @dataclass
@@ -504,12 +433,7 @@ class SeenLog:
     path: Path
 
     def entries(self) -> list[dict[str, Any]]:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return []
-        # A line cut short by a kill is not a complete entry.
-        return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+        return json_lines(self.path)
 
     def begun(self) -> list[dict[str, Any]]:
         return [entry for entry in self.entries() if entry["event"] == "begin"]
@@ -565,29 +489,16 @@ class Project:
         index = len(self.runs) + 1
         seen = SeenLog(self.root / f"seen-{index}.jsonl")
         stdout = self.root / f"poller-{index}.log"
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(self.root), os.environ.get("PYTHONPATH")])
-            ),
-            "SEEN_LOG": str(seen.path),
-            "HANDLER_DELAY": str(delay),
-        }
-        with stdout.open("wb") as out:
-            process = await anyio.open_process(
-                [sys.executable, "-m", "poller.cli", "run", "config.toml", *args],
-                cwd=self.root,
-                env=env,
-                stdout=out,
-                stderr=out,
-            )
+        process = await start_poller(
+            self.root, *args, seen_log=seen.path, delay=delay, output=stdout
+        )
         run = PollerRun(process, seen, stdout)
         self.runs.append(run)
         return run
 
 
 @pytest.fixture
-async def project(aws: Aws, tmp_path: Path) -> AsyncIterator[Callable[..., Project]]:
+async def project(aws: AwsSetup, tmp_path: Path) -> AsyncIterator[Callable[..., Project]]:
     """Writes a config for one mapping; kills (by PID) any child process a test left running."""
     made: list[Project] = []
 
@@ -617,7 +528,7 @@ async def project(aws: Aws, tmp_path: Path) -> AsyncIterator[Callable[..., Proje
             *(f"{name} = {json.dumps(value)}" for name, value in fields.items()),
         ]
         (tmp_path / "config.toml").write_text("\n".join(lines) + "\n")
-        (tmp_path / "seen_handler.py").write_text(textwrap.dedent(HANDLER_MODULE))
+        (tmp_path / "seen_handler.py").write_text(HANDLER_MODULE)
         made.append(Project(tmp_path, mapping_id))
         return made[-1]
 
@@ -632,7 +543,7 @@ async def project(aws: Aws, tmp_path: Path) -> AsyncIterator[Callable[..., Proje
 
 @pytest.mark.parametrize("idempotency", [False, True], ids=["plain", "idempotent"])
 async def test_kill_9_mid_batch_then_restart_loses_nothing(
-    aws: Aws, project: Callable[..., Project], unique_name: str, idempotency: bool
+    aws: AwsSetup, project: Callable[..., Project], unique_name: str, idempotency: bool
 ) -> None:
     stream = await create_stream(aws, unique_name, shards=2)
     written = await put(aws, stream, spread(stream, 40, "crash"))
@@ -645,7 +556,9 @@ async def test_kill_9_mid_batch_then_restart_loses_nothing(
         shards = [batch["shard"] for batch in begun]
         return first.seen.in_flight() and any(shards.count(s) >= 2 for s in shards)
 
-    await wait_until(second_batch_in_flight, "a shard's second batch was in the handler")
+    await wait_until(
+        second_batch_in_flight, within=WAIT, what="a shard's second batch was in the handler"
+    )
     first.process.send_signal(signal.SIGKILL)
     assert await first.wait(within=5) == -signal.SIGKILL
     assert first.seen.in_flight(), "the kill was meant to land while a batch was in the handler"
@@ -682,7 +595,7 @@ async def test_kill_9_mid_batch_then_restart_loses_nothing(
 
 
 async def test_sigterm_lets_the_batch_in_flight_finish_and_checkpoints_it(
-    aws: Aws, project: Callable[..., Project], unique_name: str
+    aws: AwsSetup, project: Callable[..., Project], unique_name: str
 ) -> None:
     stream = await create_stream(aws, unique_name, shards=1)
     (shard,) = stream.shards
@@ -690,7 +603,7 @@ async def test_sigterm_lets_the_batch_in_flight_finish_and_checkpoints_it(
     here = project(stream, BatchSize=5)
 
     run = await here.start(delay=1.5)
-    await wait_until(run.seen.in_flight, "a batch was in the handler")
+    await wait_until(run.seen.in_flight, within=WAIT, what="a batch was in the handler")
     run.process.send_signal(signal.SIGTERM)
     assert await run.wait(within=15) == 0, run.output()[-3000:]
 
@@ -706,7 +619,7 @@ async def test_sigterm_lets_the_batch_in_flight_finish_and_checkpoints_it(
 
 
 async def test_exit_when_idle_exits_zero_once_caught_up(
-    aws: Aws, project: Callable[..., Project], unique_name: str
+    aws: AwsSetup, project: Callable[..., Project], unique_name: str
 ) -> None:
     stream = await create_stream(aws, unique_name, shards=2)
     written = await put(aws, stream, spread(stream, 16, "idle"))

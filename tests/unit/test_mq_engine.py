@@ -17,6 +17,7 @@ from poller.engine.queues import QueueMappingRunner
 from poller.targets import target_for
 from poller.testing import MemoryBroker
 from tests.kit import RecordingSink, RecordingStore, queue_runner
+from tests.kit import run_until as run_runner_until
 
 
 def mq_mapping(**fields: Any) -> ResolvedMapping:
@@ -63,14 +64,12 @@ async def run_until(
         sink=sink,
         store=store,
     )
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as group:
-            group.start_soon(runner.run)
-            while not condition(runner):
-                if during is not None:
-                    await during(runner)
-                await anyio.sleep(0.01)
-            runner.stop()
+    await run_runner_until(
+        runner,
+        lambda: condition(runner),
+        within=10,
+        during=None if during is None else lambda: during(runner),
+    )
     return runner
 
 

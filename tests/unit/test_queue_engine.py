@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -14,7 +13,7 @@ from poller.engine.queues import QueueMappingRunner
 from poller.engine.queues.processor import split_by_outcome
 from poller.records import Batch, Record
 from poller.testing import MemoryQueue
-from tests.kit import RecordingSink, RecordingStore, queue_runner
+from tests.kit import RecordingSink, RecordingStore, queue_runner, run_until
 
 QUEUE = "arn:aws:sqs:us-east-1:123456789012:work"
 
@@ -23,17 +22,6 @@ def sqs_mapping(*, fifo: bool = False, **fields: Any) -> ResolvedMapping:
     base: dict[str, Any] = {"EventSourceArn": QUEUE + (".fifo" if fifo else "")}
     base.update(fields)
     return parse_config({"mappings": [base]}).mappings[0].resolved()
-
-
-async def run_until(
-    runner: QueueMappingRunner, condition: Callable[[], bool], *, within: float = 15.0
-) -> None:
-    with anyio.fail_after(within):
-        async with anyio.create_task_group() as group:
-            group.start_soon(runner.run)
-            while not condition():
-                await anyio.sleep(0.01)
-            runner.stop()
 
 
 def runner_for(

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from poller.records import Batch, Record
 from poller.targets import target_for
 from poller.testing import MemoryQueue
-from tests.kit import RecordingSink, RecordingStore, queue_runner
+from tests.kit import RecordingSink, RecordingStore, queue_runner, run_until
 from tests.unit.test_queue_engine import sqs_mapping
 
 _ticks = itertools.count()
@@ -139,12 +139,9 @@ def test_queue_invariants(scenario: dict[str, Any]) -> None:
     )
 
     async def main() -> None:
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as group:
-                group.start_soon(runner.run)
-                while queue.remaining or runner.in_flight:
-                    await anyio.sleep(0.005)
-                runner.stop()
+        await run_until(
+            runner, lambda: not (queue.remaining or runner.in_flight), within=30, every=0.005
+        )
 
     anyio.run(main)
 
