@@ -1,45 +1,25 @@
-"""The moto side of the contract harnesses: AWS settings, clients, on-failure queues."""
+"""The moto side of the contract harnesses: plain clients, and on-failure queues to read back."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
-import pytest
 
-from poller.aws import AwsClients
-from poller.config import AwsConfig
 from tests.contract.stream_contract import Destination
+from tests.kit import ACCOUNT, REGION
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
+#: The services the harnesses set resources up with.
+SERVICES = ("sqs", "kinesis", "dynamodb")
 
-
-def aws_settings(endpoint: str) -> dict[str, Any]:
-    """``[aws]`` for the run's moto server."""
-    return {
-        "region": REGION,
-        "endpoint_url": endpoint,
-        "access_key_id": "testing",
-        "secret_access_key": "testing",
-    }
+Clients = Mapping[str, Any]
 
 
-@pytest.fixture
-async def clients(moto_endpoint: str) -> AsyncIterator[AwsClients]:
-    """aiobotocore clients on the run's moto server, closed after the test."""
-    aws = AwsClients(AwsConfig.model_validate(aws_settings(moto_endpoint)))
-    try:
-        yield aws
-    finally:
-        await aws.aclose()
-
-
-async def sqs_destination(clients: AwsClients, name: str) -> Destination:
+async def sqs_destination(clients: Clients, name: str) -> Destination:
     """A new SQS queue for on-failure records, and a reader of what reached it."""
-    sqs = await clients.client("sqs")
+    sqs = clients["sqs"]
     url = (await sqs.create_queue(QueueName=f"{name}-failures"))["QueueUrl"]
     arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}-failures"
 

@@ -15,19 +15,11 @@ import anyio
 import pytest
 
 from poller import BrokerRecord, Record, SqsRecord
-from poller.aws import AwsClients
 from poller.testing import MemoryBroker, MemoryQueue
-from tests.contract.aws import ACCOUNT, REGION, aws_settings, clients, sqs_destination
+from tests.contract.aws import Clients, sqs_destination
 from tests.contract.queue_contract import QueueContract
 from tests.contract.stream_contract import Destination
-from tests.integration.test_rabbitmq_and_activemq_sources import (
-    ActiveAdmin,
-    Admin,
-    RabbitAdmin,
-    assert_drained,
-)
-
-__all__ = ["clients"]  # the fixture, used by the harnesses below
+from tests.kit import ACCOUNT, REGION, ActiveAdmin, Admin, RabbitAdmin, assert_drained, moto_aws
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +33,8 @@ class _Harness:
 
     batch_info_key = "SQSBatchInfo"
 
-    def __init__(self, endpoint: str, aws: AwsClients) -> None:
-        self.aws = aws_settings(endpoint)
+    def __init__(self, endpoint: str, aws: Clients) -> None:
+        self.aws = moto_aws(endpoint)
         self._clients = aws
 
     def retry_limit(self, retries: int) -> dict[str, Any]:
@@ -177,7 +169,7 @@ class SqsQueue:
 
 class SqsHarness(_Harness):
     async def create(self, name: str) -> SqsQueue:
-        sqs = await self._clients.client("sqs")
+        sqs = self._clients["sqs"]
         url = (await sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "1"}))[
             "QueueUrl"
         ]
@@ -219,7 +211,7 @@ class BrokerQueue:
 
 
 class BrokerHarness(_Harness):
-    def __init__(self, endpoint: str, aws: AwsClients, url: str, admin: Admin, key: str) -> None:
+    def __init__(self, endpoint: str, aws: Clients, url: str, admin: Admin, key: str) -> None:
         super().__init__(endpoint, aws)
         self._url = url
         self._admin = admin
@@ -238,31 +230,31 @@ class BrokerHarness(_Harness):
 
 class TestMemoryQueue(QueueContract):
     @pytest.fixture
-    def harness(self, moto_endpoint: str, clients: AwsClients) -> MemoryQueueHarness:
+    def harness(self, moto_endpoint: str, clients: Clients) -> MemoryQueueHarness:
         return MemoryQueueHarness(moto_endpoint, clients)
 
 
 class TestMemoryBroker(QueueContract):
     @pytest.fixture
-    def harness(self, moto_endpoint: str, clients: AwsClients) -> MemoryBrokerHarness:
+    def harness(self, moto_endpoint: str, clients: Clients) -> MemoryBrokerHarness:
         return MemoryBrokerHarness(moto_endpoint, clients)
 
 
 class TestSqs(QueueContract):
     @pytest.fixture
-    def harness(self, moto_endpoint: str, clients: AwsClients) -> SqsHarness:
+    def harness(self, moto_endpoint: str, clients: Clients) -> SqsHarness:
         return SqsHarness(moto_endpoint, clients)
 
 
 class TestRabbitMq(QueueContract):
     @pytest.fixture
-    def harness(self, moto_endpoint: str, clients: AwsClients, rabbitmq_url: str) -> BrokerHarness:
+    def harness(self, moto_endpoint: str, clients: Clients, rabbitmq_url: str) -> BrokerHarness:
         admin = RabbitAdmin(rabbitmq_url)
         return BrokerHarness(moto_endpoint, clients, rabbitmq_url, admin, "RabbitMQBatchInfo")
 
 
 class TestActiveMq(QueueContract):
     @pytest.fixture
-    def harness(self, moto_endpoint: str, clients: AwsClients, activemq_url: str) -> BrokerHarness:
+    def harness(self, moto_endpoint: str, clients: Clients, activemq_url: str) -> BrokerHarness:
         admin = ActiveAdmin(activemq_url)
         return BrokerHarness(moto_endpoint, clients, activemq_url, admin, "ActiveMQBatchInfo")

@@ -18,12 +18,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from poller import Record
-from poller.aws import AwsClients
 from poller.testing import MemoryPartition, MemorySource
-from tests.contract.aws import ACCOUNT, REGION, aws_settings, clients, sqs_destination
+from tests.contract.aws import Clients, sqs_destination
 from tests.contract.stream_contract import Destination, StreamContract
-
-__all__ = ["clients"]  # the fixture, used by the harnesses below
+from tests.kit import ACCOUNT, REGION, moto_aws
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +60,8 @@ class MemoryHarness:
     batch_info_key = "KinesisBatchInfo"
     worker = QUICK_POLLS
 
-    def __init__(self, endpoint: str, aws: AwsClients) -> None:
-        self.aws = aws_settings(endpoint)
+    def __init__(self, endpoint: str, aws: Clients) -> None:
+        self.aws = moto_aws(endpoint)
         self._clients = aws
 
     async def create(self, name: str) -> MemoryStream:
@@ -99,7 +97,7 @@ class KinesisStream:
 
 class KinesisHarness(MemoryHarness):
     async def create(self, name: str) -> KinesisStream:  # type: ignore[override]
-        kinesis = await self._clients.client("kinesis")
+        kinesis = self._clients["kinesis"]
         await kinesis.create_stream(StreamName=name, ShardCount=2)
         with anyio.fail_after(10):
             while True:
@@ -142,7 +140,7 @@ class DynamoDBHarness(MemoryHarness):
     batch_info_key = "DDBStreamBatchInfo"
 
     async def create(self, name: str) -> DynamoDBStream:  # type: ignore[override]
-        dynamodb = await self._clients.client("dynamodb")
+        dynamodb = self._clients["dynamodb"]
         response = await dynamodb.create_table(
             TableName=name,
             KeySchema=[
@@ -197,7 +195,7 @@ class KafkaHarness(MemoryHarness):
     #: Short group timings: the broker holds a join for about half the session timeout.
     worker = {"kafka_session_timeout_seconds": 2, "kafka_revoke_grace_seconds": 5}
 
-    def __init__(self, endpoint: str, aws: AwsClients, bootstrap: str) -> None:
+    def __init__(self, endpoint: str, aws: Clients, bootstrap: str) -> None:
         super().__init__(endpoint, aws)
         self._bootstrap = bootstrap
 
@@ -216,25 +214,23 @@ class KafkaHarness(MemoryHarness):
 
 class TestInMemory(StreamContract):
     @pytest.fixture
-    def harness(self, moto_endpoint: str, clients: AwsClients) -> MemoryHarness:
+    def harness(self, moto_endpoint: str, clients: Clients) -> MemoryHarness:
         return MemoryHarness(moto_endpoint, clients)
 
 
 class TestKinesis(StreamContract):
     @pytest.fixture
-    def harness(self, moto_endpoint: str, clients: AwsClients) -> KinesisHarness:
+    def harness(self, moto_endpoint: str, clients: Clients) -> KinesisHarness:
         return KinesisHarness(moto_endpoint, clients)
 
 
 class TestDynamoDBStreams(StreamContract):
     @pytest.fixture
-    def harness(self, moto_endpoint: str, clients: AwsClients) -> DynamoDBHarness:
+    def harness(self, moto_endpoint: str, clients: Clients) -> DynamoDBHarness:
         return DynamoDBHarness(moto_endpoint, clients)
 
 
 class TestKafka(StreamContract):
     @pytest.fixture
-    def harness(
-        self, moto_endpoint: str, clients: AwsClients, kafka_bootstrap: str
-    ) -> KafkaHarness:
+    def harness(self, moto_endpoint: str, clients: Clients, kafka_bootstrap: str) -> KafkaHarness:
         return KafkaHarness(moto_endpoint, clients, kafka_bootstrap)
