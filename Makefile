@@ -22,8 +22,9 @@ demo: $(STAMP)
 	cd examples/demo && ../../$(PY) run_demo.py
 
 ## test: lint, format check, mypy --strict, then the whole suite (starts and stops its servers)
+## on two processes; each broker's tests stay on one of them (tests/conftest.py)
 test: lint typecheck
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(CODE)

@@ -30,6 +30,24 @@ def _servers_module():  # type: ignore[no-untyped-def]
     return module
 
 
+#: Tests that use one of these servers run on one pytest-xdist worker per server, so under
+#: ``pytest -n`` each broker is started once (and a test that restarts it stops no one else's).
+#: The first fixture a test uses, in this order, names its group; moto is cheap and not grouped.
+_SERVER_GROUPS = (
+    ("activemq_broker", "activemq"),
+    ("rabbitmq_broker", "rabbitmq"),
+    ("kafka_bootstrap", "kafka"),
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        group = next((name for fixture, name in _SERVER_GROUPS if fixture in used), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto server over HTTP on loopback, shared by the whole run (or POLLER_TEST_MOTO_URL)."""

@@ -16,12 +16,14 @@ modules under ``tests/integration`` and ``tests/conformance``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from poller import Batch, Record, Worker, parse_config
 from poller.testing import RecordingHandler, wait_until_idle
 from tests.contract.stream_contract import Destination
+
+T = TypeVar("T")
 
 #: How long a test waits for a worker to settle everything.
 WITHIN = 30.0
@@ -64,7 +66,7 @@ class QueueHarness(Protocol):
     aws: Mapping[str, Any]
 
     async def create(self, name: str) -> Queue:
-        """A new, empty queue for one test (failed SQS messages come back after 1 s)."""
+        """A new, empty queue for one test (failed SQS messages come back after 1 or 2 s)."""
         ...
 
     def retry_limit(self, retries: int) -> dict[str, Any]:
@@ -88,8 +90,14 @@ class QueueContract:
         handler: RecordingHandler,
         *,
         records: int,
-    ) -> None:
-        """Run a worker until ``handler`` got ``records`` messages and everything settled."""
+        then: Callable[[], Awaitable[T]] | None = None,
+    ) -> T | None:
+        """Run a worker until ``handler`` got ``records`` messages and everything settled.
+
+        ``then`` is awaited while the worker still runs, after those messages arrived: what must
+        happen before it stops (an SQS message goes to its destination only when it comes back
+        after its visibility timeout, seconds after the worker last looked idle).
+        """
         uuid = mapping["UUID"]
         config = parse_config(
             {
@@ -101,7 +109,9 @@ class QueueContract:
         )
         async with Worker(config, handlers={uuid: handler}, sources=queue.sources(uuid)) as worker:
             await handler.wait_for(records, within=WITHIN)
+            result = await then() if then is not None else None
             await wait_until_idle(worker, within=WITHIN, steady=0.5)
+        return result
 
     async def test_every_message_is_handed_over_and_settled_once(
         self, harness: QueueHarness, unique_name: str
@@ -150,10 +160,13 @@ class QueueContract:
             DestinationConfig={"OnFailure": {"Destination": destination.arn}},
             **harness.retry_limit(1),
         )
-        await self.run(harness, queue, mapping, handler, records=4)
+        discarded = await self.run(
+            harness, queue, mapping, handler, records=4, then=destination.drain
+        )
         seen = Counter(queue.value(r) for r in handler.records)
         assert seen == {"m0": 1, "m1": 2, "m2": 1}, "one retry, then the destination"
-        (message,) = await destination.drain()
+        assert discarded is not None and len(discarded) == 1, discarded
+        (message,) = discarded
         assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
         assert message[harness.batch_info_key]["batchSize"] == 1
         await queue.assert_drained()
