@@ -203,7 +203,7 @@ class MappingConfig(ConfigModel):
         if managed is None:
             return []
         if spec.endpoints is None:
-            takers = " and ".join(s.title for s in registry.SPECS if s.endpoints is not None)
+            takers = registry.self_managed_titles()
             return [f"SelfManagedEventSource: only allowed for {takers} sources"]
         if self.event_source_arn is not None:
             named = registry.spec_for_endpoints(managed.key)

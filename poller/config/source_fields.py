@@ -86,7 +86,7 @@ def error_detail(error: ErrorDetails) -> InitErrorDetails:
 
 
 def missing_source_message() -> str:
-    takers = " and ".join(s.title for s in registry.SPECS if s.endpoints is not None)
+    takers = registry.self_managed_titles()
     return (
         "EventSourceArn: missing; a mapping needs EventSourceArn or, for "
         f"{takers}, SelfManagedEventSource.Endpoints"

@@ -25,6 +25,7 @@ __all__ = [
     "destination_scheme",
     "endpoint_keys",
     "option_keys",
+    "self_managed_titles",
     "spec_for_arn",
     "spec_for_endpoints",
     "spec_for_kind",
@@ -62,6 +63,11 @@ def spec_for_endpoints(key: str) -> SourceSpec | None:
 def endpoint_keys() -> list[str]:
     """Every ``Endpoints`` key some source answers to, sorted."""
     return sorted(spec.endpoints.key for spec in SPECS if spec.endpoints is not None)
+
+
+def self_managed_titles() -> str:
+    """The sources ``SelfManagedEventSource`` can name, for messages ("Kafka and MQ")."""
+    return " and ".join(spec.title for spec in SPECS if spec.endpoints is not None)
 
 
 def access_types() -> list[str]:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from poller.engine.state import Store
 
 __all__ = [
+    "STREAM_ONLY_FIELDS",
     "ArnPattern",
     "DestinationScheme",
     "EndpointsKey",
@@ -49,6 +50,14 @@ __all__ = [
 
 #: Log sources (checkpoints, partitions) or queue sources (settled message by message).
 Family = Literal["stream", "queue"]
+
+#: Shared mapping fields that mean something only on a log (a queue source's ``unsupported``).
+STREAM_ONLY_FIELDS = (
+    "StartingPosition",
+    "BisectBatchOnFunctionError",
+    "MaximumRecordAgeInSeconds",
+    "ParallelizationFactor",
+)
 
 
 @dataclass(frozen=True, slots=True)

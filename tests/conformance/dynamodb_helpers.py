@@ -4,7 +4,7 @@ Tables, items and queues are created with plain aiobotocore clients (not poller'
 does not depend on the code under test. A test writes items with :class:`DynamoDBSetup` and learns
 the stream records' sequence numbers from :meth:`DynamoDBSetup.sequence_numbers` (read with a plain
 GetRecords loop); configs, handlers, running, waiting and draining the on-failure queue come from
-the shared kit (``tests/kit.py``): they do not depend on the source.
+the shared kit (``tests/kit``): they do not depend on the source.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 
 from tests.faults import VirtualShards
-from tests.kit import MotoSetup, Sqs, moto_clients
+from tests.kit import MotoSetup, Sqs, create_table_with_stream, moto_clients
 
 __all__ = [
     "DynamoDBSetup",
@@ -35,20 +35,7 @@ class DynamoDBSetup(MotoSetup):
 
     async def create_table(self, name: str, view_type: str = "NEW_AND_OLD_IMAGES") -> str:
         """A table keyed by ``pk`` (S) and ``sk`` (N) with a stream; return the stream ARN."""
-        response = await self.dynamodb.create_table(
-            TableName=name,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
-        )
-        return str(response["TableDescription"]["LatestStreamArn"])
+        return await create_table_with_stream(self.dynamodb, name, view_type)
 
     async def put_items(self, table: str, count: int, *, first: int = 0) -> None:
         """Insert items ``item-<first>`` .. ``item-<first + count - 1>``, one by one, in order."""

@@ -2,7 +2,7 @@
 
 Streams and queues are created with plain aiobotocore clients (not poller's own), so the setup does
 not depend on the code under test. A test writes records with :class:`AwsSetup` and builds its
-config, handlers and waits from the shared kit (``tests/kit.py``); what is here is Kinesis's own.
+config, handlers and waits from the shared kit (``tests/kit``); what is here is Kinesis's own.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :class:`StreamConformance` holds the tests; a source's test module subclasses it and provides a
 ``kit`` fixture (a :class:`StreamKit`): how to make a stream holding records and what its
 on-failure batch info looks like. Mappings, the Lambda-style recorder (it reads every stream
-source's events) and the runs come from the shared kit (``tests/kit.py``). The tests then run a
+source's events) and the runs come from the shared kit (``tests/kit``). The tests then run a
 whole worker against the real moto server, identically for every source, so a behaviour cannot
 drift between Kinesis and DynamoDB Streams.
 """

@@ -21,7 +21,7 @@ from poller import Record
 from poller.testing import MemoryPartition, MemorySource
 from tests.contract.aws import Clients, sqs_destination
 from tests.contract.stream_contract import Destination, StreamContract
-from tests.kit import ACCOUNT, REGION, moto_aws
+from tests.kit import ACCOUNT, REGION, create_table_with_stream, moto_aws
 
 pytestmark = pytest.mark.integration
 
@@ -141,20 +141,7 @@ class DynamoDBHarness(MemoryHarness):
 
     async def create(self, name: str) -> DynamoDBStream:  # type: ignore[override]
         dynamodb = self._clients["dynamodb"]
-        response = await dynamodb.create_table(
-            TableName=name,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-        )
-        arn = str(response["TableDescription"]["LatestStreamArn"])
+        arn = await create_table_with_stream(dynamodb, name, "NEW_IMAGE")
         return DynamoDBStream(arn, name, dynamodb)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "Queue",
     "Sqs",
     "create_stream",
+    "create_table_with_stream",
     "drain_queue",
     "faulty",
     "moto_clients",
@@ -73,6 +74,26 @@ async def create_stream(kinesis: Any, name: str, shards: int = 1) -> str:
                 return str(summary["StreamARN"])
             await anyio.sleep(0.05)
     raise AssertionError(f"stream {name} not ACTIVE after 10 s")
+
+
+async def create_table_with_stream(
+    dynamodb: Any, name: str, view_type: str = "NEW_AND_OLD_IMAGES"
+) -> str:
+    """A table keyed by ``pk`` (S) and ``sk`` (N) with a stream; return the stream ARN."""
+    response = await dynamodb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
+    )
+    return str(response["TableDescription"]["LatestStreamArn"])
 
 
 def faulty(service: str, setup: Callable[[FaultyClient], None]) -> Callable[[str, Any], Any]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import stompman
@@ -42,9 +42,6 @@ from poller.sources.activemq.codec import MESSAGE_BASE_BYTES, ActiveMqCodec
 from poller.sources.activemq.records import ActiveMqDelivery, ActiveMqRecord
 from poller.sources.mq.base import BrokerSource
 from poller.sources.mq.endpoints import broker_endpoints, broker_login
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["ActiveMqSource"]
 

@@ -48,16 +48,9 @@ from poller.sources.shards import (
 if TYPE_CHECKING:
     from poller.aws import AwsClients
 
-    pass
-
 __all__ = ["DynamoDBStreamsOptions", "DynamoDBStreamsSource"]
 
 _log = structlog.get_logger("poller.sources.dynamodb_streams")
-
-#: GetRecords returns at most 1000 records (or 1 MB).
-_MAX_READ_LIMIT = 1000
-#: DescribeStream lists at most 100 shards per page.
-_MAX_LIST_PAGE = 100
 
 
 def _wire(value: Any) -> Any:

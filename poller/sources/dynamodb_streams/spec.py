@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
-
-import structlog
 
 from poller.config.fields import SourceOptions, StartingPosition
 from poller.sources.dynamodb_streams.records import DynamoDBRecord
-from poller.sources.spec import (
-    ArnPattern,
-    SourceDefaults,
-    SourceSpec,
-)
-
-if TYPE_CHECKING:
-    pass
+from poller.sources.spec import ArnPattern, SourceDefaults, SourceSpec
 
 __all__ = ["SPEC", "STREAM_ARN"]
 
@@ -26,8 +16,6 @@ STREAM_ARN = ArnPattern(
     "DynamoDB stream",
     lambda resource: re.fullmatch(r"table/[^/]+/stream/.+", resource) is not None,
 )
-
-_log = structlog.get_logger("poller.sources.dynamodb_streams")
 
 
 SPEC = SourceSpec(

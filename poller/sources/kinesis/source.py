@@ -39,23 +39,15 @@ from poller.sources.shards import (
     Page,
     ShardDescription,
     ShardOptions,
-    ShardReader,
     ShardStreamSource,
 )
 
 if TYPE_CHECKING:
     from poller.aws import AwsClients
 
-    pass
-
-__all__ = ["KinesisOptions", "KinesisShardReader", "KinesisSource"]
+__all__ = ["KinesisOptions", "KinesisSource"]
 
 _log = structlog.get_logger("poller.sources.kinesis")
-
-#: GetRecords and ListShards both cap a page at 10000 items.
-_MAX_LIMIT = 10_000
-#: Kinesis shards are read by the shared reader; the name stays for callers and annotations.
-KinesisShardReader = ShardReader
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import structlog
-
 from poller.config.fields import SourceOptions, StartingPosition
 from poller.sources.kinesis.records import KinesisRecord
-from poller.sources.spec import (
-    ArnPattern,
-    SourceDefaults,
-    SourceSpec,
-)
-
-if TYPE_CHECKING:
-    pass
+from poller.sources.spec import ArnPattern, SourceDefaults, SourceSpec
 
 __all__ = ["SPEC", "STREAM_ARN"]
 
@@ -23,8 +12,6 @@ __all__ = ["SPEC", "STREAM_ARN"]
 STREAM_ARN = ArnPattern(
     "kinesis", "Kinesis stream", lambda resource: resource.startswith("stream/")
 )
-
-_log = structlog.get_logger("poller.sources.kinesis")
 
 
 SPEC = SourceSpec(

@@ -17,6 +17,7 @@ from poller.errors import ConfigError
 from poller.sources.mq.options import AMQP_SCHEMES, MqMappingOptions, check_broker_urls
 from poller.sources.mq.records import BrokerRecord
 from poller.sources.spec import (
+    STREAM_ONLY_FIELDS,
     ArnPattern,
     EndpointsKey,
     Extra,
@@ -79,12 +80,7 @@ SPEC = SourceSpec(
     opener="poller.sources.mq.spec:open_broker",
     arn=ArnPattern("mq", "Amazon MQ broker"),
     endpoints=EndpointsKey("MQ_BROKER_URLS", check_broker_urls),
-    unsupported=(
-        "StartingPosition",
-        "BisectBatchOnFunctionError",
-        "MaximumRecordAgeInSeconds",
-        "ParallelizationFactor",
-    ),
+    unsupported=STREAM_ONLY_FIELDS,
     access_types=("BASIC_AUTH", "VIRTUAL_HOST"),
     extra=_extra,
 )

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -54,9 +54,6 @@ from poller.sources.rabbitmq.codec import (
     render_properties,
 )
 from poller.sources.rabbitmq.records import RabbitMqDelivery, RabbitMqRecord
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["RabbitMqSource"]
 

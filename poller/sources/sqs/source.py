@@ -54,8 +54,6 @@ from poller.sources.sqs.spec import QUEUE_ARN
 if TYPE_CHECKING:
     from poller.aws import AwsClients
 
-    pass
-
 __all__ = ["SqsOptions", "SqsSource"]
 
 _log = structlog.get_logger(__name__)

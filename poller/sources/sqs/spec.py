@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import structlog
-
-from poller.sources.spec import (
-    ArnPattern,
-    SourceDefaults,
-    SourceSpec,
-)
+from poller.sources.spec import STREAM_ONLY_FIELDS, ArnPattern, SourceDefaults, SourceSpec
 from poller.sources.sqs.options import SqsMappingOptions
 from poller.sources.sqs.records import SqsRecord
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["QUEUE_ARN", "SPEC"]
 
@@ -23,8 +12,6 @@ __all__ = ["QUEUE_ARN", "SPEC"]
 QUEUE_ARN = ArnPattern(
     "sqs", "SQS queue", lambda resource: "/" not in resource and ":" not in resource, "an"
 )
-
-_log = structlog.get_logger("poller.sources.sqs")
 
 
 SPEC = SourceSpec(
@@ -36,11 +23,6 @@ SPEC = SourceSpec(
     record_type=SqsRecord,
     opener="poller.sources.sqs.source:SqsSource.opened",
     arn=QUEUE_ARN,
-    unsupported=(
-        "StartingPosition",
-        "BisectBatchOnFunctionError",
-        "MaximumRecordAgeInSeconds",
-        "ParallelizationFactor",
-    ),
+    unsupported=STREAM_ONLY_FIELDS,
     embedded="poller.sources.sqs.source:create_queue",
 )
