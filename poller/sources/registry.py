@@ -107,9 +107,10 @@ def _keys(options: type[SourceOptions]) -> set[str]:
     return keys
 
 
+_KEYS_BY_KIND: Mapping[str, set[str]] = {spec.kind: _keys(spec.options) for spec in SPECS}
 _OWNERS: Mapping[str, tuple[SourceSpec, ...]] = {
-    key: tuple(spec for spec in SPECS if key in _keys(spec.options))
-    for key in {key for spec in SPECS for key in _keys(spec.options)}
+    key: tuple(spec for spec in SPECS if key in _KEYS_BY_KIND[spec.kind])
+    for key in set().union(*_KEYS_BY_KIND.values())
 }
 
 
