@@ -49,7 +49,7 @@ from poller.engine.streams import StreamMappingRunner
 from poller.observability import configure_logging
 from poller.records import Record
 from poller.stores.memory import MemoryStore
-from poller.targets import target_for
+from poller.functions import target_for
 from poller.testing import MemoryPartition, MemorySource
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/engine-benchmark"

@@ -28,6 +28,7 @@ from poller.errors import (
     SourceNotFoundError,
     StoreError,
 )
+from poller.functions import LambdaContext
 from poller.records import Batch, Record
 from poller.runtime import Worker
 from poller.sources.activemq.records import ActiveMqRecord
@@ -38,7 +39,6 @@ from poller.sources.kinesis.records import KinesisRecord
 from poller.sources.mq.records import BrokerRecord
 from poller.sources.rabbitmq.records import RabbitMqRecord
 from poller.sources.sqs.records import SqsRecord
-from poller.targets import LambdaContext
 
 __version__ = "0.1.0"
 

@@ -43,6 +43,7 @@ from poller.config.fields import (
     StartingPosition,
     in_range,
 )
+from poller.config.functions import split_handler
 from poller.config.resolved import ResolvedMapping
 from poller.config.source_fields import (
     error_detail,
@@ -70,6 +71,8 @@ class MappingConfig(ConfigModel):
     #: Kafka or a message broker named by endpoints (instead of, or overriding, an ARN's).
     self_managed_event_source: SelfManagedEventSource | None = None
     source_access_configurations: tuple[SourceAccessConfiguration, ...] = ()
+    #: The ``[[functions]]`` entry this mapping invokes (its name, or its Lambda ARN).
+    function_name: str | None = None
     handler: str | None = None
     enabled: bool = True
     batch_size: Annotated[int | None, in_range(1, 10000)] = None
@@ -191,9 +194,15 @@ class MappingConfig(ConfigModel):
                 f"RetryBackoffMaxSeconds: {self.retry_backoff_max_seconds!r} is below "
                 f"RetryBackoffSeconds ({self.retry_backoff_seconds!r}); it must be >= it"
             )
-        if self.handler is not None and ":" not in self.handler:
+        if self.handler is not None and split_handler(self.handler) is None:
             problems.append(
-                f"Handler: {self.handler!r} is not a handler reference (expected 'module:function')"
+                f"Handler: {self.handler!r} is not a handler reference (expected "
+                "'module.function' or 'module:function')"
+            )
+        if self.handler is not None and self.function_name is not None:
+            problems.append(
+                "Handler: set together with FunctionName; give one (Handler is shorthand for a "
+                "function)"
             )
         problems.extend(options.rules(self))
         return problems
@@ -327,6 +336,16 @@ class MappingConfig(ConfigModel):
         return on_failure.destination if on_failure else None
 
     @property
+    def function_reference(self) -> str | None:
+        """The function's name from ``FunctionName``, which may also be its Lambda ARN."""
+        name = self.function_name
+        if name is None or not name.startswith("arn:"):
+            return name
+        # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+        parts = name.split(":")
+        return parts[6] if len(parts) >= 7 and parts[5] == "function" else name
+
+    @property
     def source_label(self) -> str:
         """The source in one string: its ARN, else what its endpoints and options name."""
         if self.event_source_arn is not None:
@@ -342,7 +361,8 @@ class MappingConfig(ConfigModel):
         """
         if self.uuid:
             return self.uuid
-        digest = hashlib.sha256(f"{self.source_label}\n{self.handler}".encode()).digest()
+        code = self.handler if self.handler is not None else self.function_name
+        digest = hashlib.sha256(f"{self.source_label}\n{code}".encode()).digest()
         return str(uuid_module.UUID(bytes=digest[:16], version=5))
 
     def resolved(self) -> ResolvedMapping:
@@ -354,6 +374,7 @@ class MappingConfig(ConfigModel):
             source_kind=spec.kind,
             event_source_arn=self.event_source_arn or "",
             handler=self.handler,
+            function_name=self.function_reference,
             enabled=self.enabled,
             batch_size=self.batch_size if self.batch_size is not None else defaults.batch_size,
             batching_window=(

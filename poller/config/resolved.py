@@ -30,6 +30,8 @@ class ResolvedMapping:
     source_kind: str
     event_source_arn: str
     handler: str | None
+    #: The ``[[functions]]`` entry the mapping invokes (by name), when it names one.
+    function_name: str | None
     enabled: bool
     batch_size: int
     batching_window: float

@@ -1,5 +1,5 @@
 """The process-wide tables of a config file: ``[aws]``, ``[store]``, ``[worker]``, ``[logging]``,
-and the whole file (:class:`PollerConfig`) with its ``[[mappings]]``.
+and the whole file (:class:`PollerConfig`) with its ``[[functions]]`` and ``[[mappings]]``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from poller.config.fields import ConfigModel, in_range
+from poller.config.functions import FunctionConfig
 from poller.config.mapping import MappingConfig
 
 __all__ = ["AwsConfig", "LoggingConfig", "PollerConfig", "StoreConfig", "WorkerConfig"]
@@ -103,7 +104,8 @@ class LoggingConfig(ConfigModel):
 
 
 class PollerConfig(ConfigModel):
-    """A whole config file: ``[aws]``, ``[store]``, ``[worker]``, ``[logging]``, ``[[mappings]]``."""
+    """A whole config file: ``[aws]``, ``[store]``, ``[worker]``, ``[logging]``, ``[[functions]]``
+    and ``[[mappings]]``."""
 
     model_config = _AS_WRITTEN
 
@@ -111,7 +113,35 @@ class PollerConfig(ConfigModel):
     store: StoreConfig = Field(default_factory=StoreConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    functions: tuple[FunctionConfig, ...] = ()
     mappings: tuple[MappingConfig, ...] = ()
+
+    def function(self, name: str) -> FunctionConfig | None:
+        """The ``[[functions]]`` entry of that name, if any."""
+        return next((f for f in self.functions if f.function_name == name), None)
+
+    @model_validator(mode="after")
+    def _functions_named(self) -> PollerConfig:
+        problems: list[str] = []
+        seen: dict[str, int] = {}
+        for index, function in enumerate(self.functions):
+            if function.function_name in seen:
+                problems.append(
+                    f"functions[{index}].FunctionName: {function.function_name!r} is already "
+                    f"used by functions[{seen[function.function_name]}]"
+                )
+            seen.setdefault(function.function_name, index)
+        for index, mapping in enumerate(self.mappings):
+            name = mapping.function_reference
+            if name is not None and name not in seen:
+                known = ", ".join(repr(n) for n in seen) or "none"
+                problems.append(
+                    f"mappings[{index}].FunctionName: {mapping.function_name!r} names no "
+                    f"[[functions]] entry (defined: {known})"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _unique_mappings(self) -> PollerConfig:
@@ -126,15 +156,15 @@ class PollerConfig(ConfigModel):
                     f"mappings[{seen_ids[mapping_id]}] (UUIDs must be unique)"
                 )
             seen_ids.setdefault(mapping_id, index)
-            pair = (mapping.source_label, mapping.handler)
+            pair = (mapping.source_label, mapping.handler or mapping.function_reference)
             source_fields = (
                 "EventSourceArn"
                 if mapping.event_source_arn
                 else "SelfManagedEventSource topic/queue"
             )
-            if mapping.handler is not None and pair in seen_pairs:
+            if pair[1] is not None and pair in seen_pairs:
                 problems.append(
-                    f"mappings[{index}]: the pair ({source_fields}, Handler) is already mapped by "
+                    f"mappings[{index}]: the pair ({source_fields}, function) is already mapped by "
                     f"mappings[{seen_pairs[pair]}] (AWS refuses a duplicate function and source)"
                 )
             seen_pairs.setdefault(pair, index)

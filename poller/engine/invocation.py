@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import anyio
 
@@ -30,6 +30,7 @@ __all__ = [
     "Invocation",
     "InvocationContext",
     "Target",
+    "TimedTarget",
     "invoke",
 ]
 
@@ -62,6 +63,21 @@ class Target(Protocol):
 
     async def invoke(self, batch: Batch, invocation: Invocation) -> Outcome:
         """Hand the batch over and say how it went."""
+        ...
+
+
+@runtime_checkable
+class TimedTarget(Protocol):
+    """A target that starts the function's timeout itself, once an environment is free.
+
+    Waiting for a free environment is back-pressure, not part of the invocation's time; so such
+    a target gets the timeout and enforces it (and stops what overran it) instead of the caller.
+    """
+
+    async def invoke_timed(
+        self, batch: Batch, invocation: Invocation, time_limit: float
+    ) -> Outcome:
+        """Hand the batch over, within ``time_limit`` seconds of an environment taking it."""
         ...
 
 
@@ -117,13 +133,20 @@ async def invoke(
     counters.invocations += 1
     counters.invoked_events += len(records)
     outcome: Outcome
-    with anyio.move_on_after(timeout) as scope:
+    target = context.target
+    if isinstance(target, TimedTarget):
         try:
-            outcome = await context.target.invoke(batch, invocation)
+            outcome = await target.invoke_timed(batch, invocation, timeout)
         except Exception as error:  # a target bug must not kill the partition
             outcome = Failed(f"{type(error).__name__}: {error}")
-    if scope.cancelled_caught:
-        outcome = Failed(f"Task timed out after {timeout:.2f} seconds")
+    else:
+        with anyio.move_on_after(timeout) as scope:
+            try:
+                outcome = await target.invoke(batch, invocation)
+            except Exception as error:  # a target bug must not kill the partition
+                outcome = Failed(f"{type(error).__name__}: {error}")
+        if scope.cancelled_caught:
+            outcome = Failed(f"Task timed out after {timeout:.2f} seconds")
     if not isinstance(outcome, Succeeded):
         counters.errors += 1
         counters.failed_invoke_events += len(records)

@@ -32,6 +32,8 @@ class MappingCounters:
     deleted_events: int = 0
     #: Queue messages whose delete failed (they will be delivered again).
     delete_errors: int = 0
+    #: Invocations that found every environment of the function busy and waited for one.
+    throttles: int = 0
     #: Highest MillisBehindLatest seen on the last read of any partition (IteratorAge).
     iterator_age_ms: int = 0
 
@@ -51,5 +53,6 @@ class MappingCounters:
             "PollingErrorCount": values["polling_errors"],
             "DeletedEventCount": values["deleted_events"],
             "DeleteErrorCount": values["delete_errors"],
+            "Throttles": values["throttles"],
             "IteratorAge": values["iterator_age_ms"],
         }

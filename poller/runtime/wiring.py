@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import anyio
 
 from poller.aws import AwsClients
 from poller.config.fields import ARN
+from poller.config.functions import FunctionConfig
 from poller.config.mapping import MappingConfig
 from poller.config.resolved import ResolvedMapping
 from poller.config.settings import PollerConfig, WorkerConfig
@@ -34,17 +36,22 @@ from poller.engine.queues import QueueMappingRunner
 from poller.engine.state import Store
 from poller.engine.streams import StreamMappingRunner
 from poller.errors import ConfigError, HandlerImportError
+from poller.functions import FunctionSet, FunctionTarget, load_handler, target_for
+from poller.functions.loader import find_handler_module
 from poller.sources import registry
 from poller.sources.spec import OpenedSource, SourceEnvironment
-from poller.targets import load_handler, target_for
 
 __all__ = [
+    "FunctionPlan",
     "GivenSource",
     "HandlerRef",
     "build_runner",
+    "build_target",
+    "function_identity",
     "missing_extras",
     "open_source",
-    "resolve_handlers",
+    "plan_functions",
+    "shorthand_function",
 ]
 
 #: A handler given through the Python API: a typed or Lambda-style callable, or a Target.
@@ -55,31 +62,77 @@ HandlerRef = Callable[..., Any] | Target
 GivenSource = OpenedSource | PartitionSource | QueueSource
 
 
-def resolve_handlers(
+@dataclass(frozen=True, slots=True)
+class FunctionPlan:
+    """What one mapping invokes: its function, and the in-process handler if it runs in the
+    worker (passed from Python, or ``Isolation = "thread"``); None when environments run it."""
+
+    config: FunctionConfig
+    handler: HandlerRef | None
+
+
+def shorthand_function(
+    mapping: MappingConfig, isolation: Literal["process", "thread"] = "process"
+) -> FunctionConfig:
+    """The function a mapping's own ``Handler`` stands for: Lambda's defaults, the mapping's
+    FunctionTimeout, named after the whole handler reference (``app.audit:handle`` ->
+    ``app-audit-handle``), else after the mapping."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", mapping.handler) if mapping.handler else None
+    return FunctionConfig.model_construct(
+        function_name=name or mapping.mapping_id,
+        handler=mapping.handler,
+        timeout=mapping.function_timeout,
+        isolation=isolation,
+    )
+
+
+def _given_handler(mapping: MappingConfig, given: dict[str, HandlerRef]) -> HandlerRef | None:
+    handler = given.pop(mapping.mapping_id, None)
+    if handler is None and mapping.uuid is None and mapping.handler in given:
+        handler = given.pop(mapping.handler)  # registered under its Handler reference
+    return handler
+
+
+def plan_functions(
     config: PollerConfig, handlers: Mapping[str, HandlerRef] | None
-) -> dict[str, HandlerRef]:
-    """Import or look up every enabled mapping's handler now, before anything starts."""
+) -> dict[str, FunctionPlan]:
+    """Decide what every mapping invokes, and check it now, before anything starts.
+
+    Handlers that run in the worker are imported here; a handler that runs in environments is
+    only looked up (its module must exist): its environments import it, each once.
+    """
     given = dict(handlers or {})
-    resolved: dict[str, HandlerRef] = {}
+    plans: dict[str, FunctionPlan] = {}
     problems: list[str] = []
     for index, mapping in enumerate(config.mappings):
-        mapping_id = mapping.mapping_id
-        handler = given.pop(mapping_id, None)
-        if handler is None and mapping.uuid is None and mapping.handler in given:
-            handler = given.pop(mapping.handler)  # registered under its Handler reference
-        if handler is None and mapping.handler is not None:
-            try:
-                handler = load_handler(mapping.handler)
-            except HandlerImportError as error:
-                problems.append(f"mappings[{index}].Handler: {error}")
-                continue
-        if handler is None:
-            problems.append(
-                f"mappings[{index}]: no Handler given and no handler registered for UUID "
-                f"{mapping_id!r}"
+        name = mapping.function_reference
+        function = config.function(name) if name is not None else None
+        handler = _given_handler(mapping, given)
+        if handler is not None:
+            plans[mapping.mapping_id] = FunctionPlan(
+                function or shorthand_function(mapping, "thread"), handler
             )
             continue
-        resolved[mapping_id] = handler
+        if function is None and mapping.handler is not None:
+            function = shorthand_function(mapping)
+        if function is None:
+            problems.append(
+                f"mappings[{index}]: no FunctionName or Handler given and no handler registered "
+                f"for UUID {mapping.mapping_id!r}"
+            )
+            continue
+        where = f"mappings[{index}].Handler" if name is None else f"functions[{name!r}].Handler"
+        try:
+            if function.way == "thread":
+                assert function.handler is not None
+                handler = load_handler(function.handler)
+            elif function.way == "process":
+                assert function.handler is not None
+                find_handler_module(function.handler)
+        except HandlerImportError as error:
+            problems.append(f"{where}: {error}")
+            continue
+        plans[mapping.mapping_id] = FunctionPlan(function, handler)
     if given:
         problems.append(
             f"handlers registered for unknown mappings: {', '.join(sorted(given))} "
@@ -87,7 +140,7 @@ def resolve_handlers(
         )
     if problems:
         raise ConfigError(problems)
-    return resolved
+    return plans
 
 
 def missing_extras(config: PollerConfig, *, replaced: frozenset[str] = frozenset()) -> list[str]:
@@ -112,12 +165,12 @@ def missing_extras(config: PollerConfig, *, replaced: frozenset[str] = frozenset
     return problems
 
 
-def function_identity(mapping: MappingConfig | ResolvedMapping, region: str) -> FunctionIdentity:
-    """The Lambda-style function the handler is: a name from the whole handler reference
-    (``app.audit:handle`` -> ``app-audit-handle``, so two handlers never share a name or ARN),
-    else the mapping id; an ARN in the source's account and region when known."""
-    name = re.sub(r"[^A-Za-z0-9_-]", "-", mapping.handler) if mapping.handler else None
-    name = name or mapping.mapping_id
+def function_identity(
+    function: FunctionConfig, mapping: MappingConfig | ResolvedMapping, region: str
+) -> FunctionIdentity:
+    """The function's name and an ARN in the source's account and region when known (so two
+    functions never share a name or ARN)."""
+    name = function.function_name
     if mapping.event_source_arn:
         arn = ARN.parse(mapping.event_source_arn)
         partition, region, account = arn.partition, arn.region or region, arn.account
@@ -156,26 +209,48 @@ def _destination(uri: str, opened: OpenedSource, clients: AwsClients) -> Destina
     return destination_for(uri, clients)
 
 
+async def build_target(
+    mapping: ResolvedMapping,
+    plan: FunctionPlan,
+    codec: EventCodec,
+    *,
+    identity: FunctionIdentity,
+    functions: FunctionSet,
+    counters: MappingCounters,
+    limiter: anyio.CapacityLimiter,
+) -> Target:
+    """How the mapping's batches reach its function: in the worker, or through environments."""
+    if plan.handler is not None:
+        return target_for(
+            plan.handler,
+            codec,
+            report_batch_item_failures=mapping.report_batch_item_failures,
+            limiter=limiter,
+            name=f"mapping {mapping.mapping_id}",
+            environments=functions.environments(plan.config),
+            counters=counters,
+        )
+    function = await functions.function(plan.config, identity)
+    return FunctionTarget(
+        function,
+        codec,
+        report_batch_item_failures=mapping.report_batch_item_failures,
+        counters=counters,
+    )
+
+
 def build_runner(
     mapping: ResolvedMapping,
-    handler: HandlerRef,
+    target: Target,
     opened: OpenedSource,
     *,
     function: FunctionIdentity,
+    counters: MappingCounters,
     clients: AwsClients,
     store: Store,
     worker: WorkerConfig,
-    limiter: anyio.CapacityLimiter,
 ) -> MappingRunner:
     """Everything one mapping needs, assembled."""
-    counters = MappingCounters()
-    target = target_for(
-        handler,
-        opened.codec,
-        report_batch_item_failures=mapping.report_batch_item_failures,
-        limiter=limiter,
-        name=f"mapping {mapping.mapping_id}",
-    )
     sink: DiscardSink | None = None
     if mapping.on_failure_destination:
         destination = _destination(mapping.on_failure_destination, opened, clients)

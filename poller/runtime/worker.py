@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Self
 
 import anyio
@@ -27,19 +28,22 @@ import structlog
 
 from poller.aws import AwsClients
 from poller.config.settings import PollerConfig
+from poller.engine.metrics import MappingCounters
 from poller.engine.protocols import MappingRunner
 from poller.engine.state import Store
 from poller.errors import ConfigError
+from poller.functions import FunctionSet
 from poller.runtime.embedded import EmbeddedAws, create_resources
 from poller.runtime.wiring import (
     GivenSource,
     HandlerRef,
     as_opened,
     build_runner,
+    build_target,
     function_identity,
     missing_extras,
     open_source,
-    resolve_handlers,
+    plan_functions,
 )
 from poller.stores import open_store
 
@@ -72,7 +76,7 @@ class Worker:
         self.config = config
         missing = missing_extras(config, replaced=frozenset(sources or ()))
         try:
-            self._handlers = resolve_handlers(config, handlers)
+            self._plans = plan_functions(config, handlers)
         except ConfigError as error:
             raise ConfigError([*error.problems, *missing]) from None
         if missing:
@@ -88,6 +92,7 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
         self._stopped_by_idle = False
         self._endpoint_url: str | None = None
+        self._functions: FunctionSet | None = None
 
     # --- status ----------------------------------------------------------------------------------
 
@@ -105,6 +110,11 @@ class Worker:
     def endpoint_url(self) -> str | None:
         """The AWS endpoint in use once started (the embedded server's URL with "embedded")."""
         return self._endpoint_url
+
+    @property
+    def functions(self) -> FunctionSet | None:
+        """The functions the running mappings invoke (None before the worker starts)."""
+        return self._functions
 
     @property
     def stopped_by_idle(self) -> bool:
@@ -140,12 +150,17 @@ class Worker:
                 stack.push_async_callback(store.aclose)
             limiter = anyio.CapacityLimiter(self._max_threads)
             worker_settings = self.config.worker
+            functions = FunctionSet(region=clients.region, endpoint_url=endpoint)
+            stack.push_async_callback(functions.aclose)
+            self._functions = functions
             self._runners = []
             for mapping_config in self.config.mappings:
                 mapping = mapping_config.resolved()
                 if not mapping.enabled:
                     _log.info("mapping disabled; not started", mapping=mapping.mapping_id)
                     continue
+                plan = self._plans[mapping.mapping_id]
+                mapping = replace(mapping, function_timeout=plan.config.timeout)
                 given = self._sources.get(mapping.mapping_id)
                 if given is None:
                     # Sources opened here are closed here (a Kafka source leaves its group);
@@ -154,15 +169,26 @@ class Worker:
                     stack.push_async_callback(opened.aclose)
                 else:
                     opened = as_opened(given, mapping.mapping_id)
+                identity = function_identity(plan.config, mapping, clients.region)
+                counters = MappingCounters()
+                target = await build_target(
+                    mapping,
+                    plan,
+                    opened.codec,
+                    identity=identity,
+                    functions=functions,
+                    counters=counters,
+                    limiter=limiter,
+                )
                 runner = build_runner(
                     mapping,
-                    self._handlers[mapping.mapping_id],
+                    target,
                     opened,
-                    function=function_identity(mapping, clients.region),
+                    function=identity,
+                    counters=counters,
                     clients=clients,
                     store=store,
                     worker=worker_settings,
-                    limiter=limiter,
                 )
                 self._runners.append(runner)
             _log.info("worker started", mappings=[r.mapping.mapping_id for r in self._runners])

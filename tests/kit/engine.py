@@ -15,7 +15,7 @@ from poller.engine.queues import QueueMappingRunner
 from poller.engine.state import Checkpoint, IdempotencyStore, Store
 from poller.engine.streams import StreamMappingRunner
 from poller.stores.memory import MemoryStore
-from poller.targets import target_for
+from poller.functions import target_for
 from tests.kit.names import (
     tick,
 )

@@ -153,7 +153,7 @@ def test_every_problem_is_reported_at_once() -> None:
             "allowed: an SQS queue, SNS topic or S3 bucket ARN",
         ),
         ({"EventSourceArn": "orders"}, "is not an ARN"),
-        ({"Handler": "no_colon"}, "expected 'module:function'"),
+        ({"Handler": "no_colon"}, "expected 'module.function' or 'module:function'"),
         ({"TumblingWindowInSeconds": 30}, "TumblingWindowInSeconds"),
         ({"RetryBackoffSeconds": 5, "RetryBackoffMaxSeconds": 1}, "must be >= it"),
     ],

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from poller.engine.discard import RETRY_ATTEMPTS_EXHAUSTED
 from poller.records import Record
-from poller.targets import target_for
+from poller.functions import target_for
 from poller.testing import MemorySource
 from tests.kit import mapping, tick
 from tests.unit.engine_harness import RecordingTarget, Run, fill, run_until_idle

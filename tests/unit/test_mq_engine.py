@@ -14,7 +14,7 @@ import anyio
 
 from poller.config import ResolvedMapping, parse_config
 from poller.engine.queues import QueueMappingRunner
-from poller.targets import target_for
+from poller.functions import target_for
 from poller.testing import MemoryBroker
 from tests.kit import RecordingSink, RecordingStore, queue_runner
 from tests.kit import run_until as run_runner_until

@@ -1,4 +1,4 @@
-"""How a batch reaches user code: typed Python callables and Lambda-style handlers."""
+"""In-process handlers: which style a Python callable is, and the target that calls it."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ from typing import Any, cast
 import anyio
 
 from poller.engine.invocation import Target
+from poller.engine.metrics import MappingCounters
 from poller.engine.protocols import EventCodec
 from poller.errors import HandlerImportError
-from poller.targets.context import LambdaContext
-from poller.targets.lambda_style import LambdaTarget
-from poller.targets.loader import load_handler
-from poller.targets.python import TypedTarget
+from poller.functions.in_thread import LambdaTarget
+from poller.functions.typed import TypedTarget
 
-__all__ = ["LambdaContext", "LambdaTarget", "TypedTarget", "load_handler", "target_for"]
+__all__ = ["is_typed", "target_for"]
 
 
 def _positional_arity(handler: Callable[..., Any]) -> int | None:
@@ -34,6 +33,11 @@ def _positional_arity(handler: Callable[..., Any]) -> int | None:
     return len(params) if len(params) in (1, 2) else None
 
 
+def is_typed(handler: Callable[..., Any]) -> bool:
+    """Whether ``handler`` is written ``f(batch)`` (typed) rather than ``f(event, context)``."""
+    return _positional_arity(handler) == 1
+
+
 def target_for(
     handler: Callable[..., Any] | Target,
     codec: EventCodec,
@@ -41,6 +45,8 @@ def target_for(
     report_batch_item_failures: bool,
     limiter: anyio.CapacityLimiter | None = None,
     name: str = "handler",
+    environments: anyio.CapacityLimiter | None = None,
+    counters: MappingCounters | None = None,
 ) -> Target:
     """Wrap a handler in the right target: ``f(batch)`` is typed, ``f(event, context)`` Lambda-style.
 
@@ -59,6 +65,8 @@ def target_for(
             codec,
             report_batch_item_failures=report_batch_item_failures,
             limiter=limiter,
+            environments=environments,
+            counters=counters,
         )
     raise HandlerImportError(
         f"{name}: cannot tell the handler's style from its signature; write it as "

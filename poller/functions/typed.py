@@ -18,6 +18,7 @@ import anyio.to_thread
 from poller.engine.invocation import Invocation
 from poller.engine.outcome import Failed, Outcome, parse_typed_result
 from poller.engine.protocols import EventCodec
+from poller.functions.in_thread import exit_reason
 from poller.records import Batch
 
 __all__ = ["TypedTarget"]
@@ -49,6 +50,8 @@ class TypedTarget:
                 result = await anyio.to_thread.run_sync(
                     self._handler, batch, abandon_on_cancel=True, limiter=self._limiter
                 )
+        except (SystemExit, KeyboardInterrupt) as error:
+            return Failed(exit_reason(error))
         except Exception as error:
             return Failed(f"{type(error).__name__}: {error}")
         return parse_typed_result(result, batch.records, self._identify)

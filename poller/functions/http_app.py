@@ -1,0 +1,109 @@
+"""A function that is an HTTP application (``Url = "http://app:8080/events"``).
+
+Each invocation is a POST of the Lambda event JSON, with the request id, the deadline and the
+function ARN in Lambda's ``Lambda-Runtime-*`` headers and any configured ``Headers``. A 2xx
+answer's body is the function's response (so ``batchItemFailures`` work as usual); any other
+status, a refused connection or the Timeout is a function error naming the status and the start
+of the body. Connections are pooled and kept alive (aiohttp); ``https`` uses the system's CAs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import aiohttp
+import structlog
+
+from poller.engine.invocation import Invocation
+from poller.functions.reply import (
+    MAX_RESPONSE_BYTES,
+    FunctionError,
+    Reply,
+    Response,
+    response_too_large,
+    timed_out,
+)
+from poller.functions.runtime_api import trace_header
+
+__all__ = ["HttpFunction"]
+
+_log = structlog.get_logger("poller.functions")
+_BODY_IN_ERRORS = 500
+
+
+class HttpFunction:
+    """Invocations POSTed to one URL over a pool of kept-alive connections."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        arn: str,
+        headers: Mapping[str, str],
+        concurrency: int | None,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self._arn = arn
+        self._headers = dict(headers)
+        self._concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._concurrency or 0, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def call(
+        self,
+        payload: bytes,
+        invocation: Invocation,
+        time_limit: float,
+        throttled: Callable[[], None],
+    ) -> Reply:
+        """POST the event; read the answer as Lambda reads a function's response."""
+        deadline_ms = int((time.time() + time_limit) * 1000)
+        headers = {
+            **self._headers,
+            "Content-Type": "application/json",
+            "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
+            "Lambda-Runtime-Invoked-Function-Arn": self._arn,
+            "Lambda-Runtime-Trace-Id": trace_header(),
+        }
+        try:
+            async with self._client().post(
+                self.url,
+                data=payload,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=time_limit),
+            ) as answer:
+                body = await answer.content.read(MAX_RESPONSE_BYTES + 1)
+                if len(body) > MAX_RESPONSE_BYTES:
+                    return response_too_large(answer.content_length or len(body))
+                if 200 <= answer.status < 300:
+                    return Response(body)
+                shown = body[:_BODY_IN_ERRORS].decode("utf-8", "replace")
+                _log.warning(
+                    "HTTP function answered an error",
+                    function=self.name,
+                    status=answer.status,
+                    body=shown,
+                )
+                return FunctionError(
+                    "Function.HttpError", f"{self.url} answered HTTP {answer.status}: {shown}"
+                )
+        except TimeoutError:
+            return timed_out(time_limit)
+        except aiohttp.ClientError as error:
+            _log.warning("HTTP function unreachable", function=self.name, error=str(error))
+            return FunctionError("Function.ConnectionError", f"{self.url}: {error}")
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
