@@ -46,10 +46,10 @@ from poller.engine.discard import Discard
 from poller.engine.invocation import InvocationContext
 from poller.engine.state import Checkpoint
 from poller.engine.streams import StreamMappingRunner
+from poller.functions import target_for
 from poller.observability import configure_logging
 from poller.records import Record
 from poller.stores.memory import MemoryStore
-from poller.functions import target_for
 from poller.testing import MemoryPartition, MemorySource
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/engine-benchmark"

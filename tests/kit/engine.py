@@ -14,8 +14,8 @@ from poller.engine.protocols import EventCodec, PartitionSource, QueueSource
 from poller.engine.queues import QueueMappingRunner
 from poller.engine.state import Checkpoint, IdempotencyStore, Store
 from poller.engine.streams import StreamMappingRunner
-from poller.stores.memory import MemoryStore
 from poller.functions import target_for
+from poller.stores.memory import MemoryStore
 from tests.kit.names import (
     tick,
 )

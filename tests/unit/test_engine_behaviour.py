@@ -8,8 +8,8 @@ from typing import Any
 import anyio
 
 from poller.engine.discard import PAYLOAD_SIZE_EXCEEDED, RECORD_AGE_EXCEEDED, Discard
-from poller.records import Batch
 from poller.functions import target_for
+from poller.records import Batch
 from poller.testing import MemoryPartition, MemorySource
 from tests.kit import KINESIS_ARN as ARN
 from tests.kit import RecordingSink, RecordingStore, mapping, stream_runner

@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poller.engine.discard import RETRY_ATTEMPTS_EXHAUSTED
-from poller.records import Record
 from poller.functions import target_for
+from poller.records import Record
 from poller.testing import MemorySource
 from tests.kit import mapping, tick
 from tests.unit.engine_harness import RecordingTarget, Run, fill, run_until_idle

@@ -17,8 +17,8 @@ import anyio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from poller.records import Batch, Record
 from poller.functions import target_for
+from poller.records import Batch, Record
 from poller.testing import MemoryQueue
 from tests.kit import RecordingSink, RecordingStore, queue_runner, run_until
 from tests.unit.test_queue_engine import sqs_mapping

@@ -14,8 +14,8 @@ import pytest
 from poller.engine.invocation import Invocation
 from poller.engine.outcome import Failed, PartiallyFailed, Succeeded
 from poller.errors import HandlerImportError
-from poller.records import Batch, Record
 from poller.functions import LambdaTarget, TypedTarget, load_handler, target_for
+from poller.records import Batch, Record
 from poller.testing import MemoryPartition, MemorySource
 
 PARTITION = MemoryPartition("shardId-000000000000")
@@ -128,5 +128,7 @@ def test_load_handler_from_the_current_directory(
         load_handler("my_handlers_mod:nope")
     with pytest.raises(HandlerImportError, match="raised RuntimeError: bad import"):
         load_handler("broken_handlers_mod:handle")
-    with pytest.raises(HandlerImportError, match="expected 'module.function' or 'module:function'"):
+    with pytest.raises(
+        HandlerImportError, match=r"expected 'module\.function' or 'module:function'"
+    ):
         load_handler("justamodule")

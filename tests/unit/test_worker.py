@@ -90,7 +90,9 @@ async def test_async_context_manager_form() -> None:
 
 
 def test_a_mapping_without_handler_is_refused_before_anything_starts() -> None:
-    with pytest.raises(ConfigError, match="no FunctionName or Handler given and no handler registered"):
+    with pytest.raises(
+        ConfigError, match="no FunctionName or Handler given and no handler registered"
+    ):
         Worker(config())
 
 
