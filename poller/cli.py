@@ -26,6 +26,7 @@ from poller.config import AwsConfig, PollerConfig, StoreConfig, load_config, loa
 from poller.errors import ConfigError, PollerError
 from poller.observability import configure_logging
 from poller.runtime import Worker
+from poller.runtime.wiring import check_handlers
 
 __all__ = ["main"]
 
@@ -137,7 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "validate":
         try:
-            Worker(config)  # imports handlers: a missing module is a config problem too
+            Worker(config)  # looks handlers up: a missing module is a config problem too
+            problems = check_handlers(config)  # imports what environments would import
+            if problems:
+                raise ConfigError(problems)
         except ConfigError as error:
             print(f"poller: {error}", file=sys.stderr)
             return EXIT_CONFIG

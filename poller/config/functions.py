@@ -159,6 +159,8 @@ class FunctionConfig(ConfigModel):
     @classmethod
     def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
+            if any(c in name + text for c in "\r\n\0"):
+                raise ValueError(f"header {name!r}: line breaks are not allowed in headers")
             for variable in _HEADER_VARIABLE.findall(text):
                 if variable not in os.environ:
                     raise ValueError(

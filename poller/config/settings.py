@@ -162,9 +162,11 @@ class PollerConfig(ConfigModel):
                 if mapping.event_source_arn
                 else "SelfManagedEventSource topic/queue"
             )
+            code_field = "Handler" if mapping.handler is not None else "FunctionName"
             if pair[1] is not None and pair in seen_pairs:
                 problems.append(
-                    f"mappings[{index}]: the pair ({source_fields}, function) is already mapped by "
+                    f"mappings[{index}]: the pair ({source_fields}, {code_field}) is already "
+                    "mapped by "
                     f"mappings[{seen_pairs[pair]}] (AWS refuses a duplicate function and source)"
                 )
             seen_pairs.setdefault(pair, index)

@@ -18,6 +18,7 @@ import anyio
 
 from poller.config.functions import FunctionConfig, expand_header
 from poller.engine.invocation import FunctionIdentity
+from poller.errors import ConfigError
 from poller.functions.base import Function
 from poller.functions.external import ExternalFunction
 from poller.functions.http_app import HttpFunction
@@ -107,7 +108,13 @@ class FunctionSet:
         way = config.way
         if way == "url":
             assert config.url is not None
-            headers = {name: expand_header(value) for name, value in config.headers.items()}
+            try:
+                headers = {name: expand_header(value) for name, value in config.headers.items()}
+            except KeyError as missing:
+                raise ConfigError(
+                    f"functions[{config.function_name!r}].Headers: ${{{missing.args[0]}}} is not "
+                    "set in the worker's environment"
+                ) from None
             return HttpFunction(
                 identity.name,
                 config.url,

@@ -36,6 +36,7 @@ def find_handler_module(reference: str) -> None:
         )
     module_name = parts[0]
     cwd = _on_path()
+    importlib.invalidate_caches()  # a module written since the last look is found too
     try:
         found = importlib.util.find_spec(module_name)
     except (ImportError, ValueError) as error:  # a parent package is missing or broken

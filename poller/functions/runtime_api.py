@@ -40,6 +40,8 @@ _log = structlog.get_logger("poller.functions")
 
 _PREFIX = "/2018-06-01/runtime"
 _ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+#: How long stopping the server waits for requests in progress (environments are stopped first).
+_SHUTDOWN_SECONDS = 1.0
 
 
 def trace_header() -> str:
@@ -109,12 +111,19 @@ class Channel:
         self._queue.clear()
         self.running.clear()
 
-    async def next_invocation(self) -> PendingInvocation:
-        """Wait for an invocation to hand to the polling environment."""
+    async def next_invocation(self) -> PendingInvocation | None:
+        """Wait for an invocation to hand to the polling environment (None once closed)."""
         while not self._queue:
+            if self.closed:
+                return None
             self._wakeup.clear()
             await self._wakeup.wait()
         return self._queue.popleft()
+
+    def close(self) -> None:
+        """No more invocations here: environments waiting in ``/next`` are told to go."""
+        self.closed = True
+        self._wakeup.set()
 
     def put_back(self, pending: PendingInvocation) -> None:
         """Return an invocation whose poller went away before it could be sent."""
@@ -131,7 +140,9 @@ class RuntimeApiServer:
         app.router.add_post(f"{_PREFIX}/invocation/{{request_id}}/response", self._response)
         app.router.add_post(f"{_PREFIX}/invocation/{{request_id}}/error", self._error)
         app.router.add_post(f"{_PREFIX}/init/error", self._init_error)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=_SHUTDOWN_SECONDS
+        )
         self._started = False
         self._channels: dict[int, Channel] = {}
         self._sites: dict[int, web.TCPSite] = {}
@@ -158,14 +169,14 @@ class RuntimeApiServer:
         site = self._sites.pop(port, None)
         channel = self._channels.pop(port, None)
         if channel is not None:
-            channel.closed = True
+            channel.close()
         if site is not None:
             await site.stop()
 
     async def aclose(self) -> None:
         """Stop every listener."""
         for channel in self._channels.values():
-            channel.closed = True
+            channel.close()
         if self._started:
             await self._runner.cleanup()
         self._channels.clear()
@@ -191,6 +202,11 @@ class RuntimeApiServer:
         try:
             while True:
                 pending = await channel.next_invocation()
+                if pending is None:
+                    raise web.HTTPGone(
+                        text=_error_body("EnvironmentGone", "this function is stopping"),
+                        content_type="application/json",
+                    )
                 transport = request.transport
                 if transport is None or transport.is_closing():
                     channel.put_back(pending)  # the environment hung up while waiting

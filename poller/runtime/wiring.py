@@ -36,7 +36,7 @@ from poller.engine.queues import QueueMappingRunner
 from poller.engine.state import Store
 from poller.engine.streams import StreamMappingRunner
 from poller.errors import ConfigError, HandlerImportError
-from poller.functions import FunctionSet, FunctionTarget, load_handler, target_for
+from poller.functions import FunctionSet, FunctionTarget, is_typed, load_handler, target_for
 from poller.functions.loader import find_handler_module
 from poller.sources import registry
 from poller.sources.spec import OpenedSource, SourceEnvironment
@@ -47,6 +47,7 @@ __all__ = [
     "HandlerRef",
     "build_runner",
     "build_target",
+    "check_handlers",
     "function_identity",
     "missing_extras",
     "open_source",
@@ -98,8 +99,10 @@ def plan_functions(
 ) -> dict[str, FunctionPlan]:
     """Decide what every mapping invokes, and check it now, before anything starts.
 
-    Handlers that run in the worker are imported here; a handler that runs in environments is
-    only looked up (its module must exist): its environments import it, each once.
+    A mapping's own ``Handler`` is imported here, as it always was: a typed handler runs in the
+    worker, a Lambda-style one in process environments. A ``[[functions]]`` handler is imported
+    here only with ``Isolation = "thread"``; in process environments its module is only looked
+    up (it must exist), and each environment imports it once (``poller validate`` imports it too).
     """
     given = dict(handlers or {})
     plans: dict[str, FunctionPlan] = {}
@@ -113,26 +116,20 @@ def plan_functions(
                 function or shorthand_function(mapping, "thread"), handler
             )
             continue
-        if function is None and mapping.handler is not None:
-            function = shorthand_function(mapping)
-        if function is None:
-            problems.append(
-                f"mappings[{index}]: no FunctionName or Handler given and no handler registered "
-                f"for UUID {mapping.mapping_id!r}"
-            )
-            continue
-        where = f"mappings[{index}].Handler" if name is None else f"functions[{name!r}].Handler"
         try:
-            if function.way == "thread":
-                assert function.handler is not None
-                handler = load_handler(function.handler)
-            elif function.way == "process":
-                assert function.handler is not None
-                find_handler_module(function.handler)
+            if function is not None:
+                where = f"functions[{name!r}].Handler"
+                plans[mapping.mapping_id] = _plan_named(function)
+            elif mapping.handler is not None:
+                where = f"mappings[{index}].Handler"
+                plans[mapping.mapping_id] = _plan_shorthand(mapping)
+            else:
+                problems.append(
+                    f"mappings[{index}]: no FunctionName or Handler given and no handler "
+                    f"registered for UUID {mapping.mapping_id!r}"
+                )
         except HandlerImportError as error:
             problems.append(f"{where}: {error}")
-            continue
-        plans[mapping.mapping_id] = FunctionPlan(function, handler)
     if given:
         problems.append(
             f"handlers registered for unknown mappings: {', '.join(sorted(given))} "
@@ -141,6 +138,46 @@ def plan_functions(
     if problems:
         raise ConfigError(problems)
     return plans
+
+
+def _plan_named(function: FunctionConfig) -> FunctionPlan:
+    if function.way == "thread":
+        assert function.handler is not None
+        return FunctionPlan(function, load_handler(function.handler))
+    if function.way == "process":
+        assert function.handler is not None
+        find_handler_module(function.handler)
+    return FunctionPlan(function, None)
+
+
+def _plan_shorthand(mapping: MappingConfig) -> FunctionPlan:
+    assert mapping.handler is not None
+    handler = load_handler(mapping.handler)
+    if is_typed(handler):
+        return FunctionPlan(shorthand_function(mapping, "thread"), handler)
+    return FunctionPlan(shorthand_function(mapping), None)
+
+
+def check_handlers(config: PollerConfig) -> list[str]:
+    """Import every ``[[functions]]`` handler that process environments would run, as ``poller
+    validate`` does, so that what would fail their init (a missing attribute, an import error, a
+    typed handler) is reported before anything runs. A problem line per handler."""
+    problems: list[str] = []
+    for function in config.functions:
+        if function.way != "process" or function.handler is None:
+            continue
+        where = f"functions[{function.function_name!r}].Handler"
+        try:
+            handler = load_handler(function.handler)
+        except HandlerImportError as error:
+            problems.append(f"{where}: {error}")
+            continue
+        if is_typed(handler):
+            problems.append(
+                f"{where}: {function.handler!r} is a typed handler(batch), which runs in the "
+                'worker: name it from a [[functions]] entry with Isolation = "thread"'
+            )
+    return problems
 
 
 def missing_extras(config: PollerConfig, *, replaced: frozenset[str] = frozenset()) -> list[str]:

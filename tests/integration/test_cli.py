@@ -52,7 +52,7 @@ def toml_config(mapping: dict[str, Any]) -> str:
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
     """The current directory, holding a handler module under a name unique to the test."""
     module = f"cli_handler_{uuid.uuid4().hex[:12]}"
-    (tmp_path / f"{module}.py").write_text("def handle(batch):\n    return None\n")
+    (tmp_path / f"{module}.py").write_text("def handle(event, context):\n    return None\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path, module
 
@@ -160,8 +160,8 @@ FIFO_DLQ = f"arn:aws:sqs:{REGION}:{ACCOUNT}:failures.fifo"
             id="unknown-starting-position",
         ),
         pytest.param(
-            {"Handler": "HANDLER.handle"},
-            ["Handler", "HANDLER.handle", "module:function"],
+            {"Handler": "HANDLER"},
+            ["Handler", "HANDLER", "'module.function' or 'module:function'"],
             id="handler-without-colon",
         ),
         pytest.param(
@@ -271,7 +271,7 @@ def test_esm_without_handler_is_refused(
 
     assert main(["validate", "--esm", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "no Handler given" in err and mapping_id in err
+    assert "no FunctionName or Handler given" in err and mapping_id in err
 
 
 def test_run_refuses_a_bad_config_before_reading(

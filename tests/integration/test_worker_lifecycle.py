@@ -33,6 +33,7 @@ from tests.kit import (
     handler_module,
     json_lines,
     moto_aws,
+    pid_alive,
     start_poller,
     wait_until,
     worker_config,
@@ -415,13 +416,16 @@ async def test_restart_at_latest_keeps_records_a_shard_without_checkpoint_got_me
 # --- the poller process ----------------------------------------------------------------------------
 
 HANDLER_MODULE = handler_module(
-    "Logs each batch's begin (with its records) and end to SEEN_LOG, fsynced, and sleeps between.",
+    "A Lambda handler, run in the worker's process environments: logs each batch's begin (with "
+    "its records and the environment's pid) and end to SEEN_LOG, fsynced, and sleeps between.",
     """
-    def handle(batch):
-        _log({"event": "begin", "batch": batch.batch_id, "shard": batch.partition,
-              "seqs": [record.position for record in batch]})
+    def handle(event, context):
+        records = event["Records"]
+        shard = records[0]["eventID"].split(":")[0]
+        _log({"event": "begin", "batch": context.aws_request_id, "shard": shard,
+              "seqs": [r["kinesis"]["sequenceNumber"] for r in records], "pid": os.getpid()})
         time.sleep(_DELAY)
-        _log({"event": "end", "batch": batch.batch_id, "shard": batch.partition})
+        _log({"event": "end", "batch": context.aws_request_id, "shard": shard})
     """,
 )
 
@@ -616,6 +620,55 @@ async def test_sigterm_lets_the_batch_in_flight_finish_and_checkpoints_it(
     stop = [e for e in events if e.get("event") == "signal received; stopping"]
     assert stop and stop[0]["signal"] == "SIGTERM"
     assert not any("abandoning" in str(e.get("event")) for e in events)
+
+
+async def test_kill_9_of_the_worker_leaves_no_environment_behind(
+    aws: AwsSetup, project: Callable[..., Project], unique_name: str
+) -> None:
+    stream = await create_stream(aws, unique_name, shards=2)
+    await put(aws, stream, spread(stream, 8, "orphan"))
+    here = project(stream, BatchSize=2)
+
+    run = await here.start(delay=30.0)
+    await wait_until(
+        lambda: len(run.seen.begun()) >= 2, within=WAIT, what="both shards' batches in handlers"
+    )
+    environments = {batch["pid"] for batch in run.seen.begun()}
+    assert len(environments) == 2 and all(pid_alive(pid) for pid in environments)
+    run.process.send_signal(signal.SIGKILL)
+    assert await run.wait(within=5) == -signal.SIGKILL
+    await wait_until(
+        lambda: not any(pid_alive(pid) for pid in environments),
+        within=5,
+        what=f"the environments {sorted(environments)} to exit with their worker",
+    )
+
+
+async def test_sigterm_past_the_grace_stops_the_environment_and_the_batch_is_read_again(
+    aws: AwsSetup, project: Callable[..., Project], unique_name: str
+) -> None:
+    stream = await create_stream(aws, unique_name, shards=1)
+    (shard,) = stream.shards
+    written = (await put(aws, stream, spread(stream, 4, "grace")))[shard]
+    here = project(stream, BatchSize=4)
+    config = here.root / "config.toml"
+    config.write_text(
+        config.read_text().replace("shutdown_grace_seconds = 10", "shutdown_grace_seconds = 1")
+    )
+
+    run = await here.start(delay=20.0)
+    await wait_until(run.seen.in_flight, within=WAIT, what="a batch was in the handler")
+    (environment,) = {batch["pid"] for batch in run.seen.begun()}
+    stopped_at = anyio.current_time()
+    run.process.send_signal(signal.SIGTERM)
+    assert await run.wait(within=10) == 0, run.output()[-3000:]
+    assert anyio.current_time() - stopped_at < 6, "the grace period did not bound the batch"
+    assert not pid_alive(environment), "the environment outlived the worker's grace period"
+    assert run.seen.ended() == [], "the batch was stopped, not finished"
+
+    again = await here.start("--exit-when-idle", "0.5", delay=0.0)
+    assert await again.wait(within=20) == 0, again.output()[-3000:]
+    assert again.seen.per_shard(again.seen.ended()) == {shard: written}
 
 
 async def test_exit_when_idle_exits_zero_once_caught_up(

@@ -14,13 +14,16 @@ source's helpers. Tests import from the package face; the modules say where each
 * :mod:`.recorders`: Lambda-style and typed handlers that keep what they were handed;
 * :mod:`.engine`: runners built straight on the engine, and the sinks and stores that log what the
   engine did;
-* :mod:`.processes`: ``poller run`` child processes.
+* :mod:`.processes`: ``poller run`` child processes;
+* :mod:`.functions`: handler modules on disk, ``[[functions]]`` configs and workers that run them;
+  ``runtimes/`` holds runtime clients in other languages.
 """
 
 from tests.kit.aws import *  # noqa: F403
 from tests.kit.brokers import *  # noqa: F403
 from tests.kit.configs import *  # noqa: F403
 from tests.kit.engine import *  # noqa: F403
+from tests.kit.functions import *  # noqa: F403
 from tests.kit.names import *  # noqa: F403
 from tests.kit.processes import *  # noqa: F403
 from tests.kit.recorders import *  # noqa: F403
