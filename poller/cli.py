@@ -13,8 +13,11 @@ config is refused; 1 when the worker failed.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,9 +31,11 @@ from poller.observability import configure_logging
 from poller.runtime import Worker
 from poller.runtime.wiring import check_handlers
 
-__all__ = ["main"]
+__all__ = ["console", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+#: How long the process may take to exit once the worker stopped before it is ended anyway.
+_EXIT_WAIT_SECONDS = 2.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -166,5 +171,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
+def console() -> None:
+    """The ``poller`` command: :func:`main`, then an exit that no stuck handler thread delays."""
+    code = main()
+    _exit_past_stuck_threads(code)
+    sys.exit(code)
+
+
+def _exit_past_stuck_threads(code: int) -> int:
+    """Make sure the process ends soon with ``code``, even if a handler in the worker's threads
+    (``Isolation = "thread"``) still runs past its timeout: a thread cannot be stopped, and the
+    interpreter would wait for it at exit. A clean exit ends the process before the watchdog."""
+
+    def watchdog() -> None:
+        time.sleep(_EXIT_WAIT_SECONDS)
+        structlog.get_logger("poller").warning(
+            "handler threads still running past their timeout; exiting without them"
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    threading.Thread(target=watchdog, name="poller-exit-watchdog", daemon=True).start()
+    return code
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()

@@ -2,7 +2,7 @@
 
 The engine imports no client library. Everything source-specific reaches it through these
 Protocols, which live here (not in ``poller.sources``) so that imports only ever point down:
-runtime -> sources/targets/destinations/stores -> engine -> records/config.
+runtime -> sources/functions/destinations/stores -> engine -> records/config.
 
 * A **log source** (:class:`PartitionSource`) lists partitions and opens a
   :class:`PartitionReader` per partition.

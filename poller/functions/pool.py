@@ -18,13 +18,16 @@ from collections import deque
 from collections.abc import Callable
 
 import anyio
+import structlog
 
 from poller.engine.invocation import Invocation
-from poller.functions.process import EnvironmentLaunch, ProcessEnvironment
+from poller.functions.process import EnvironmentLaunch, ProcessEnvironment, memory_enforced
 from poller.functions.reply import FunctionError, Reply, timed_out
 from poller.functions.runtime_api import PendingInvocation, RuntimeApiServer
 
 __all__ = ["INIT_LIMIT_SECONDS", "ProcessFunction"]
+
+_log = structlog.get_logger("poller.functions")
 
 #: Lambda's limit on an environment's init; past it (plus the function's Timeout) the invocation
 #: times out and the environment is stopped.
@@ -52,6 +55,11 @@ class ProcessFunction:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._started = 0
         self._closed = False
+        if not memory_enforced():
+            _log.warning(
+                "MemorySize is not enforced on this system (it needs Linux's /proc)",
+                function=self.name,
+            )
 
     @property
     def environments(self) -> int:

@@ -19,7 +19,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from poller.testing import MemoryPartition, MemorySource
+from poller.testing import MemoryPartition, MemoryQueue, MemorySource
 from tests.kit import KINESIS_ARN, FunctionBench
 from tests.unit.engine_harness import fill
 
@@ -70,6 +70,45 @@ async def test_each_environment_serves_one_invocation_at_a_time(bench: FunctionB
     entries = bench.entries()
     assert all(e["buffer"] == e["sent"] for e in entries), "an invocation saw another's state"
     assert len({e["pid"] for e in entries}) > 1, "the shards were not served concurrently"
+
+
+async def test_concurrent_sqs_pollers_each_get_an_environment_of_their_own(
+    bench: FunctionBench,
+) -> None:
+    bench.module(
+        "stateful_sqs",
+        """
+        import os, time
+        BUFFER = []
+
+        def handle(event, context):
+            BUFFER.clear()
+            for record in event["Records"]:
+                BUFFER.append(record["messageId"])
+                time.sleep(0.002)
+            sent = [r["messageId"] for r in event["Records"]]
+            _log({"pid": os.getpid(), "sent": sent, "buffer": list(BUFFER)})
+        """,
+    )
+    queue = MemoryQueue(arn="arn:aws:sqs:us-east-1:000000000000:work")
+    for n in range(60):
+        queue.send(f"message-{n}")
+    config = bench.config(
+        [{"FunctionName": "f", "Handler": "stateful_sqs.handle"}],
+        {
+            "EventSourceArn": queue.arn,
+            "StartingPosition": None,
+            "BatchSize": 5,
+            "ScalingConfig": {"MaximumConcurrency": 4},
+        },
+        queue_wait_seconds=1,
+    )
+    async with bench.running(config, queue):
+        await bench.until(lambda: not queue.remaining, "every message deleted")
+    entries = bench.entries()
+    assert all(e["buffer"] == e["sent"] for e in entries), "an invocation saw another's state"
+    assert sum(len(e["sent"]) for e in entries) >= 60
+    assert len({e["pid"] for e in entries}) > 1, "the pollers were not served concurrently"
 
 
 async def test_powertools_batch_processor_at_module_level_reports_only_its_own_records(

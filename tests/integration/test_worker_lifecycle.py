@@ -671,6 +671,36 @@ async def test_sigterm_past_the_grace_stops_the_environment_and_the_batch_is_rea
     assert again.seen.per_shard(again.seen.ended()) == {shard: written}
 
 
+async def test_a_thread_stuck_past_its_timeout_does_not_keep_the_worker_from_exiting(
+    aws: AwsSetup, project: Callable[..., Project], unique_name: str
+) -> None:
+    stream = await create_stream(aws, unique_name, shards=1)
+    (shard,) = stream.shards
+    written = (await put(aws, stream, spread(stream, 2, "stuck")))[shard]
+    here = project(stream, BatchSize=2)
+    config = here.root / "config.toml"
+    text = config.read_text().replace('Handler = "seen_handler:handle"', 'FunctionName = "stuck"')
+    text += (
+        '[[functions]]\nFunctionName = "stuck"\nHandler = "stuck_handler.handle"\n'
+        'Isolation = "thread"\nTimeout = 1\n'
+    )
+    config.write_text(text)
+    (here.root / "stuck_handler.py").write_text(
+        "import os, time\n"
+        "def handle(event, context):\n"
+        "    if not os.path.exists('stuck'):\n"
+        "        open('stuck', 'w').close()\n"
+        "        time.sleep(120)\n"
+    )
+
+    run = await here.start("--exit-when-idle", "0.5", delay=0.0)
+    assert await run.wait(within=20) == 0, run.output()[-3000:]
+    events = [json.loads(line) for line in run.output().splitlines() if line.startswith("{")]
+    assert any("Task timed out after 1.00 seconds" in str(e.get("reason")) for e in events)
+    assert any("still running past their timeout" in str(e.get("event")) for e in events)
+    assert await checkpoints(here.store, here.mapping_id, [shard]) == {shard: written[-1]}
+
+
 async def test_exit_when_idle_exits_zero_once_caught_up(
     aws: AwsSetup, project: Callable[..., Project], unique_name: str
 ) -> None:

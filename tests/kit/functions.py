@@ -77,6 +77,7 @@ class FunctionBench:
             "BatchSize": 10,
         }
         fields.update(mapping or {})
+        fields = {name: value for name, value in fields.items() if value is not None}
         return parse_config(
             {
                 "store": {"url": "memory://"},
