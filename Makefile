@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 CODE   := poller tests benchmarks examples scripts
 
-.PHONY: demo test lint typecheck unit bench venv clean
+.PHONY: demo test lint typecheck unit bench venv clean node-ric
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,5 +46,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/mq.py
 	$(PY) benchmarks/kafka.py
 
+## node-ric: AWS's Node.js runtime interface client, for the test that runs it (not part of
+## `make test`: it compiles curl and the AWS C++ runtime, which takes minutes)
+node-ric:
+	mkdir -p .node-ric && cd .node-ric && npm install aws-lambda-ric@4 \
+		&& (npm install-scripts approve aws-lambda-ric || true) \
+		&& npm rebuild aws-lambda-ric --foreground-scripts
+
 clean:
-	rm -rf $(VENV) .poller .servers .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .node-ric .poller .servers .pytest_cache .mypy_cache .ruff_cache .hypothesis

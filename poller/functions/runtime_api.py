@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -145,7 +146,7 @@ class RuntimeApiServer:
         )
         self._started = False
         self._channels: dict[int, Channel] = {}
-        self._sites: dict[int, web.TCPSite] = {}
+        self._sites: dict[int, web.SockSite] = {}
 
     async def _ensure_started(self) -> None:
         if not self._started:
@@ -155,11 +156,17 @@ class RuntimeApiServer:
     async def listen(self, channel: Channel, host: str = "127.0.0.1", port: int = 0) -> int:
         """Serve ``channel`` on ``host:port`` (0: a free port); return the port."""
         await self._ensure_started()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        bound = int(sock.getsockname()[1])
+        site = web.SockSite(self._runner, sock)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        bound = int(server.sockets[0].getsockname()[1])
         self._channels[bound] = channel
         self._sites[bound] = site
         return bound
@@ -210,7 +217,7 @@ class RuntimeApiServer:
                 transport = request.transport
                 if transport is None or transport.is_closing():
                     channel.put_back(pending)  # the environment hung up while waiting
-                    raise asyncio.CancelledError
+                    return web.Response(status=410)
                 if pending.reply.done():
                     continue  # cancelled or answered while it waited
                 break

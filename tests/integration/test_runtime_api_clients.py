@@ -129,6 +129,40 @@ async def test_a_node_handler_runs_through_the_runtime_api(bench: FunctionBench)
     assert not outputs, f"the Node runtime printed errors: {outputs}"
 
 
+#: AWS's Node.js runtime interface client, when `make node-ric` installed it (it compiles curl
+#: and the AWS C++ runtime: minutes on a 2-core machine, so `make test` does not build it).
+NODE_RIC = Path(__file__).parents[2] / ".node-ric" / "node_modules" / ".bin" / "aws-lambda-ric"
+
+NODE_HANDLER = """
+exports.handler = async (event, context) => {
+  const texts = event.Records.map((r) => Buffer.from(r.kinesis.data, "base64").toString());
+  if (texts.includes("throw")) throw new TypeError(`cannot handle ${texts.join(",")}`);
+  return { batchItemFailures: [], runtime: context.functionName };
+};
+"""
+
+
+@pytest.mark.skipif(not NODE_RIC.exists(), reason="AWS's Node runtime client: run make node-ric")
+async def test_awss_node_runtime_client_runs_a_node_handler(bench: FunctionBench) -> None:
+    (bench.root / "index.js").write_text(NODE_HANDLER)
+    config = bench.config(
+        [
+            {
+                "FunctionName": "node-ric",
+                "Handler": "index.handler",  # AWS's Node client reads it from _HANDLER
+                "Command": [str(NODE_RIC), "index.handler"],
+            }
+        ],
+        {"MaximumRetryAttempts": 1},
+    )
+    with capture_logs() as logs:
+        async with bench.running(config, shard("a", "throw")) as worker:
+            await bench.until(lambda: worker.idle, "the shard settled", within=30)
+            status = worker.status()["m"]
+    assert any("TypeError: cannot handle a,throw" in r for r in failures(logs)), failures(logs)
+    assert status["metrics"]["Invocations"] == 2
+
+
 class ExternalEnvironments:
     """awslambdaric processes started by the test, pointed at a ``RuntimeApi`` listener."""
 
