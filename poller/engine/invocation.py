@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import anyio
 
@@ -98,6 +98,11 @@ class InvocationContext:
     store: IdempotencyStore | None = None
     #: Epoch seconds (record age, discard timestamps, idempotency expiry).
     clock: Callable[[], float] = time.time
+    #: Whether the target starts the timeout itself (a :class:`TimedTarget`), known once.
+    timed: bool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timed", isinstance(self.target, TimedTarget))
 
     @property
     def idempotency(self) -> IdempotencyStore | None:
@@ -134,9 +139,9 @@ async def invoke(
     counters.invoked_events += len(records)
     outcome: Outcome
     target = context.target
-    if isinstance(target, TimedTarget):
+    if context.timed:
         try:
-            outcome = await target.invoke_timed(batch, invocation, timeout)
+            outcome = await cast(TimedTarget, target).invoke_timed(batch, invocation, timeout)
         except Exception as error:  # a target bug must not kill the partition
             outcome = Failed(f"{type(error).__name__}: {error}")
     else:

@@ -145,6 +145,7 @@ class FunctionSet:
             ),
             memory_mb=config.memory_size,
             cwd=task_root,
+            dies_with_worker=config.command is None,
         )
         return ProcessFunction(
             launch,

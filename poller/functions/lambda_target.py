@@ -8,9 +8,8 @@ with an in-process handler.
 
 from __future__ import annotations
 
-import json
-
 import anyio
+import orjson
 
 from poller.engine.invocation import Invocation
 from poller.engine.metrics import MappingCounters
@@ -53,14 +52,14 @@ class FunctionTarget:
     ) -> Outcome:
         """Render, invoke, and parse what came back."""
         records = batch.records
-        payload = json.dumps(self._codec.render_event(records), separators=(",", ":")).encode()
+        payload = orjson.dumps(self._codec.render_event(records))
         reply = await self._function.call(payload, invocation, time_limit, self._throttled)
         if isinstance(reply, FunctionError):
             return Failed(str(reply))
         text = reply.payload
         try:
-            response = json.loads(text) if text.strip() else None
-        except ValueError as error:
+            response = orjson.loads(text) if text.strip() else None
+        except orjson.JSONDecodeError as error:
             return Failed(f"Runtime.MarshalError: the response is not JSON: {error}")
         return parse_lambda_response(
             response, records, self._codec.item_identifier, report_batch_item_failures=self._report

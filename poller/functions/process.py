@@ -10,8 +10,9 @@ stopping it kills whatever it started too. Three watchers run beside it:
   100 ms; over ``MemorySize`` the environment is killed, as Lambda's would be;
 * its output: stdout and stderr are logged line by line, tagged with the function and environment.
 
-When the worker dies (even by ``kill -9``), Linux kills the environment too (``PR_SET_PDEATHSIG``,
-set between fork and exec); poller's own Python client also exits when its parent changes.
+When the worker dies (even by ``kill -9``), Linux kills the environment too (``PR_SET_PDEATHSIG``:
+set between fork and exec for a ``Command``, first thing by poller's own Python client, which
+also exits when its parent changes).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +59,10 @@ class EnvironmentLaunch:
     variables: Mapping[str, str]
     memory_mb: int
     cwd: str
+    #: The program arranges its own death with the worker (poller's Python client does), so the
+    #: process is spawned without a ``preexec_fn``: that keeps the fast vfork path, where a
+    #: ``preexec_fn`` forces a full fork that stalls the event loop for milliseconds.
+    dies_with_worker: bool = False
 
 
 def _libc_prctl() -> Callable[..., int] | None:
@@ -115,6 +122,7 @@ class ProcessEnvironment:
         self.channel = Channel(launch.function)
         self._server = server
         self._port = 0
+        self._socket_dir: str | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._out_of_memory = False
@@ -140,9 +148,15 @@ class ProcessEnvironment:
     async def start(self) -> None:
         """Start the process; it is ready once it asks for its first invocation."""
         self._port = await self._server.listen(self.channel)
+        local: dict[str, str] = {}
+        if self.launch.dies_with_worker:  # poller's own client: a Unix socket beside the port
+            self._socket_dir = tempfile.mkdtemp(prefix="poller-env-")
+            path = os.path.join(self._socket_dir, "runtime.sock")
+            local["POLLER_RUNTIME_SOCKET"] = await self._server.listen_unix(self.channel, path)
         variables = {
             **os.environ,
             **self.launch.variables,
+            **local,
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self._port}",
             "AWS_LAMBDA_LOG_STREAM_NAME": self.name,
             "POLLER_PARENT_PID": str(os.getpid()),
@@ -157,10 +171,10 @@ class ProcessEnvironment:
                 env=variables,
                 cwd=self.launch.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with(os.getpid()),
+                preexec_fn=None if self.launch.dies_with_worker else _die_with(os.getpid()),
             )
         except OSError as error:
-            await self._server.unlisten(self._port)
+            await self.stop()
             self.channel.init_error = FunctionError(
                 "Runtime.InvalidEntrypoint",
                 f"cannot start {self.launch.argv[0]!r}: {error.strerror or error}",
@@ -214,6 +228,10 @@ class ProcessEnvironment:
         if self._port:
             port, self._port = self._port, 0
             await self._server.unlisten(port)
+        if self._socket_dir is not None:
+            directory, self._socket_dir = self._socket_dir, None
+            await self._server.unlisten(os.path.join(directory, "runtime.sock"))
+            shutil.rmtree(directory, ignore_errors=True)
 
     async def _watch_exit(self) -> None:
         assert self._process is not None

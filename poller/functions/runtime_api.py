@@ -6,8 +6,9 @@ An environment, whatever its language, runs a runtime interface client: it asks
 ``/runtime/init/error``. The invocation's facts travel in Lambda's headers
 (``Lambda-Runtime-Aws-Request-Id``, ``-Deadline-Ms``, ``-Invoked-Function-Arn``, ``-Trace-Id``).
 
-One aiohttp server serves every function. Each :class:`Channel` is where invocations wait for an
-environment and replies come back; a channel listens on its own port(s). A process environment
+Each :class:`Channel` is where invocations wait for an environment and replies come back; a
+channel listens on a port of its own, served by the small HTTP/1.1 server of
+:mod:`poller.functions.http11`. A process environment
 poller starts gets a channel and a port of its own (``AWS_LAMBDA_RUNTIME_API`` names it), so poller
 always knows which process runs which invocation; a ``RuntimeApi = "HOST:PORT"`` listener is one
 channel that every environment connecting there shares.
@@ -25,8 +26,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import structlog
-from aiohttp import web
 
+from poller.functions.http11 import HttpRequest, HttpResponse, serve
 from poller.functions.reply import (
     MAX_RESPONSE_BYTES,
     FunctionError,
@@ -40,9 +41,7 @@ __all__ = ["Channel", "PendingInvocation", "RuntimeApiServer", "trace_header"]
 _log = structlog.get_logger("poller.functions")
 
 _PREFIX = "/2018-06-01/runtime"
-_ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
-#: How long stopping the server waits for requests in progress (environments are stopped first).
-_SHUTDOWN_SECONDS = 1.0
+_ERROR_TYPE_HEADER = "lambda-runtime-function-error-type"
 
 
 def trace_header() -> str:
@@ -133,29 +132,13 @@ class Channel:
 
 
 class RuntimeApiServer:
-    """One aiohttp server; each port it listens on belongs to one :class:`Channel`."""
+    """Listeners of the Runtime API; each port poller listens on belongs to one :class:`Channel`."""
 
     def __init__(self) -> None:
-        app = web.Application(client_max_size=MAX_RESPONSE_BYTES + 1)
-        app.router.add_get(f"{_PREFIX}/invocation/next", self._next)
-        app.router.add_post(f"{_PREFIX}/invocation/{{request_id}}/response", self._response)
-        app.router.add_post(f"{_PREFIX}/invocation/{{request_id}}/error", self._error)
-        app.router.add_post(f"{_PREFIX}/init/error", self._init_error)
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, access_log=None, shutdown_timeout=_SHUTDOWN_SECONDS
-        )
-        self._started = False
-        self._channels: dict[int, Channel] = {}
-        self._sites: dict[int, web.SockSite] = {}
-
-    async def _ensure_started(self) -> None:
-        if not self._started:
-            await self._runner.setup()
-            self._started = True
+        self._servers: dict[int | str, tuple[asyncio.Server, Channel]] = {}
 
     async def listen(self, channel: Channel, host: str = "127.0.0.1", port: int = 0) -> int:
         """Serve ``channel`` on ``host:port`` (0: a free port); return the port."""
-        await self._ensure_started()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -165,140 +148,140 @@ class RuntimeApiServer:
             sock.close()
             raise
         bound = int(sock.getsockname()[1])
-        site = web.SockSite(self._runner, sock)
-        await site.start()
-        self._channels[bound] = channel
-        self._sites[bound] = site
+        await self._serve(bound, sock, channel)
         return bound
 
-    async def unlisten(self, port: int) -> None:
-        """Stop serving a port (its environment is gone)."""
-        site = self._sites.pop(port, None)
-        channel = self._channels.pop(port, None)
-        if channel is not None:
+    async def listen_unix(self, channel: Channel, path: str) -> str:
+        """Serve ``channel`` on a Unix socket as well: poller's own Python client uses it, as the
+        kernel moves a 40 KB event through it for less CPU than through TCP on loopback."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+        except OSError:
+            sock.close()
+            raise
+        await self._serve(path, sock, channel)
+        return path
+
+    async def _serve(self, key: int | str, sock: socket.socket, channel: Channel) -> None:
+        async def handle(request: HttpRequest) -> HttpResponse | None:
+            return await _route(channel, request)
+
+        server = await serve(sock, handle, max_body=MAX_RESPONSE_BYTES)
+        self._servers[key] = (server, channel)
+
+    async def unlisten(self, key: int | str) -> None:
+        """Stop serving a port or Unix socket (its environment is gone): waiting long polls
+        are answered 410."""
+        entry = self._servers.pop(key, None)
+        if entry is not None:
+            server, channel = entry
             channel.close()
-        if site is not None:
-            await site.stop()
+            server.close()
 
     async def aclose(self) -> None:
         """Stop every listener."""
-        for channel in self._channels.values():
-            channel.close()
-        if self._started:
-            await self._runner.cleanup()
-        self._channels.clear()
-        self._sites.clear()
+        for port in list(self._servers):
+            await self.unlisten(port)
 
-    # --- the routes ------------------------------------------------------------------------------
 
-    def _channel(self, request: web.Request) -> Channel:
-        transport = request.transport
-        sockname = transport.get_extra_info("sockname") if transport is not None else None
-        channel = self._channels.get(sockname[1]) if sockname else None
-        if channel is None or channel.closed:
-            raise web.HTTPGone(
-                text=_error_body("EnvironmentGone", "this environment was stopped"),
-                content_type="application/json",
-            )
-        return channel
+# --- the routes ----------------------------------------------------------------------------------
 
-    async def _next(self, request: web.Request) -> web.StreamResponse:
-        channel = self._channel(request)
-        channel.ready.set()
-        channel.polling += 1
-        try:
-            while True:
-                pending = await channel.next_invocation()
-                if pending is None:
-                    raise web.HTTPGone(
-                        text=_error_body("EnvironmentGone", "this function is stopping"),
-                        content_type="application/json",
-                    )
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    channel.put_back(pending)  # the environment hung up while waiting
-                    return web.Response(status=410)
-                if pending.reply.done():
-                    continue  # cancelled or answered while it waited
-                break
-        finally:
-            channel.polling -= 1
-        pending.deadline_ms = int((time.time() + pending.timeout) * 1000)
-        channel.running[pending.request_id] = pending
-        if not pending.taken.done():
-            pending.taken.set_result(None)
-        return web.Response(
-            body=pending.payload,
-            content_type="application/json",
-            headers={
-                "Lambda-Runtime-Aws-Request-Id": pending.request_id,
-                "Lambda-Runtime-Deadline-Ms": str(pending.deadline_ms),
-                "Lambda-Runtime-Invoked-Function-Arn": pending.function_arn,
-                "Lambda-Runtime-Trace-Id": pending.trace_id,
-            },
+
+async def _route(channel: Channel, request: HttpRequest) -> HttpResponse | None:
+    path = request.path.split("?", 1)[0]
+    if not path.startswith(_PREFIX):
+        return _error(404, "UnknownPath", f"no route {path!r}")
+    rest = path[len(_PREFIX) :]
+    if channel.closed:
+        return _error(410, "EnvironmentGone", "this function is stopping")
+    if rest == "/invocation/next" and request.method == "GET":
+        return await _next(channel, request)
+    if rest == "/init/error" and request.method == "POST":
+        return _init_error(channel, request)
+    if rest.startswith("/invocation/") and request.method == "POST":
+        request_id, _, action = rest[len("/invocation/") :].partition("/")
+        if action in ("response", "error"):
+            return _answer(channel, request, request_id, action)
+    return _error(404, "UnknownPath", f"no route {request.method} {path!r}")
+
+
+async def _next(channel: Channel, request: HttpRequest) -> HttpResponse:
+    channel.ready.set()
+    channel.polling += 1
+    try:
+        while True:
+            pending = await channel.next_invocation()
+            if pending is None:
+                return _error(410, "EnvironmentGone", "this function is stopping")
+            if not request.connected():
+                channel.put_back(pending)  # the environment hung up while it waited
+                return _error(410, "EnvironmentGone", "the environment went away")
+            if not pending.reply.done():
+                break  # (one answered or cancelled while it waited is skipped)
+    finally:
+        channel.polling -= 1
+    pending.deadline_ms = int((time.time() + pending.timeout) * 1000)
+    channel.running[pending.request_id] = pending
+    if not pending.taken.done():
+        pending.taken.set_result(None)
+    return HttpResponse(
+        200,
+        pending.payload,
+        {
+            "Lambda-Runtime-Aws-Request-Id": pending.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(pending.deadline_ms),
+            "Lambda-Runtime-Invoked-Function-Arn": pending.function_arn,
+            "Lambda-Runtime-Trace-Id": pending.trace_id,
+        },
+    )
+
+
+def _answer(channel: Channel, request: HttpRequest, request_id: str, action: str) -> HttpResponse:
+    pending = channel.running.pop(request_id, None)
+    if pending is None:
+        return _error(
+            400,
+            "InvalidRequestID",
+            f"no invocation {request_id!r} is running here (answered already, timed out, or "
+            "never sent)",
         )
-
-    def _running(self, request: web.Request) -> tuple[Channel, PendingInvocation]:
-        channel = self._channel(request)
-        request_id = request.match_info["request_id"]
-        pending = channel.running.pop(request_id, None)
-        if pending is None:
-            raise web.HTTPBadRequest(
-                text=_error_body(
-                    "InvalidRequestID",
-                    f"no invocation {request_id!r} is running here (answered already, timed "
-                    "out, or never sent)",
-                ),
-                content_type="application/json",
-            )
-        return channel, pending
-
-    async def _response(self, request: web.Request) -> web.Response:
-        _, pending = self._running(request)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            size = request.content_length or MAX_RESPONSE_BYTES + 1
-            pending.answer(response_too_large(size))
-            return web.json_response(
-                {"errorMessage": str(response_too_large(size)), "errorType": "RequestTooLarge"},
-                status=413,
-            )
-        pending.answer(Response(body))
-        return web.json_response({"status": "OK"}, status=202)
-
-    async def _error(self, request: web.Request) -> web.Response:
-        _, pending = self._running(request)
-        pending.answer(await _read_error(request, "Unhandled"))
-        return web.json_response({"status": "OK"}, status=202)
-
-    async def _init_error(self, request: web.Request) -> web.Response:
-        channel = self._channel(request)
-        error = await _read_error(request, "Runtime.Unknown")
-        if channel.init_error is None:
-            channel.init_error = error
-            _log.error(
-                "function environment failed to start",
-                function=channel.name,
-                error_type=error.error_type,
-                error=error.message,
-            )
-        channel.init_failed.set()
-        channel.fail_all(error)
-        return web.json_response({"status": "OK"}, status=202)
+    if request.too_large:
+        size = int(request.headers.get("content-length", "0") or 0) or MAX_RESPONSE_BYTES + 1
+        error = response_too_large(size)
+        pending.answer(error)
+        return _error(413, "RequestTooLarge", error.message)
+    if action == "response":
+        pending.answer(Response(request.body))
+    else:
+        pending.answer(_read_error(request, "Unhandled"))
+    return _ACCEPTED
 
 
-async def _read_error(request: web.Request, default_type: str) -> FunctionError:
+def _init_error(channel: Channel, request: HttpRequest) -> HttpResponse:
+    error = _read_error(request, "Runtime.Unknown")
+    if channel.init_error is None:
+        channel.init_error = error
+        _log.error(
+            "function environment failed to start",
+            function=channel.name,
+            error_type=error.error_type,
+            error=error.message,
+        )
+    channel.init_failed.set()
+    channel.fail_all(error)
+    return _ACCEPTED
+
+
+def _read_error(request: HttpRequest, default_type: str) -> FunctionError:
     """An error body (``errorType``, ``errorMessage``) as a :class:`FunctionError`."""
     header_type = request.headers.get(_ERROR_TYPE_HEADER)
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
+    if request.too_large:
         return FunctionError(header_type or default_type, "(error body over 6 MB)")
     try:
-        body = json.loads(raw) if raw else {}
+        body = json.loads(request.body) if request.body else {}
     except ValueError:
-        body = {"errorMessage": raw[:1000].decode("utf-8", "replace")}
+        body = {"errorMessage": request.body[:1000].decode("utf-8", "replace")}
     if not isinstance(body, dict):
         body = {"errorMessage": str(body)[:1000]}
     error_type = body.get("errorType") or header_type or default_type
@@ -306,5 +289,10 @@ async def _read_error(request: web.Request, default_type: str) -> FunctionError:
     return FunctionError(str(error_type), str(message))
 
 
-def _error_body(error_type: str, message: str) -> str:
-    return json.dumps({"errorType": error_type, "errorMessage": message})
+def _error(status: int, error_type: str, message: str) -> HttpResponse:
+    return HttpResponse(
+        status, json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+    )
+
+
+_ACCEPTED = HttpResponse(202, b'{"status":"OK"}')
