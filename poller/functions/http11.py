@@ -66,6 +66,10 @@ class _Connection(asyncio.Protocol):
         self._buffer = bytearray()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        #: Bytes of an oversized body still to be read and dropped before it is answered (413):
+        #: answering while the client still sends would make the kernel reset the connection.
+        self._discarding = 0
+        self._oversized: HttpRequest | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -77,6 +81,15 @@ class _Connection(asyncio.Protocol):
             self._task.cancel()  # a long poll whose environment went away
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            dropped = min(self._discarding, len(data))
+            self._discarding -= dropped
+            data = data[dropped:]
+            if self._discarding or self._oversized is None:
+                return
+            request, self._oversized = self._oversized, None
+            self._task = asyncio.get_running_loop().create_task(self._run(request, True))
+            return
         self._buffer += data
         if self._task is None or self._task.done():
             self._next_request()
@@ -93,6 +106,9 @@ class _Connection(asyncio.Protocol):
         if parsed is None:
             return  # wait for more bytes
         request, close = parsed
+        if self._discarding:
+            self._oversized = request  # answered once the rest of its body has been dropped
+            return
         self._task = asyncio.get_running_loop().create_task(self._run(request, close))
 
     async def _run(self, request: HttpRequest, close: bool) -> None:
@@ -163,7 +179,9 @@ class _Connection(asyncio.Protocol):
         if length < 0:
             raise _Malformed("negative Content-Length")
         if length > self._max_body:
-            return b"", len(self._buffer), True  # answered at once; the connection closes
+            here = len(self._buffer) - start
+            self._discarding = max(0, length - here)
+            return b"", min(len(self._buffer), start + length), True
         if len(self._buffer) - start < length:
             return b"", None, False
         return bytes(self._buffer[start : start + length]), start + length, False
