@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/sqs.py
 	$(PY) benchmarks/mq.py
 	$(PY) benchmarks/kafka.py
+	$(PY) benchmarks/functions.py
 
 ## node-ric: AWS's Node.js runtime interface client, for the test that runs it (not part of
 ## `make test`: it compiles curl and the AWS C++ runtime, which takes minutes)

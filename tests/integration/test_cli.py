@@ -459,3 +459,33 @@ async def test_run_keeps_payloads_out_of_logs_when_a_handler_names_a_foreign_rec
     assert len(failed) == 1  # the handler's bug is reported, and the retry succeeds
     leaked = [line for line in (stdout + stderr).splitlines() if secret in line]
     assert not leaked, f"record payload in the logs: {leaked[0]}"
+
+
+@pytest.mark.parametrize(
+    ("module", "fragments"),
+    [
+        ("x = 1\n", ["functions['fn'].Handler", "has no attribute 'handle'"]),
+        ("raise RuntimeError('no table')\n", ["functions['fn'].Handler", "RuntimeError: no table"]),
+        ("def handle(batch):\n    pass\n", ["typed handler", 'Isolation = "thread"']),
+    ],
+)
+def test_validate_imports_function_handlers_that_environments_would_import(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    module: str,
+    fragments: list[str],
+) -> None:
+    name = f"fn_handler_{uuid.uuid4().hex[:12]}"
+    (tmp_path / f"{name}.py").write_text(module)
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[[functions]]\nFunctionName = "fn"\nHandler = "{name}.handle"\n\n'
+        + toml_config(
+            {"EventSourceArn": STREAM_ARN, "FunctionName": "fn", "StartingPosition": "LATEST"}
+        )
+    )
+    assert main(["validate", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert all(fragment in err for fragment in fragments), err
