@@ -28,8 +28,10 @@ from typing import Any
 import anyio
 
 from poller.config import AwsConfig, parse_config
+from poller.engine.state import Checkpoint
 from poller.records import Record
 from poller.runtime.worker import Worker
+from poller.stores.memory import MemoryStore
 
 __all__ = [
     "RESULTS_DIR",
@@ -324,3 +326,41 @@ def kafka_server(bootstrap: str | None = None) -> Iterator[str]:
     finally:
         servers.stop(server)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+class StampingStore(MemoryStore):
+    """A MemoryStore that notes when each checkpoint was written (wall and worker CPU clock).
+
+    A benchmark's waiting loop only looks now and then; the stamps give the exact moment the run
+    settled, and when every shard had its first batch done.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done: dict[str, int] = {}
+        self.writes: list[tuple[float, str, int]] = []
+        self.last_write = 0.0
+        self.last_write_cpu = 0.0
+
+    async def put_checkpoint(self, mapping_id: str, partition: str, checkpoint: Checkpoint) -> None:
+        await super().put_checkpoint(mapping_id, partition, checkpoint)
+        self.last_write = time.perf_counter()
+        self.last_write_cpu = time.process_time()
+        self.done[partition] = max(self.done.get(partition, 0), checkpoint.ordinal)
+        self.writes.append((self.last_write, partition, checkpoint.ordinal))
+
+    def warm_rate(self, partitions: int) -> float | None:
+        """Records per second from the moment every partition had a checkpoint to the last one."""
+        first: dict[str, float] = {}
+        for at, partition, _ in self.writes:
+            first.setdefault(partition, at)
+        if len(first) < partitions:
+            return None
+        warm_from = max(first.values())
+        done_then: dict[str, int] = {}
+        for at, partition, ordinal in self.writes:
+            if at <= warm_from:
+                done_then[partition] = max(done_then.get(partition, 0), ordinal)
+        span = self.last_write - warm_from
+        remaining = sum(self.done.values()) - sum(done_then.values())
+        return remaining / span if span > 0 and remaining > 0 else None

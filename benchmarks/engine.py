@@ -34,17 +34,24 @@ import gc
 import io
 import pstats
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
-from _common import Timing, median, peak_rss_kib, print_table, rss_kib, timed, write_results
+from _common import (
+    StampingStore,
+    Timing,
+    median,
+    peak_rss_kib,
+    print_table,
+    rss_kib,
+    timed,
+    write_results,
+)
 
 from poller.config import ResolvedMapping, parse_config
 from poller.engine.discard import Discard
 from poller.engine.invocation import InvocationContext
-from poller.engine.state import Checkpoint
 from poller.engine.streams import StreamMappingRunner
 from poller.functions import target_for
 from poller.observability import configure_logging
@@ -87,24 +94,6 @@ class DiscardCounter:
 
     async def deliver(self, discard: Discard) -> None:
         self.discarded += len(discard.records)
-
-
-class StampingStore(MemoryStore):
-    """A MemoryStore that notes when (wall and CPU clock) the last checkpoint was written.
-
-    The waiting loop only looks every POLL_SECONDS; the stamps give the exact moment the run
-    settled, so short runs are not stretched by the polling interval.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.last_write = 0.0
-        self.last_write_cpu = 0.0
-
-    async def put_checkpoint(self, mapping_id: str, partition: str, checkpoint: Checkpoint) -> None:
-        await super().put_checkpoint(mapping_id, partition, checkpoint)
-        self.last_write = time.perf_counter()
-        self.last_write_cpu = time.process_time()
 
 
 def mapping_for(batch_size: int) -> ResolvedMapping:

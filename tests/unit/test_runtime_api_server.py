@@ -64,6 +64,26 @@ async def served() -> tuple[RuntimeApiServer, Channel, int]:
     await server.aclose()
 
 
+async def long_poll(port: int, channel: Channel) -> Client:
+    """A client waiting in ``/next`` (the server has seen it)."""
+    client = await Client.connect(port)
+    await client.send(f"GET {PREFIX}/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    async with asyncio.timeout(5):
+        while channel.polling == 0:
+            await asyncio.sleep(0.01)
+    return client
+
+
+async def taken(channel: Channel, port: int) -> tuple[Client, PendingInvocation]:
+    """A client that took an invocation from ``/next`` and has yet to answer it."""
+    client = await Client.connect(port)
+    invocation = pending()
+    channel.submit(invocation)
+    status, _, _ = await client.request("GET", "/invocation/next")
+    assert status == 200
+    return client, invocation
+
+
 def pending(request_id: str = "req-1", payload: bytes = b'{"Records":[]}') -> PendingInvocation:
     return PendingInvocation(
         request_id, payload, "arn:aws:lambda:us-east-1:1:function:fn", timeout=3
@@ -95,11 +115,7 @@ async def test_next_hands_over_the_event_with_lambdas_headers_and_a_response_set
 async def test_an_error_with_a_chunked_body_is_read_as_lambdas_error(
     served: tuple[RuntimeApiServer, Channel, int],
 ) -> None:
-    _, channel, port = served
-    client = await Client.connect(port)
-    invocation = pending()
-    channel.submit(invocation)
-    await client.request("GET", "/invocation/next")
+    client, invocation = await taken(*served[1:])
     body = json.dumps({"errorType": "ValueError", "errorMessage": "bad record"}).encode()
     chunks = b"".join(
         f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (body[:10], body[10:])
@@ -119,11 +135,7 @@ async def test_an_error_with_a_chunked_body_is_read_as_lambdas_error(
 async def test_a_response_over_6_mb_is_refused_and_fails_the_invocation(
     served: tuple[RuntimeApiServer, Channel, int],
 ) -> None:
-    _, channel, port = served
-    client = await Client.connect(port)
-    invocation = pending()
-    channel.submit(invocation)
-    await client.request("GET", "/invocation/next")
+    client, invocation = await taken(*served[1:])
     status, _, body = await client.request(
         "POST", "/invocation/req-1/response", b"x" * (MAX_RESPONSE_BYTES + 1)
     )
@@ -178,11 +190,7 @@ async def test_an_invocation_taken_by_no_one_goes_to_the_next_poller_after_a_han
     served: tuple[RuntimeApiServer, Channel, int],
 ) -> None:
     _, channel, port = served
-    gone = await Client.connect(port)
-    await gone.send(f"GET {PREFIX}/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    async with asyncio.timeout(5):
-        while channel.polling == 0:
-            await asyncio.sleep(0.01)
+    gone = await long_poll(port, channel)
     await gone.close()
     async with asyncio.timeout(5):
         while channel.polling:
@@ -199,11 +207,7 @@ async def test_stopping_a_listener_answers_waiting_polls_410(
     served: tuple[RuntimeApiServer, Channel, int],
 ) -> None:
     server, channel, port = served
-    client = await Client.connect(port)
-    await client.send(f"GET {PREFIX}/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    async with asyncio.timeout(5):
-        while channel.polling == 0:
-            await asyncio.sleep(0.01)
+    client = await long_poll(port, channel)
     await server.unlisten(port)
     status, _, body = await client.response()
     assert status == 410 and b"EnvironmentGone" in body
