@@ -65,6 +65,8 @@ class Call:
     error: str | None
     #: ``time.monotonic()`` when the call was made.
     at: float
+    #: ``time.monotonic()`` when it returned or raised (the server's time is ``done - at``).
+    done: float = 0.0
 
 
 @dataclass(slots=True)
@@ -143,9 +145,9 @@ class FaultyClient:
                 response = await target(**kwargs)
             except ClientError as error:
                 code = str(error.response.get("Error", {}).get("Code"))
-                self.calls.append(Call(name, dict(kwargs), code, at))
+                self.calls.append(Call(name, dict(kwargs), code, at, time.monotonic()))
                 raise
-            self.calls.append(Call(name, dict(kwargs), None, at))
+            self.calls.append(Call(name, dict(kwargs), None, at, time.monotonic()))
             if script is not None and script.rewrites:
                 rewrite = script.rewrites[0]
                 if rewrite.remaining is not None:
