@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
+from poller.engine.leases import Lease
 from poller.engine.state import Checkpoint
 from poller.errors import StoreError
 from poller.stores.base import ClosingStore
@@ -19,9 +21,10 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore(ClosingStore):
-    """Checkpoints and idempotency records in dicts; a :class:`~poller.engine.state.Store`."""
+    """Checkpoints, idempotency records and leases in dicts; a :class:`~poller.engine.state.Store`
+    and a :class:`~poller.engine.leases.LeaseStore`."""
 
-    __slots__ = ("_checkpoints", "_clock", "_closed", "_succeeded")
+    __slots__ = ("_checkpoints", "_clock", "_closed", "_leases", "_succeeded")
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         """``clock`` returns epoch seconds; it decides whether an idempotency record expired."""
@@ -30,6 +33,7 @@ class MemoryStore(ClosingStore):
         self._checkpoints: dict[tuple[str, str], Checkpoint] = {}
         # (mapping, partition) -> position -> expires_at (epoch seconds)
         self._succeeded: dict[tuple[str, str], dict[str, float]] = {}
+        self._leases: dict[tuple[str, str], Lease] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(partitions={len(self._checkpoints)})"
@@ -44,6 +48,9 @@ class MemoryStore(ClosingStore):
     async def put_checkpoint(self, mapping_id: str, partition: str, checkpoint: Checkpoint) -> None:
         """Store ``checkpoint`` unless the stored one is further or finished."""
         self._check_open()
+        self._put_checkpoint(mapping_id, partition, checkpoint)
+
+    def _put_checkpoint(self, mapping_id: str, partition: str, checkpoint: Checkpoint) -> None:
         if checkpoint.ordinal < 0:
             raise ValueError(f"checkpoint ordinal must not be negative, got {checkpoint.ordinal}")
         key = (mapping_id, partition)
@@ -55,6 +62,78 @@ class MemoryStore(ClosingStore):
         ):
             return
         self._checkpoints[key] = checkpoint
+
+    # --- leases ----------------------------------------------------------------------------------
+
+    async def list_leases(self, mapping_id: str) -> list[Lease]:
+        """Every lease of the mapping."""
+        self._check_open()
+        return [lease for (m, _), lease in self._leases.items() if m == mapping_id]
+
+    async def create_leases(
+        self, mapping_id: str, partitions: Sequence[tuple[str, tuple[str, ...]]]
+    ) -> None:
+        """Create a free lease for each (partition, parents) that has none yet."""
+        self._check_open()
+        for partition, parents in partitions:
+            self._leases.setdefault((mapping_id, partition), Lease(partition, None, 0, 0, parents))
+
+    async def take_lease(self, mapping_id: str, seen: Lease, owner: str) -> Lease | None:
+        """Become the owner if the lease is exactly as ``seen``."""
+        self._check_open()
+        key = (mapping_id, seen.partition)
+        current = self._leases.get(key)
+        if current is None or current.finished or _stamp(current) != _stamp(seen):
+            return None
+        taken = replace(current, owner=owner, counter=current.counter + 1, epoch=current.epoch + 1)
+        self._leases[key] = taken
+        return taken
+
+    async def renew_lease(self, mapping_id: str, held: Lease) -> Lease | None:
+        """Bump the counter if still held as ``held``."""
+        self._check_open()
+        key = (mapping_id, held.partition)
+        current = self._leases.get(key)
+        if current is None or (current.owner, current.epoch) != (held.owner, held.epoch):
+            return None
+        renewed = replace(current, counter=current.counter + 1)
+        self._leases[key] = renewed
+        return renewed
+
+    async def release_lease(self, mapping_id: str, held: Lease) -> bool:
+        """Give the lease up if still held as ``held``."""
+        self._check_open()
+        key = (mapping_id, held.partition)
+        current = self._leases.get(key)
+        if current is None or (current.owner, current.epoch) != (held.owner, held.epoch):
+            return False
+        self._leases[key] = replace(current, owner=None, epoch=current.epoch + 1)
+        return True
+
+    async def finish_lease(self, mapping_id: str, partition: str) -> None:
+        """Mark the partition finished."""
+        self._check_open()
+        key = (mapping_id, partition)
+        current = self._leases.get(key)
+        if current is not None:
+            self._leases[key] = replace(current, owner=None, finished=True)
+
+    async def delete_leases(self, mapping_id: str, partitions: Sequence[str]) -> None:
+        """Forget these leases."""
+        self._check_open()
+        for partition in partitions:
+            self._leases.pop((mapping_id, partition), None)
+
+    async def put_checkpoint_fenced(
+        self, mapping_id: str, partition: str, checkpoint: Checkpoint, owner: str, epoch: int
+    ) -> bool:
+        """Store the checkpoint only while ``owner`` holds the lease at ``epoch``."""
+        self._check_open()
+        current = self._leases.get((mapping_id, partition))
+        if current is None or (current.owner, current.epoch) != (owner, epoch):
+            return False
+        self._put_checkpoint(mapping_id, partition, checkpoint)
+        return True
 
     # --- idempotency -----------------------------------------------------------------------------
 
@@ -105,7 +184,13 @@ class MemoryStore(ClosingStore):
         self._closed = True
         self._checkpoints.clear()
         self._succeeded.clear()
+        self._leases.clear()
 
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("memory store: used after close")
+
+
+def _stamp(lease: Lease) -> tuple[str | None, int, int]:
+    """What a compare-and-set compares: who holds it, its heartbeat, its hand."""
+    return (lease.owner, lease.counter, lease.epoch)

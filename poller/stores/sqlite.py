@@ -38,13 +38,14 @@ import structlog
 from poller.engine.state import Checkpoint
 from poller.errors import StoreError
 from poller.stores.base import ClosingStore
+from poller.stores.sqlite_leases import LEASES_SCHEMA, SqliteLeases
 
 __all__ = ["ORDINAL_DIGITS", "SCHEMA_VERSION", "SqliteStore", "Synchronous", "ordinal_key"]
 
 logger = structlog.get_logger(__name__)
 
 #: The schema this module writes; a file with a higher version was written by a newer poller.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Width of the stored ordinal text: the longest Kinesis sequence number (``[1-9]\d{0,128}``).
 ORDINAL_DIGITS = 129
@@ -121,7 +122,7 @@ def ordinal_key(ordinal: int) -> str:
     return f"{ordinal:0{ORDINAL_DIGITS}d}"
 
 
-class SqliteStore(ClosingStore):
+class SqliteStore(SqliteLeases, ClosingStore):
     """Checkpoints and idempotency records in a SQLite file; implements the Store protocol.
 
     Opening is synchronous (a one-time cost at startup, so a bad path fails before anything runs);
@@ -180,20 +181,32 @@ class SqliteStore(ClosingStore):
 
     async def put_checkpoint(self, mapping_id: str, partition: str, checkpoint: Checkpoint) -> None:
         """Store ``checkpoint`` unless the stored one is further or finished (one SQL statement)."""
-        parameters = (
-            mapping_id,
-            partition,
-            checkpoint.position,
-            ordinal_key(checkpoint.ordinal),
-            int(checkpoint.finished),
-            checkpoint.opened_at,
-            self._clock(),
-        )
+        ordinal_key(checkpoint.ordinal)  # a bad ordinal is refused before the thread hop
 
         def work(connection: sqlite3.Connection) -> None:
-            connection.execute(_PUT_CHECKPOINT, parameters)
+            self._write_checkpoint(connection, mapping_id, partition, checkpoint)
 
         await self._run("write checkpoint", work)
+
+    def _write_checkpoint(
+        self,
+        connection: sqlite3.Connection,
+        mapping_id: str,
+        partition: str,
+        checkpoint: Checkpoint,
+    ) -> None:
+        connection.execute(
+            _PUT_CHECKPOINT,
+            (
+                mapping_id,
+                partition,
+                checkpoint.position,
+                ordinal_key(checkpoint.ordinal),
+                int(checkpoint.finished),
+                checkpoint.opened_at,
+                self._clock(),
+            ),
+        )
 
     # --- idempotency -----------------------------------------------------------------------------
 
@@ -318,9 +331,13 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
         if row is None:
             for statement in _SCHEMA:
                 connection.execute(statement)
+            connection.execute(LEASES_SCHEMA)
             connection.execute(
                 "INSERT INTO schema_version (id, version) VALUES (1, ?)", (SCHEMA_VERSION,)
             )
+        elif row[0] < 2:  # version 1 files gain the leases table
+            connection.execute(LEASES_SCHEMA)
+            connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
         elif row[0] > SCHEMA_VERSION:
             raise StoreError(
                 f"sqlite store {path}: schema version {row[0]} was written by a newer poller"
