@@ -5,6 +5,7 @@ and the whole file (:class:`PollerConfig`) with its ``[[functions]]`` and ``[[ma
 from __future__ import annotations
 
 import os
+import socket
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -91,6 +92,16 @@ class WorkerConfig(ConfigModel):
     #: Kafka: on a rebalance, how long batches in flight get to finish and commit before the
     #: partitions go to their new owner (who then reads those batches again).
     kafka_revoke_grace_seconds: Annotated[float, in_range(0, 900)] = 30.0
+    #: Who this worker is in the lease table (unique per process: host name and pid).
+    worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    #: Kinesis, DynamoDB Streams: a lease not renewed for this long is taken by another worker.
+    #: Shorter fails over sooner and costs more store writes (a renewal every third of it).
+    lease_duration_seconds: Annotated[float, in_range(1, 600)] = 10.0
+    #: Most partitions of one mapping this worker leases; unset = no cap.
+    max_leases_per_worker: Annotated[int | None, in_range(1, 100000)] = None
+    #: Most leases taken from other workers in one pass (a joining worker gets its share over
+    #: a few passes, without a storm of moves).
+    max_leases_to_steal: Annotated[int, in_range(1, 100)] = 1
 
 
 class LoggingConfig(ConfigModel):

@@ -25,8 +25,10 @@ from poller.destinations import OnFailureSink, destination_for
 from poller.destinations.base import Destination
 from poller.engine.discard import CountingSink, DiscardSink, DroppingSink
 from poller.engine.invocation import FunctionIdentity, InvocationContext, Target
+from poller.engine.leases import LeaseStore
 from poller.engine.metrics import MappingCounters
 from poller.engine.protocols import (
+    AssignedPartitions,
     EventCodec,
     MappingRunner,
     PartitionSource,
@@ -35,6 +37,12 @@ from poller.engine.protocols import (
 from poller.engine.queues import QueueMappingRunner
 from poller.engine.state import Store
 from poller.engine.streams import StreamMappingRunner
+from poller.engine.streams.leasing import (
+    FencedCheckpoints,
+    LeaseCoordinator,
+    LeasedSource,
+    LeaseSettings,
+)
 from poller.errors import ConfigError, HandlerImportError
 from poller.functions import FunctionSet, FunctionTarget, is_typed, load_handler, target_for
 from poller.functions.loader import find_handler_module
@@ -305,10 +313,27 @@ def build_runner(
     context = InvocationContext(
         mapping, target, opened.codec, counters, sink or DroppingSink(counters), function, store
     )
+    source = cast(PartitionSource, opened.source)
+    checkpoints: Store = store
+    if isinstance(store, LeaseStore) and not isinstance(source, AssignedPartitions):
+        # Kinesis, DynamoDB Streams: partitions are shared between workers by leases (a source
+        # whose partitions are handed out by someone else, Kafka's group, needs none).
+        coordinator = LeaseCoordinator(
+            store,
+            mapping.mapping_id,
+            LeaseSettings(
+                worker.worker_id,
+                duration=worker.lease_duration_seconds,
+                max_leases=worker.max_leases_per_worker,
+                max_steal=worker.max_leases_to_steal,
+            ),
+        )
+        source = LeasedSource(source, coordinator)
+        checkpoints = FencedCheckpoints(store, store, coordinator)
     return StreamMappingRunner(
         context,
-        cast(PartitionSource, opened.source),
-        store,
+        source,
+        checkpoints,
         discovery_interval=worker.shard_discovery_seconds,
         idle_poll=worker.idle_poll_seconds,
     )

@@ -44,7 +44,11 @@ pytestmark = pytest.mark.integration
 #: Upper bound for a wait in these tests.
 WAIT = 15.0
 #: Quick pacing for a worker under test: shards polled often, shutdown never waits long.
-FAST_WORKER = {"idle_poll_seconds": 0.05, "shard_discovery_seconds": 2.0}
+FAST_WORKER = {
+    "idle_poll_seconds": 0.05,
+    "shard_discovery_seconds": 2.0,
+    "lease_duration_seconds": 2,
+}
 
 
 # --- AWS side ------------------------------------------------------------------------------------
@@ -327,6 +331,9 @@ class CheckpointsLost:
 
     async def put_checkpoint(self, *args: Any) -> None:
         return None
+
+    async def put_checkpoint_fenced(self, *args: Any) -> bool:
+        return True  # as if written, and lost in the crash
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

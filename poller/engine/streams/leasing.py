@@ -39,7 +39,7 @@ from poller.engine.protocols import (
     ReadResult,
     StartAt,
 )
-from poller.engine.state import Checkpoint, CheckpointStore
+from poller.engine.state import Checkpoint, Store
 
 __all__ = ["FencedCheckpoints", "LeaseCoordinator", "LeaseSettings", "LeasedSource"]
 
@@ -76,6 +76,10 @@ class LeaseCoordinator:
         #: When this worker last saw each lease change (its own clock): judges expiry.
         self._seen: dict[str, tuple[tuple[str | None, int, int], float]] = {}
         self._changed = anyio.Event()
+        #: The open leases as of the last pass (settled() judges them).
+        self._open: list[Lease] = []
+        #: Partitions whose lease this worker has seen change hands or heartbeat at least once.
+        self._seen_moving: set[str] = set()
         self._log = structlog.get_logger("poller.leases").bind(
             mapping=mapping_id, worker=settings.worker_id
         )
@@ -142,12 +146,15 @@ class LeaseCoordinator:
             previous = self._seen.get(lease.partition)
             if previous is None or previous[0] != stamp:
                 self._seen[lease.partition] = (stamp, now)
+                if previous is not None:
+                    self._seen_moving.add(lease.partition)
         me = self.settings.worker_id
         open_leases = [
             lease
             for lease in leases
             if not lease.finished and self._parents_done(lease, by_partition)
         ]
+        self._open = open_leases
         expired = [
             lease for lease in open_leases if lease.owner != me and self._expired(lease, now)
         ]
@@ -185,6 +192,21 @@ class LeaseCoordinator:
         self._log.info("lease taken", shard=taken.partition, reason=reason, epoch=taken.epoch)
         self._signal()
 
+    def settled(self) -> bool:
+        """Whether every open lease is this worker's, or another's that was seen renewed
+        within the lease duration. Until then, some partition may be waiting for this worker
+        to take it over (a dead owner's), so the mapping must not count as idle."""
+        now = self._clock()
+        me = self.settings.worker_id
+        for lease in self._open:
+            if lease.partition in self.held or lease.owner == me:
+                continue
+            if lease.owner is None or lease.partition not in self._seen_moving:
+                return False
+            if self._expired(lease, now):
+                return False
+        return True
+
     def _expired(self, lease: Lease, now: float) -> bool:
         if lease.owner is None:
             return True
@@ -202,6 +224,14 @@ class LeaseCoordinator:
         await self._store.finish_lease(self._mapping_id, partition)
         if self.held.pop(partition, None) is not None:
             self._signal()
+
+    def log_release_failure(self, error: Exception) -> None:
+        """Say that leases could not be released (they expire after the lease duration)."""
+        self._log.warning(
+            "leases not released; other workers take them once they expire",
+            error=f"{type(error).__name__}: {error}",
+            leases=sorted(self.held),
+        )
 
     async def release_all(self) -> None:
         """Give every held lease back (a graceful stop): others take them at once."""
@@ -235,11 +265,17 @@ class LeasedSource:
         self.min_read_interval = source.min_read_interval
         self.idle_poll_interval = source.idle_poll_interval
         self.supports_at_timestamp = source.supports_at_timestamp
+        self._taken_once = False
 
     async def list_partitions(self) -> Sequence[PartitionInfo]:
         """The listed partitions this worker holds (every listed one gets a lease)."""
         listed = await self._source.list_partitions()
         await self.coordinator.offer(listed)
+        if not self._taken_once:
+            # Take this worker's share before the first answer, so the mapping starts its
+            # partitions at once (and does not look idle while it owns nothing yet).
+            await self.coordinator.take()
+            self._taken_once = True
         return [p for p in listed if self.coordinator.owns(p.id)]
 
     async def open_reader(self, partition: PartitionInfo, start: StartAt) -> PartitionReader:
@@ -252,8 +288,16 @@ class LeasedSource:
         await self.coordinator.wait_for_change()
 
     async def run_background(self) -> None:
-        """Run the lease algorithm while the mapping runs."""
-        await self.coordinator.run()
+        """Run the lease algorithm while the mapping runs; on stop, release every lease (the
+        partitions have stopped and checkpointed by then) so other workers take them at once."""
+        try:
+            await self.coordinator.run()
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.coordinator.release_all()
+                except Exception as error:  # the store may be gone; the leases then expire
+                    self.coordinator.log_release_failure(error)
 
     async def aclose(self) -> None:
         """Close the real source."""
@@ -278,13 +322,13 @@ class _LeasedReader:
 
 
 class FencedCheckpoints:
-    """Checkpoint writes that land only while this worker holds the partition's lease."""
+    """The state store, with checkpoint writes that land only while this worker holds the
+    partition's lease; idempotency records pass through."""
 
-    def __init__(self, store: CheckpointStore, leases: LeaseStore, coordinator: LeaseCoordinator):
+    def __init__(self, store: Store, leases: LeaseStore, coordinator: LeaseCoordinator) -> None:
         self._store = store
         self._leases = leases
         self._coordinator = coordinator
-        self._mapping_id = coordinator._mapping_id
 
     async def get_checkpoint(self, mapping_id: str, partition: str) -> Checkpoint | None:
         """The stored checkpoint (reading needs no lease)."""
@@ -301,3 +345,22 @@ class FencedCheckpoints:
             return
         if checkpoint.finished:
             await self._coordinator.finished(partition)
+
+    async def remember_succeeded(
+        self, mapping_id: str, partition: str, positions: Sequence[str], expires_at: float
+    ) -> None:
+        """As the store does."""
+        await self._store.remember_succeeded(mapping_id, partition, positions, expires_at)
+
+    async def succeeded_among(
+        self, mapping_id: str, partition: str, positions: Sequence[str]
+    ) -> frozenset[str]:
+        """As the store does."""
+        return await self._store.succeeded_among(mapping_id, partition, positions)
+
+    async def purge_expired(self, now: float) -> int:
+        """As the store does."""
+        return await self._store.purge_expired(now)
+
+    async def aclose(self) -> None:
+        """The store belongs to the worker: nothing to close here."""

@@ -29,6 +29,7 @@ from poller.engine.protocols import (
     RunsInBackground,
 )
 from poller.engine.state import Store
+from poller.engine.streams.leasing import LeasedSource
 from poller.engine.streams.partition import PartitionRunner
 
 __all__ = ["StreamMappingRunner"]
@@ -72,7 +73,11 @@ class StreamMappingRunner:
 
     @property
     def idle(self) -> bool:
-        """Every running partition is caught up with nothing unsettled."""
+        """Every running partition is caught up with nothing unsettled (and, with leases, every
+        other partition is held by a worker seen alive: nothing waits to be taken over)."""
+        source = self._source
+        if isinstance(source, LeasedSource) and not source.coordinator.settled():
+            return False
         return self._listed_once and all(r.idle for r in self._running.values())
 
     @property
@@ -89,8 +94,19 @@ class StreamMappingRunner:
         """Per partition: checkpoint, idle and blocked flags, lag; and the counters."""
         source = self._source
         trimming = source if isinstance(source, ReportsTrimming) else None
+        leases = source.coordinator if isinstance(source, LeasedSource) else None
         return {
             "idle": self.idle,
+            **(
+                {
+                    "leases": {
+                        "worker": leases.settings.worker_id,
+                        "owned": sorted(leases.held),
+                    }
+                }
+                if leases is not None
+                else {}
+            ),
             "partitions": {
                 pid: {
                     "checkpoint": (p.checkpoint.position or None) if p.checkpoint else None,
