@@ -5,7 +5,8 @@
 * one package per source: ``kinesis``, ``dynamodb_streams``, ``sqs``, ``kafka``, ``mq`` (with its
   engines ``rabbitmq`` and ``activemq``);
 * family cores: ``shards`` (Kinesis and DynamoDB Streams), ``mq`` (the brokers),
-  ``aws_calls`` (every AWS-backed source), ``credentials`` (broker secrets).
+  ``credentials`` (broker secrets). AWS call helpers (throttling, backoff) are
+  :mod:`poller.aws_calls`, shared with the stores and destinations.
 
 Each package face imports no client library; a source's client is imported when a mapping of
 its kind opens.

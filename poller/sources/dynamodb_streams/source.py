@@ -17,7 +17,7 @@ is :mod:`poller.sources.shards`; this module adds only what is DynamoDB's own:
   in DynamoDB JSON exactly as GetRecords returned it.
 
 Every AWS call goes through the client it is given (a ``dynamodbstreams`` client; see
-``poller.sources.aws_calls``); the caller owns and closes that client.
+``poller.aws_calls``); the caller owns and closes that client.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
+from poller.aws_calls import ClientCalls
 from poller.config.resolved import ResolvedMapping
-from poller.sources.aws_calls import ClientCalls
 from poller.sources.dynamodb_streams.codec import PROBE_EVENT_ID, DynamoDBStreamsCodec
 from poller.sources.dynamodb_streams.records import DynamoDBRecord
 from poller.sources.dynamodb_streams.spec import STREAM_ARN

@@ -10,7 +10,7 @@ One :class:`KinesisSource` serves one stream. The shard machinery it shares with
 - the limits: 10000 records per GetRecords, 5 reads per second per shard, AT_TIMESTAMP;
 - the records and their rendering in the shape Lambda hands them to a function.
 
-Every AWS call goes through the client it is given (see ``poller.sources.aws_calls``); the caller owns
+Every AWS call goes through the client it is given (see ``poller.aws_calls``); the caller owns
 and closes that client. An expired LATEST iterator that has handed out nothing is renewed
 AT_TIMESTAMP the reader's open time, so nothing written since is skipped.
 """
@@ -27,10 +27,10 @@ import anyio
 import structlog
 from botocore.exceptions import ClientError
 
+from poller.aws_calls import ClientCalls, error_code
 from poller.config.fields import ARN
 from poller.config.resolved import ResolvedMapping
 from poller.engine.protocols import PartitionInfo
-from poller.sources.aws_calls import ClientCalls, error_code
 from poller.sources.kinesis.codec import KinesisCodec
 from poller.sources.kinesis.records import PLAIN, KinesisRecord, encrypted
 from poller.sources.kinesis.spec import STREAM_ARN

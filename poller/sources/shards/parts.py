@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from poller.aws_calls import THROTTLING_BACKOFF
 from poller.engine.backoff import Backoff
 from poller.engine.protocols import PartitionInfo
 from poller.records import Record
-from poller.sources.aws_calls import THROTTLING_BACKOFF
 
 __all__ = ["IteratorStart", "Page", "ShardDescription", "ShardOptions"]
 

@@ -12,11 +12,11 @@ import anyio
 import structlog
 from botocore.exceptions import ClientError
 
+from poller.aws_calls import error_code
 from poller.config.fields import StartingPosition
 from poller.engine.cutoff import CLOCK_SKEW_ALLOWANCE, ArrivalCutoff
 from poller.engine.protocols import PartitionInfo, ReadResult, StartAt, TrimmedRange
 from poller.records import Record
-from poller.sources.aws_calls import error_code
 from poller.sources.shards.parts import IteratorStart
 
 if TYPE_CHECKING:

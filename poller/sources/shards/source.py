@@ -30,10 +30,10 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 import structlog
 from botocore.exceptions import ClientError
 
+from poller.aws_calls import ClientCalls, call_with_backoff, error_code
 from poller.config.resolved import ResolvedMapping
 from poller.engine.protocols import PartitionInfo, StartAt, TrimmedRange
 from poller.errors import SourceError, SourceNotFoundError
-from poller.sources.aws_calls import ClientCalls, call_with_backoff, error_code
 from poller.sources.shards.codec import ShardCodec
 from poller.sources.shards.parts import IteratorStart, Page, ShardDescription, ShardOptions
 from poller.sources.shards.reader import ShardReader

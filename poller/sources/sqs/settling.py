@@ -15,9 +15,9 @@ from typing import Any, Final
 import anyio
 from structlog.typing import FilteringBoundLogger
 
+from poller.aws_calls import THROTTLING_BACKOFF, error_code
 from poller.engine.backoff import Backoff
 from poller.records import Record
-from poller.sources.aws_calls import THROTTLING_BACKOFF, error_code
 
 __all__ = ["SqsOptions", "settle_in_batches"]
 

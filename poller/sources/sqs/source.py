@@ -3,7 +3,7 @@
 One :class:`SqsSource` serves one queue, named by its ARN. The queue URL is looked up once
 (GetQueueUrl with the ARN's name and owner account, so a queue in another account works) and kept;
 a failed lookup is not kept, so the next call looks again. Every AWS call goes through the client
-the source is handed (see ``poller.sources.aws_calls``); the caller owns and closes that client.
+the source is handed (see ``poller.aws_calls``); the caller owns and closes that client.
 
 What the source does for the engine:
 
@@ -35,16 +35,16 @@ import anyio
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
+from poller.aws_calls import (
+    ClientCalls,
+    call_with_backoff,
+    error_codes,
+)
 from poller.config.fields import ARN
 from poller.config.resolved import ResolvedMapping
 from poller.engine.protocols import QueueInfo
 from poller.errors import SourceError, SourceNotFoundError
 from poller.records import Record
-from poller.sources.aws_calls import (
-    ClientCalls,
-    call_with_backoff,
-    error_codes,
-)
 from poller.sources.spec import OpenedSource, SourceEnvironment
 from poller.sources.sqs.codec import EVENT_ATTRIBUTE_SET, SqsCodec, message_attributes_size
 from poller.sources.sqs.records import SqsRecord
