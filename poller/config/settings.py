@@ -58,15 +58,21 @@ class StoreConfig(ConfigModel):
     model_config = _AS_WRITTEN
 
     url: str = "sqlite:///./.poller/state.db"
+    #: DynamoDB: create the table (on-demand, with TTL) when it does not exist.
+    create: bool = True
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if value == "memory://" or (
-            value.startswith("sqlite:///") and len(value) > len("sqlite:///")
-        ):
+        if value == "memory://":
             return value
-        raise ValueError(f"{value!r} is not a store URL (allowed: 'sqlite:///PATH' or 'memory://')")
+        for scheme in ("sqlite:///", "dynamodb://"):
+            if value.startswith(scheme) and len(value) > len(scheme):
+                return value
+        raise ValueError(
+            f"{value!r} is not a store URL (allowed: 'sqlite:///PATH', 'dynamodb://TABLE' or "
+            "'memory://')"
+        )
 
 
 class WorkerConfig(ConfigModel):

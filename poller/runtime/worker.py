@@ -46,6 +46,7 @@ from poller.runtime.wiring import (
     plan_functions,
 )
 from poller.stores import open_store
+from poller.stores.dynamodb import DynamoDBStore
 
 __all__ = ["Worker"]
 
@@ -145,9 +146,13 @@ class Worker:
             stack.push_async_callback(clients.aclose)
             if embedded is not None:
                 await create_resources(self.config, clients, shards=self._embedded_shards)
-            store = self._store_override or open_store(self.config.store.url)
+            store = self._store_override or open_store(
+                self.config.store.url, clients=clients, create=self.config.store.create
+            )
             if self._store_override is None:
                 stack.push_async_callback(store.aclose)
+                if isinstance(store, DynamoDBStore):
+                    await store.open()
             limiter = anyio.CapacityLimiter(self._max_threads)
             worker_settings = self.config.worker
             functions = FunctionSet(region=clients.region, endpoint_url=endpoint)

@@ -3,13 +3,16 @@
 Compare-and-set on what the caller saw, never on clocks: two workers cannot both win a lease, a
 renewal or release by a worker that lost it fails, and a checkpoint write fenced by an old epoch
 writes nothing. A property test drives random interleavings of several workers and checks that a
-lease never has two holders and only the holder's fenced writes land.
+lease never has two holders and only the holder's fenced writes land. DynamoDB runs on the moto
+server, as against AWS.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,14 +20,27 @@ from hypothesis import strategies as st
 
 from poller.engine.leases import Lease
 from poller.engine.state import Checkpoint
+from poller.stores.dynamodb import DynamoDBStore
 from poller.stores.memory import MemoryStore
 from poller.stores.sqlite import SqliteStore
+from tests.kit.aws import poller_client
 
 M = "mapping-1"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
+    if request.param == "dynamodb":  # a table of its own on the moto server
+        endpoint = request.getfixturevalue("moto_endpoint")
+        async with poller_client(endpoint, "dynamodb") as client:
+
+            async def shared() -> Any:
+                return client
+
+            table = DynamoDBStore(f"leases-{uuid.uuid4().hex[:12]}", shared)
+            await table.open()
+            yield table  # type: ignore[misc]
+        return
     made = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "state.db")
     yield made  # type: ignore[misc]
     await made.aclose()
