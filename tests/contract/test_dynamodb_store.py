@@ -1,0 +1,145 @@
+"""The DynamoDB store on the moto server: the checkpoint and idempotency rules of every store, its
+table made on first use, errors that name the table, and two workers on one table sharing a
+stream's shards (as two hosts would).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from poller import Worker, parse_config
+from poller.engine.state import Checkpoint
+from poller.errors import StoreError
+from poller.stores.dynamodb import DynamoDBStore
+from tests.kit import REGION, TypedRecorder, wait_until
+from tests.kit.aws import create_stream, poller_client
+
+pytestmark = pytest.mark.integration
+
+M = "mapping-1"
+
+
+@pytest.fixture
+async def client(moto_endpoint: str) -> AsyncIterator[Any]:
+    async with poller_client(moto_endpoint, "dynamodb") as made:
+        yield made
+
+
+def table_store(client: Any, *, create: bool = True, name: str | None = None) -> DynamoDBStore:
+    async def shared() -> Any:
+        return client
+
+    return DynamoDBStore(name or f"state-{uuid.uuid4().hex[:12]}", shared, create=create)
+
+
+async def test_the_table_is_made_on_first_use_with_ttl(client: Any) -> None:
+    store = table_store(client)
+    await store.open()
+    await store.open()  # a second worker finds it there
+    described = await client.describe_table(TableName=store.table)
+    assert described["Table"]["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = await client.describe_time_to_live(TableName=store.table)
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
+
+
+async def test_a_missing_table_without_create_is_an_error_naming_it(client: Any) -> None:
+    store = table_store(client, create=False, name="no-such-table")
+    with pytest.raises(StoreError, match="'no-such-table' does not exist"):
+        await store.open()
+
+
+async def test_checkpoints_only_move_forward_and_finished_stays(client: Any) -> None:
+    store = table_store(client)
+    await store.open()
+    assert await store.get_checkpoint(M, "s") is None
+    await store.put_checkpoint(M, "s", Checkpoint("", 0, opened_at=12.5))
+    assert await store.get_checkpoint(M, "s") == Checkpoint("", 0, opened_at=12.5)
+    await store.put_checkpoint(M, "s", Checkpoint("9" * 60, 10**59 + 7))
+    await store.put_checkpoint(M, "s", Checkpoint("3", 3))  # behind: ignored
+    assert (await store.get_checkpoint(M, "s")) == Checkpoint("9" * 60, 10**59 + 7)
+    await store.put_checkpoint(M, "s", Checkpoint("9" * 60, 10**59 + 7, finished=True))
+    await store.put_checkpoint(M, "s", Checkpoint("x", 10**60))  # after finished: ignored
+    assert (await store.get_checkpoint(M, "s")) == Checkpoint("9" * 60, 10**59 + 7, finished=True)
+
+
+async def test_idempotency_records_are_read_back_until_they_expire(client: Any) -> None:
+    clock = [1000.0]
+
+    async def shared() -> Any:
+        return client
+
+    store = DynamoDBStore(f"state-{uuid.uuid4().hex[:12]}", shared, clock=lambda: clock[0])
+    await store.open()
+    positions = [str(n) for n in range(1, 40)]
+    await store.remember_succeeded(M, "s", positions[:30], expires_at=2000.0)
+    assert await store.succeeded_among(M, "s", positions) == frozenset(positions[:30])
+    assert await store.succeeded_among(M, "other", positions) == frozenset()
+    clock[0] = 2500.0
+    assert await store.succeeded_among(M, "s", positions) == frozenset()
+
+
+async def test_two_workers_on_one_table_split_a_streams_shards(
+    moto_endpoint: str, unique_name: str
+) -> None:
+    table = f"state-{uuid.uuid4().hex[:12]}"
+    async with poller_client(moto_endpoint, "kinesis") as kinesis:
+        arn = await create_stream(kinesis, unique_name, shards=4)
+
+        def config(worker_id: str) -> Any:
+            return parse_config(
+                {
+                    "aws": {
+                        "region": REGION,
+                        "endpoint_url": moto_endpoint,
+                        "access_key_id": "testing",
+                        "secret_access_key": "testing",
+                    },
+                    "store": {"url": f"dynamodb://{table}"},
+                    "worker": {
+                        "worker_id": worker_id,
+                        "idle_poll_seconds": 0.05,
+                        "lease_duration_seconds": 2,
+                        "shutdown_grace_seconds": 5,
+                    },
+                    "mappings": [
+                        {"UUID": "m", "EventSourceArn": arn, "StartingPosition": "TRIM_HORIZON"}
+                    ],
+                }
+            )
+
+        first, second = TypedRecorder(), TypedRecorder()
+        async with (
+            Worker(config("host-a"), handlers={"m": first}) as a,
+            Worker(config("host-b"), handlers={"m": second}) as b,
+        ):
+
+            def owned() -> Counter[str]:
+                return Counter(
+                    {
+                        "a": len(a.status()["m"]["leases"]["owned"]),
+                        "b": len(b.status()["m"]["leases"]["owned"]),
+                    }
+                )
+
+            await wait_until(lambda: owned() == Counter(a=2, b=2), within=20, what="2 + 2 leases")
+            await kinesis.put_records(
+                StreamName=unique_name,
+                Records=[{"PartitionKey": f"k{n}", "Data": f"r{n}".encode()} for n in range(40)],
+            )
+            await wait_until(
+                lambda: first.count() + second.count() >= 40, within=20, what="40 records"
+            )
+            seen_a = {r.partition for batch in first.batches for r in batch}
+            seen_b = {r.partition for batch in second.batches for r in batch}
+            assert seen_a and seen_b and not seen_a & seen_b
+            await b.stop_and_wait()  # b releases its leases: a takes them at once
+            await wait_until(
+                lambda: len(a.status()["m"]["leases"]["owned"]) == 4,
+                within=5,
+                what="a holding all four leases after b stopped",
+            )
