@@ -8,11 +8,13 @@ leases table with sqlite3, as an operator would.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -57,17 +59,7 @@ async def test_two_processes_sharing_a_state_file_split_the_shards(
     first = await here.start(delay=0.0)
     second = await here.start(delay=0.0)
 
-    def balanced() -> bool:
-        owners = Counter(lease_owners(here.store, here.mapping_id).values())
-        return len(owners) == 2 and None not in owners and sorted(owners.values()) == [2, 2]
-
-    await wait_until(balanced, within=WAIT, what="two processes holding two leases each")
-    # A worker learns that a lease was stolen from it at its next renewal (a third of the lease
-    # duration, 2 s here); until then a batch it reads is handed over twice (fenced, and read
-    # again by the new owner). Records go in once both processes know what they hold.
-    before = lease_owners(here.store, here.mapping_id)
-    await anyio.sleep(2.0)
-    assert lease_owners(here.store, here.mapping_id) == before, "the leases kept moving"
+    await wait_for_stable_balance(here, [2, 2])
     written = await put(aws, stream, spread(stream, 40, "shared"))
     await wait_until(
         lambda: (
@@ -90,3 +82,67 @@ async def test_two_processes_sharing_a_state_file_split_the_shards(
         run.process.send_signal(signal.SIGTERM)
         assert await run.wait(within=15) == 0, run.output()[-3000:]
     assert set(lease_owners(here.store, here.mapping_id).values()) == {None}, "released on stop"
+
+
+async def wait_for_stable_balance(here: Project, counts: list[int]) -> dict[str, str | None]:
+    """Wait until the leases are spread as ``counts`` and stay so for a renewal interval."""
+
+    def balanced() -> bool:
+        owners = Counter(lease_owners(here.store, here.mapping_id).values())
+        return None not in owners and sorted(owners.values()) == counts
+
+    await wait_until(balanced, within=WAIT, what=f"leases spread as {counts}")
+    before = lease_owners(here.store, here.mapping_id)
+    await anyio.sleep(2.0)  # every worker renews (and learns of a steal) within a third of 2 s
+    assert lease_owners(here.store, here.mapping_id) == before, "the leases kept moving"
+    return before
+
+
+async def test_kill_9_of_one_of_three_workers_moves_its_shards_to_the_others(
+    aws: AwsSetup, project: Callable[..., Project], unique_name: str
+) -> None:
+    stream = await create_stream(aws, unique_name, shards=6)
+    here = project(stream, BatchSize=3)
+    runs = [await here.start(delay=0.3) for _ in range(3)]
+    owners = await wait_for_stable_balance(here, [2, 2, 2])
+    written = await put(aws, stream, spread(stream, 60, "failover"))
+    victim = runs[0]
+    await wait_until(victim.seen.in_flight, within=WAIT, what="a batch in the victim's handler")
+    victim.process.send_signal(signal.SIGKILL)
+    assert await victim.wait(within=5) == -signal.SIGKILL
+    survivors = runs[1:]
+
+    def processed() -> dict[str, list[str]]:
+        return merge(*(run.seen.per_shard(run.seen.ended()) for run in runs))
+
+    await wait_until(
+        lambda: all(set(written[s]) <= set(processed().get(s, [])) for s in stream.shards),
+        within=30,
+        what="every record processed after the failover",
+    )
+    for run in runs:
+        for shard, seqs in run.seen.per_shard(run.seen.begun()).items():
+            assert [int(x) for x in seqs] == sorted(int(x) for x in seqs), f"{shard} out of order"
+    # Only the batches the victim had begun and not ended may have been handed over twice.
+    in_flight = {(b["shard"], s) for b in victim.seen.begun() for s in b["seqs"]} - {
+        (b["shard"], s) for b in victim.seen.ended() for s in b["seqs"]
+    }
+    handled = Counter((b["shard"], s) for run in runs for b in run.seen.ended() for s in b["seqs"])
+    twice = {key for key, count in handled.items() if count > 1}
+    assert twice <= in_flight, f"handed over twice outside the killed batch: {sorted(twice)}"
+    victim_id = _worker_of(victim)
+    victim_shards = {shard for shard, owner in owners.items() if owner == victim_id}
+    assert len(victim_shards) == 2
+    after = lease_owners(here.store, here.mapping_id)
+    assert all(after[shard] not in (victim_id, None) for shard in victim_shards)
+    for run in survivors:
+        run.process.send_signal(signal.SIGTERM)
+        assert await run.wait(within=15) == 0, run.output()[-3000:]
+
+
+def _worker_of(run: Any) -> str:
+    """The worker id a ``poller run`` process logged its leases under."""
+    for line in run.output().splitlines():
+        if '"lease taken"' in line:
+            return str(json.loads(line)["worker"])
+    raise AssertionError("the process took no lease")
