@@ -20,7 +20,12 @@ from typing import Protocol, runtime_checkable
 
 from poller.engine.state import Checkpoint
 
-__all__ = ["Lease", "LeaseStore"]
+__all__ = ["Lease", "LeaseLost", "LeaseStore"]
+
+
+class LeaseLost(Exception):
+    """A checkpoint write was refused because the lease moved to another worker: the partition
+    stops at once (the batch that was being settled is read again by the new owner)."""
 
 
 @dataclass(frozen=True, slots=True)

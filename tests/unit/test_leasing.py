@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
+from poller.engine.leases import LeaseLost
 from poller.engine.protocols import PartitionInfo
 from poller.engine.state import Checkpoint
 from poller.engine.streams.leasing import FencedCheckpoints, LeaseCoordinator, LeaseSettings
@@ -141,6 +144,7 @@ async def test_a_worker_that_lost_its_lease_cannot_move_the_checkpoint() -> None
     clock.now += 11
     await b.take()
     assert b.owns("shard-0")
-    await fenced.put_checkpoint(M, "shard-0", Checkpoint("9", 9))  # a wakes up and writes
+    with pytest.raises(LeaseLost):  # a wakes up and writes: refused, its partition stops
+        await fenced.put_checkpoint(M, "shard-0", Checkpoint("9", 9))
     assert await store.get_checkpoint(M, "shard-0") == Checkpoint("3", 3)
     assert not a.owns("shard-0"), "the refused write told a it lost the lease"

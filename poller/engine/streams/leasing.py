@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from poller.engine.leases import Lease, LeaseStore
+from poller.engine.leases import Lease, LeaseLost, LeaseStore
 from poller.engine.protocols import (
     PartitionInfo,
     PartitionReader,
@@ -342,7 +342,7 @@ class FencedCheckpoints:
             mapping_id, partition, checkpoint, owner, epoch
         ):
             self._coordinator.lost(partition, "checkpoint refused: the lease moved (fenced)")
-            return
+            raise LeaseLost(partition)
         if checkpoint.finished:
             await self._coordinator.finished(partition)
 

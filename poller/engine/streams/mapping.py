@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 from poller.config.fields import StartingPosition
 from poller.engine.backoff import Backoff
 from poller.engine.invocation import InvocationContext
+from poller.engine.leases import LeaseLost
 from poller.engine.protocols import (
     AssignedPartitions,
     PartitionInfo,
@@ -236,15 +237,22 @@ class StreamMappingRunner:
         try:
             finished = await runner.run()
         except Exception as error:
-            crashed = True
-            # A store or source failure outside the read loop: the partition is started again
-            # from its checkpoint at the next listing; nothing was settled past the checkpoint.
-            self._log.error(
-                "partition crashed; restarting at next listing",
-                shard=partition,
-                error=f"{type(error).__name__}: {error}",
-            )
             finished = False
+            if _only_lease_lost(error):
+                # Another worker holds the partition now: stop at once, checkpoint nothing more.
+                self._log.info(
+                    "partition stopped: its lease moved to another worker", shard=partition
+                )
+                runner.revoked = True
+            else:
+                crashed = True
+                # A store or source failure outside the read loop: the partition is started
+                # again from its checkpoint at the next listing; nothing was settled past it.
+                self._log.error(
+                    "partition crashed; restarting at next listing",
+                    shard=partition,
+                    error=f"{type(error).__name__}: {error}",
+                )
         finally:
             self._running.pop(partition, None)
         if finished:
@@ -252,3 +260,12 @@ class StreamMappingRunner:
         if finished or (runner.revoked and not crashed):
             # Children may start now; a revoked partition may already be ours again.
             self._wake.set()
+
+
+def _only_lease_lost(error: BaseException) -> bool:
+    """Whether ``error`` is the lease moving away (alone, or all a task group raised)."""
+    if isinstance(error, LeaseLost):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        return all(_only_lease_lost(inner) for inner in error.exceptions)
+    return False
