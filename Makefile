@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/mq.py
 	$(PY) benchmarks/kafka.py
 	$(PY) benchmarks/functions.py
+	$(PY) benchmarks/leases.py
 
 ## node-ric: AWS's Node.js runtime interface client, for the test that runs it (not part of
 ## `make test`: it compiles curl and the AWS C++ runtime, which takes minutes)
