@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from poller import Batch, ConfigError, Worker, parse_config
+from poller import Batch, ConfigError, StoreError, Worker, parse_config
 from poller.testing import MemorySource
 from tests.kit import KINESIS_ARN as ARN
 from tests.kit import RecordingStore
@@ -104,3 +104,36 @@ def test_handlers_for_unknown_mappings_are_refused() -> None:
 def test_an_unimportable_handler_is_refused_before_anything_starts() -> None:
     with pytest.raises(ConfigError, match=r"mappings\[0\].Handler: .*not found"):
         Worker(config(Handler="no_such_module_abc:handle"))
+
+
+async def test_a_mapping_whose_store_fails_is_never_idle() -> None:
+    """A checkpoint that cannot be written leaves records unsettled: --exit-when-idle must not
+    take the mapping for caught up (it used to exit 0 after the partition crashed)."""
+
+    class BrokenStore(RecordingStore):
+        async def put_checkpoint(self, *args: Any) -> None:
+            raise StoreError("disk is read-only")
+
+        async def put_checkpoint_fenced(self, *args: Any) -> bool:
+            raise StoreError("disk is read-only")
+
+    source = fill([3])
+
+    async def handle(batch: Batch) -> None:
+        return None
+
+    worker = Worker(
+        config(), handlers={"orders": handle}, sources={"orders": source}, store=BrokenStore()
+    )
+    await worker.start()
+    try:
+        async with asyncio.timeout(10):
+            while (
+                not worker.runners or worker.runners[0].status()["metrics"]["InvokedEventCount"] < 3
+            ):
+                await asyncio.sleep(0.01)
+        for _ in range(20):  # the partition crashed; the mapping must not look caught up
+            assert not worker.idle
+            await asyncio.sleep(0.01)
+    finally:
+        await worker.stop_and_wait()

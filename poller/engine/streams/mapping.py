@@ -61,6 +61,8 @@ class StreamMappingRunner:
         self._idle_poll = idle_poll if idle_poll is not None else source.idle_poll_interval
         self._running: dict[str, PartitionRunner] = {}
         self._finished: set[str] = set()
+        #: Partitions whose runner failed and has not been started again yet.
+        self._crashed: set[str] = set()
         self._listed_once = False
         self._initial: set[str] | None = None
         self._stopping = anyio.Event()
@@ -78,6 +80,8 @@ class StreamMappingRunner:
         other partition is held by a worker seen alive: nothing waits to be taken over)."""
         source = self._source
         if isinstance(source, LeasedSource) and not source.coordinator.settled():
+            return False
+        if self._crashed:  # a partition that failed (its store, say) has records unsettled
             return False
         return self._listed_once and all(r.idle for r in self._running.values())
 
@@ -229,6 +233,7 @@ class StreamMappingRunner:
                 idle_poll=self._idle_poll,
             )
             self._running[info.id] = runner
+            self._crashed.discard(info.id)
             group.start_soon(self._run_partition, runner)
 
     async def _run_partition(self, runner: PartitionRunner) -> None:
@@ -246,6 +251,7 @@ class StreamMappingRunner:
                 runner.revoked = True
             else:
                 crashed = True
+                self._crashed.add(partition)
                 # A store or source failure outside the read loop: the partition is started
                 # again from its checkpoint at the next listing; nothing was settled past it.
                 self._log.error(
