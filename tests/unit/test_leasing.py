@@ -8,7 +8,9 @@ workers, and fencing of checkpoint writes by a worker that lost its lease.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
+import anyio
 import pytest
 
 from poller.engine.leases import LeaseLost
@@ -148,3 +150,23 @@ async def test_a_worker_that_lost_its_lease_cannot_move_the_checkpoint() -> None
         await fenced.put_checkpoint(M, "shard-0", Checkpoint("9", 9))
     assert await store.get_checkpoint(M, "shard-0") == Checkpoint("3", 3)
     assert not a.owns("shard-0"), "the refused write told a it lost the lease"
+
+
+async def test_an_unreachable_store_does_not_end_the_coordinator() -> None:
+    class Flaky(MemoryStore):
+        failing = True
+
+        async def list_leases(self, mapping_id: str) -> list[Any]:
+            if Flaky.failing:
+                raise OSError("connection refused")
+            return await super().list_leases(mapping_id)
+
+    store = Flaky()
+    (worker,) = coordinators(store, Clock(), "a")
+    await store.create_leases(M, [("shard-0", ())])
+    with anyio.move_on_after(0.2):
+        await worker.run()  # keeps going through the failures
+    assert not worker.held
+    Flaky.failing = False
+    await worker.take()
+    assert worker.held.keys() == {"shard-0"}

@@ -246,12 +246,29 @@ class LeaseCoordinator:
         renew_every = self.settings.duration / 3
         take_every = self.settings.duration / 2
         next_take = self._clock()
+        failures = 0
         while True:
             now = self._clock()
-            if now >= next_take:
-                await self.take()
-                next_take = now + take_every
-            await self.renew()
+            try:
+                if now >= next_take:
+                    await self.take()
+                    next_take = now + take_every
+                await self.renew()
+                failures = 0
+            except Exception as error:
+                # The store is unreachable: keep trying. Leases not renewed for the duration are
+                # taken by others, and this worker's fenced checkpoint writes then fail, so its
+                # partitions stop: nothing is settled twice.
+                failures += 1
+                delay = min(renew_every, 0.1 * 2 ** min(failures, 8))
+                self._log.warning(
+                    "lease store unreachable; retrying",
+                    error=f"{type(error).__name__}: {error}",
+                    attempt=failures,
+                    retry_in=round(delay, 2),
+                )
+                await anyio.sleep(delay)
+                continue
             await anyio.sleep(min(renew_every, max(0.0, next_take - self._clock())))
 
 
