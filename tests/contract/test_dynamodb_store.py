@@ -143,3 +143,70 @@ async def test_two_workers_on_one_table_split_a_streams_shards(
                 within=5,
                 what="a holding all four leases after b stopped",
             )
+
+
+class CheckpointsLost:
+    """The DynamoDB store, except that no checkpoint lands: a worker that crashed after each
+    success was remembered and before its checkpoint moved."""
+
+    def __init__(self, inner: DynamoDBStore) -> None:
+        self.inner = inner
+
+    async def put_checkpoint(self, *args: Any) -> None:
+        return None
+
+    async def put_checkpoint_fenced(self, *args: Any) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_worker_taking_over_skips_what_another_worker_saw_succeed(
+    moto_endpoint: str, client: Any, unique_name: str
+) -> None:
+    """Idempotency across workers: with the shared table, records that succeeded on one worker
+    are not handed over again by the worker that takes its shards, even without checkpoints."""
+    async with poller_client(moto_endpoint, "kinesis") as kinesis:
+        arn = await create_stream(kinesis, unique_name, shards=2)
+        await kinesis.put_records(
+            StreamName=unique_name,
+            Records=[{"PartitionKey": f"k{n}", "Data": f"r{n}".encode()} for n in range(12)],
+        )
+        shared = table_store(client)
+        await shared.open()
+
+        def config(worker_id: str) -> Any:
+            return parse_config(
+                {
+                    "aws": {
+                        "region": REGION,
+                        "endpoint_url": moto_endpoint,
+                        "access_key_id": "testing",
+                        "secret_access_key": "testing",
+                    },
+                    "store": {"url": f"dynamodb://{shared.table}"},
+                    "worker": {"worker_id": worker_id, "idle_poll_seconds": 0.05},
+                    "mappings": [
+                        {
+                            "UUID": "m",
+                            "EventSourceArn": arn,
+                            "StartingPosition": "TRIM_HORIZON",
+                            "Idempotency": True,
+                        }
+                    ],
+                }
+            )
+
+        first = TypedRecorder()
+        lossy: Any = CheckpointsLost(shared)
+        async with Worker(config("host-a"), handlers={"m": first}, store=lossy) as a:
+            await wait_until(lambda: first.count() >= 12 and a.idle, within=20, what="12 records")
+        assert await shared.get_checkpoint("m", "shardId-000000000000") is None
+
+        second = TypedRecorder()
+        async with Worker(config("host-b"), handlers={"m": second}, store=shared) as b:
+            await wait_until(lambda: b.idle, within=20, what="host-b caught up")
+            owned = b.status()["m"]["leases"]["owned"]
+        assert len(owned) == 2, "host-a released its leases; host-b took both"
+        assert second.batches == [], "records that succeeded on host-a were handed over again"
