@@ -154,6 +154,10 @@ class SqliteStore(SqliteLeases, ClosingStore):
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)
         self._connection: sqlite3.Connection | None = _open(self._path, synchronous, busy_timeout)
+        #: The file's identity when opened: a state file deleted or replaced while the worker runs
+        #: would otherwise go unnoticed until a restart re-handed everything.
+        self._identity = _identity(self._path)
+        self._checked_at = time.monotonic()
 
     @property
     def path(self) -> Path:
@@ -278,12 +282,38 @@ class SqliteStore(SqliteLeases, ClosingStore):
             connection = self._connection
             if connection is None:
                 raise StoreError(f"sqlite store {self._path}: cannot {action}, the store is closed")
+            self._check_file(action)
             try:
                 return work(connection)
             except sqlite3.Error as error:
                 raise StoreError(
                     f"sqlite store {self._path}: cannot {action}: {_describe(error)}"
                 ) from error
+
+    def _check_file(self, action: str) -> None:
+        """At most once a second: the file on disk is still the one this store opened."""
+        now = time.monotonic()
+        if now - self._checked_at < _FILE_CHECK_SECONDS:
+            return
+        self._checked_at = now
+        if _identity(self._path) != self._identity:
+            raise StoreError(
+                f"sqlite store {self._path}: cannot {action}: the state file was deleted or "
+                "replaced while poller ran (checkpoints written now would be lost); restore it "
+                "or restart the worker"
+            )
+
+
+#: How often each store checks that its file is still there.
+_FILE_CHECK_SECONDS = 1.0
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
 
 
 def _open(path: Path, synchronous: Synchronous, busy_timeout: float) -> sqlite3.Connection:

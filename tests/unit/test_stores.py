@@ -459,3 +459,18 @@ class TestOpenStore:
     def test_unknown_urls_raise_store_error(self, url: str) -> None:
         with pytest.raises(StoreError):
             open_store(url)
+
+
+async def test_a_state_file_deleted_while_running_is_an_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import poller.stores.sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "_FILE_CHECK_SECONDS", 0.0)
+    path = tmp_path / "state.db"
+    async with SqliteStore(path) as store:
+        await store.put_checkpoint("m", "s", Checkpoint("1", 1))
+        path.unlink()
+        with pytest.raises(StoreError, match="state file was deleted or replaced") as error:
+            await store.put_checkpoint("m", "s", Checkpoint("2", 2))
+        assert str(path) in str(error.value)
