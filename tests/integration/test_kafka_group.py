@@ -109,11 +109,14 @@ SelfManagedKafkaEventSourceConfig = {{ ConsumerGroupId = "{unique_name}" }}
     await produce(kafka_bootstrap, topic, records)
     first = await group.start(delay=0.1)
     second = await group.start(delay=0.1)
-    await wait_until(
-        lambda: group.pids_seen() == {first.pid, second.pid},
-        within=30,
-        what=f"both processes handed batches; output:\n{group.output()}",
-    )
+    try:
+        await wait_until(
+            lambda: group.pids_seen() == {first.pid, second.pid},
+            within=30,
+            what="both processes handed batches",
+        )
+    except AssertionError as error:  # the processes' output as it is now, not before the wait
+        raise AssertionError(f"{error}; output:\n{group.output()[-6000:]}") from None
     everything = {(f"{topic}-{p}", o) for p in range(PARTITIONS) for o in range(PER_PARTITION)}
     owned_by_first = {b["partition"] for b in group.batches() if b["pid"] == first.pid}
     first.send_signal(signal.SIGKILL)
