@@ -36,7 +36,8 @@ from poller.stores.sqlite import ordinal_key
 
 __all__ = ["DynamoDBStore"]
 
-_CONDITION_FAILED = "ConditionalCheckFailedException"
+#: What DynamoDB answers when a write's condition did not hold (alone, or in a transaction).
+_CONDITION_CODES = frozenset({"ConditionalCheckFailedException", "TransactionCanceledException"})
 _CHECKPOINT_MOVES_FORWARD = (
     "attribute_not_exists(pk) OR (finished = :false AND "
     "(ordinal < :ordinal OR (ordinal = :ordinal AND :finished = :true)))"
@@ -122,10 +123,8 @@ class DynamoDBStore(ClosingStore):
                 lambda: method(**kwargs), operation=operation, table=self.table
             )
         except Exception as error:
-            if _CONDITION_FAILED in error_codes(error) or "TransactionCanceled" in str(
-                error_code(error)
-            ):
-                raise
+            if not _CONDITION_CODES.isdisjoint(error_codes(error)):
+                raise  # the caller asked for a condition; _conditional reads the answer
             raise self._error(action, error) from None
 
     def _error(self, action: str, error: BaseException) -> StoreError:
@@ -138,10 +137,9 @@ class DynamoDBStore(ClosingStore):
         try:
             await self._call(action, operation, **kwargs)
         except Exception as error:
-            codes = error_codes(error)
-            if _CONDITION_FAILED in codes or "TransactionCanceledException" in codes:
-                return False
-            raise
+            if _CONDITION_CODES.isdisjoint(error_codes(error)):
+                raise
+            return False
         return True
 
     # --- checkpoints -------------------------------------------------------------------------------
@@ -272,30 +270,30 @@ class DynamoDBStore(ClosingStore):
 
     async def renew_lease(self, mapping_id: str, held: Lease) -> Lease | None:
         """Bump the counter while still held as ``held``."""
-        landed = await self._conditional(
-            "renew a lease",
-            "update_item",
-            TableName=self.table,
-            Key=_key(f"lease#{mapping_id}", held.partition),
-            UpdateExpression="SET #counter = #counter + :one",
-            ConditionExpression="#owner = :me AND epoch = :epoch",
-            ExpressionAttributeNames={"#owner": "owner", "#counter": "counter"},
-            ExpressionAttributeValues=_held_values(held) | {":one": {"N": "1"}},
-        )
-        if not landed:
+        if not await self._as_holder(
+            "renew a lease", mapping_id, held, "SET #counter = #counter + :one"
+        ):
             return None
         return Lease(held.partition, held.owner, held.counter + 1, held.epoch, held.parents)
 
     async def release_lease(self, mapping_id: str, held: Lease) -> bool:
         """Give the lease up while still held as ``held``."""
+        return await self._as_holder(
+            "release a lease", mapping_id, held, "REMOVE #owner SET epoch = epoch + :one"
+        )
+
+    async def _as_holder(self, action: str, mapping_id: str, held: Lease, update: str) -> bool:
+        """An update of the lease that lands only while ``held`` still holds it (DynamoDB refuses
+        attribute names an expression does not use, so ``#counter`` is named only when used)."""
+        names = {"#owner": "owner"} | ({"#counter": "counter"} if "#counter" in update else {})
         return await self._conditional(
-            "release a lease",
+            action,
             "update_item",
             TableName=self.table,
             Key=_key(f"lease#{mapping_id}", held.partition),
-            UpdateExpression="REMOVE #owner SET epoch = epoch + :one",
+            UpdateExpression=update,
             ConditionExpression="#owner = :me AND epoch = :epoch",
-            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues=_held_values(held) | {":one": {"N": "1"}},
         )
 

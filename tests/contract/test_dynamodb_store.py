@@ -30,6 +30,23 @@ async def client(moto_endpoint: str) -> AsyncIterator[Any]:
         yield made
 
 
+def worker_config(endpoint: str, table: str, mapping: dict[str, Any], **worker: Any) -> Any:
+    """One mapping on the moto server, its state in DynamoDB table ``table``."""
+    return parse_config(
+        {
+            "aws": {
+                "region": REGION,
+                "endpoint_url": endpoint,
+                "access_key_id": "testing",
+                "secret_access_key": "testing",
+            },
+            "store": {"url": f"dynamodb://{table}"},
+            "worker": {"idle_poll_seconds": 0.05, **worker},
+            "mappings": [mapping],
+        }
+    )
+
+
 def table_store(client: Any, *, create: bool = True, name: str | None = None) -> DynamoDBStore:
     async def shared() -> Any:
         return client
@@ -91,25 +108,13 @@ async def test_two_workers_on_one_table_split_a_streams_shards(
         arn = await create_stream(kinesis, unique_name, shards=4)
 
         def config(worker_id: str) -> Any:
-            return parse_config(
-                {
-                    "aws": {
-                        "region": REGION,
-                        "endpoint_url": moto_endpoint,
-                        "access_key_id": "testing",
-                        "secret_access_key": "testing",
-                    },
-                    "store": {"url": f"dynamodb://{table}"},
-                    "worker": {
-                        "worker_id": worker_id,
-                        "idle_poll_seconds": 0.05,
-                        "lease_duration_seconds": 2,
-                        "shutdown_grace_seconds": 5,
-                    },
-                    "mappings": [
-                        {"UUID": "m", "EventSourceArn": arn, "StartingPosition": "TRIM_HORIZON"}
-                    ],
-                }
+            return worker_config(
+                moto_endpoint,
+                table,
+                {"UUID": "m", "EventSourceArn": arn, "StartingPosition": "TRIM_HORIZON"},
+                worker_id=worker_id,
+                lease_duration_seconds=2,
+                shutdown_grace_seconds=5,
             )
 
         first, second = TypedRecorder(), TypedRecorder()
@@ -177,26 +182,13 @@ async def test_a_worker_taking_over_skips_what_another_worker_saw_succeed(
         await shared.open()
 
         def config(worker_id: str) -> Any:
-            return parse_config(
-                {
-                    "aws": {
-                        "region": REGION,
-                        "endpoint_url": moto_endpoint,
-                        "access_key_id": "testing",
-                        "secret_access_key": "testing",
-                    },
-                    "store": {"url": f"dynamodb://{shared.table}"},
-                    "worker": {"worker_id": worker_id, "idle_poll_seconds": 0.05},
-                    "mappings": [
-                        {
-                            "UUID": "m",
-                            "EventSourceArn": arn,
-                            "StartingPosition": "TRIM_HORIZON",
-                            "Idempotency": True,
-                        }
-                    ],
-                }
-            )
+            mapping = {
+                "UUID": "m",
+                "EventSourceArn": arn,
+                "StartingPosition": "TRIM_HORIZON",
+                "Idempotency": True,
+            }
+            return worker_config(moto_endpoint, shared.table, mapping, worker_id=worker_id)
 
         first = TypedRecorder()
         lossy: Any = CheckpointsLost(shared)
