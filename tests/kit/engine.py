@@ -9,11 +9,13 @@ from typing import Any
 from poller.config import ResolvedMapping
 from poller.engine.discard import Discard, DiscardSink, DroppingSink
 from poller.engine.invocation import InvocationContext, Target
+from poller.engine.leases import LeaseStore
 from poller.engine.metrics import MappingCounters
 from poller.engine.protocols import EventCodec, PartitionSource, QueueSource
 from poller.engine.queues import QueueMappingRunner
 from poller.engine.state import Checkpoint, IdempotencyStore, Store
 from poller.engine.streams import StreamMappingRunner
+from poller.engine.streams.leasing import FencedCheckpoints, LeaseCoordinator, LeasedSource
 from poller.functions import target_for
 from poller.stores.memory import MemoryStore
 from tests.kit.names import (
@@ -77,8 +79,11 @@ def stream_runner(
     codec: EventCodec | None = None,
     discovery_interval: float = 30.0,
     idle_poll: float | None = 0.001,
+    leases: LeaseCoordinator | None = None,
 ) -> StreamMappingRunner:
-    """A stream mapping runner on ``source`` (which renders its own events unless ``codec``)."""
+    """A stream mapping runner on ``source`` (which renders its own events unless ``codec``);
+    with ``leases``, wired as a worker sharing the stream with others (as ``build_runner`` does).
+    """
     codec = codec or source  # type: ignore[assignment]
     assert codec is not None
     counters = MappingCounters()
@@ -90,10 +95,15 @@ def stream_runner(
         sink if sink is not None else DroppingSink(counters),
         store=store,
     )
+    checkpoints: Store = store if store is not None else MemoryStore()
+    if leases is not None:
+        assert isinstance(checkpoints, LeaseStore), "leases need a store that holds them"
+        source = LeasedSource(source, leases)
+        checkpoints = FencedCheckpoints(checkpoints, checkpoints, leases)
     return StreamMappingRunner(
         context,
         source,
-        store if store is not None else MemoryStore(),
+        checkpoints,
         discovery_interval=discovery_interval,
         idle_poll=idle_poll,
     )

@@ -112,17 +112,35 @@ class LeaseCoordinator:
     # --- the algorithm ---------------------------------------------------------------------------
 
     async def offer(self, partitions: Sequence[PartitionInfo]) -> None:
-        """Make sure every listed partition has a lease; clean up leases nobody needs."""
-        await self._store.create_leases(self._mapping_id, [(p.id, p.parents) for p in partitions])
-        listed_parents = {parent for p in partitions for parent in p.parents}
+        """Make sure every listed partition has a lease; clean up leases nobody needs.
+
+        A finished partition's lease is deleted once every child of it has been taken at least
+        once (children start only after their parents finished, so nobody needs the parent's
+        lease again), or once the partition is no longer listed. Kinesis lists a closed shard
+        for its whole retention period; without the first rule its lease would stay that long.
+        """
+        leases = {
+            lease.partition: lease for lease in await self._store.list_leases(self._mapping_id)
+        }
+        children: dict[str, list[str]] = {}
+        for partition in partitions:
+            for parent in partition.parents:
+                children.setdefault(parent, []).append(partition.id)
+
+        def passed(partition: str) -> bool:
+            kids = children.get(partition)
+            return bool(kids) and all(
+                kid in leases and (leases[kid].epoch > 0 or leases[kid].finished) for kid in kids
+            )
+
+        await self._store.create_leases(
+            self._mapping_id, [(p.id, p.parents) for p in partitions if not passed(p.id)]
+        )
         listed = {p.id for p in partitions}
-        leases = await self._store.list_leases(self._mapping_id)
         done = [
             lease.partition
-            for lease in leases
-            if lease.finished
-            and lease.partition not in listed_parents
-            and lease.partition not in listed
+            for lease in leases.values()
+            if lease.finished and (passed(lease.partition) or lease.partition not in listed)
         ]
         if done:
             await self._store.delete_leases(self._mapping_id, done)
