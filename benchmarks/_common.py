@@ -193,7 +193,15 @@ def _load_servers() -> Any:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """A moto server for one benchmark run; yields its endpoint and stops it at the end.
+    """A moto server for one benchmark run; yields its endpoint and stops it at the end."""
+    with moto_process() as (endpoint, _pid):
+        yield endpoint
+
+
+@contextmanager
+def moto_process() -> Iterator[tuple[str, int]]:
+    """A moto server for one benchmark run; yields its endpoint and process id (a benchmark
+    that asks whether moto is its bottleneck reads the process's CPU time) and stops it at the end.
 
     Its state file and log go to a temporary directory, not the repository's ``.servers/``,
     which a test run on the same checkout may be using at the same time.
@@ -204,7 +212,7 @@ def moto_server() -> Iterator[str]:
     server = servers.start_moto()
     try:
         print(f"moto server {server.endpoint} (pid {server.pid})")
-        yield server.endpoint
+        yield server.endpoint, server.pid
     finally:
         servers.stop(server)
         shutil.rmtree(state_dir, ignore_errors=True)

@@ -128,7 +128,7 @@ class LeaseCoordinator:
                 children.setdefault(parent, []).append(partition.id)
 
         def passed(partition: str) -> bool:
-            kids = children.get(partition)
+            kids = children.get(partition, [])
             return bool(kids) and all(
                 kid in leases and (leases[kid].epoch > 0 or leases[kid].finished) for kid in kids
             )
