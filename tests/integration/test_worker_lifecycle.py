@@ -490,10 +490,12 @@ class Project:
 
     root: Path
     mapping_id: str
+    store_url: str = "sqlite:///state.db"
     runs: list[PollerRun] = field(default_factory=list)
 
     @property
     def store(self) -> Path:
+        """The SQLite state file (when the store is SQLite)."""
         return self.root / "state.db"
 
     async def start(self, *args: str, delay: float) -> PollerRun:
@@ -513,7 +515,8 @@ async def project(aws: AwsSetup, tmp_path: Path) -> AsyncIterator[Callable[..., 
     """Writes a config for one mapping; kills (by PID) any child process a test left running."""
     made: list[Project] = []
 
-    def make(stream: Stream, **mapping: Any) -> Project:
+    def make(stream: Stream, *, store: str = "sqlite:///state.db", **mapping: Any) -> Project:
+        """``store`` is the ``[store] url`` (a DynamoDB table on the moto server, for one)."""
         mapping_id = str(uuid.uuid4())
         fields = {
             "UUID": mapping_id,
@@ -529,7 +532,7 @@ async def project(aws: AwsSetup, tmp_path: Path) -> AsyncIterator[Callable[..., 
             'access_key_id = "testing"',
             'secret_access_key = "testing"',
             "[store]",
-            'url = "sqlite:///state.db"',
+            f"url = {json.dumps(store)}",
             "[worker]",
             *(f"{name} = {value}" for name, value in FAST_WORKER.items()),
             "shutdown_grace_seconds = 10",
@@ -540,7 +543,7 @@ async def project(aws: AwsSetup, tmp_path: Path) -> AsyncIterator[Callable[..., 
         ]
         (tmp_path / "config.toml").write_text("\n".join(lines) + "\n")
         (tmp_path / "seen_handler.py").write_text(HANDLER_MODULE)
-        made.append(Project(tmp_path, mapping_id))
+        made.append(Project(tmp_path, mapping_id, store))
         return made[-1]
 
     yield make
