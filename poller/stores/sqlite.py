@@ -334,9 +334,20 @@ def _open(path: Path, synchronous: Synchronous, busy_timeout: float) -> sqlite3.
         (journal_mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
         connection.execute(f"PRAGMA synchronous = {synchronous}")
         _migrate(connection, path)
+        # SQLite opens a file it may not write read-only, without a word; the first checkpoint
+        # would then fail. Write once (rolled back), so that shows now, at start.
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(f"PRAGMA user_version = {int(version)}")
+        finally:
+            connection.execute("ROLLBACK")
     except sqlite3.Error as error:
         connection.close()
-        raise StoreError(f"sqlite store {path}: cannot open: {_describe(error)}") from error
+        hint = ""
+        if "readonly" in str(error).lower() or "read-only" in str(error).lower():
+            hint = " (the state file, or its directory, is read-only: poller must write it)"
+        raise StoreError(f"sqlite store {path}: cannot open: {_describe(error)}{hint}") from error
     except BaseException:
         connection.close()
         raise

@@ -191,3 +191,25 @@ async def test_an_unreachable_store_does_not_end_the_coordinator() -> None:
     Flaky.failing = False
     await worker.take()
     assert worker.held.keys() == {"shard-0"}
+
+
+async def test_a_held_lease_is_renewed_three_times_per_duration_not_more() -> None:
+    """Renewals keep their own fixed-rate schedule: looking for leases (every half duration) adds
+    none. Each renewal is a store write, which is what the DynamoDB store is billed for."""
+
+    class Counting(MemoryStore):
+        renewals = 0
+
+        async def renew_lease(self, mapping_id: str, held: Any) -> Any:
+            self.renewals += 1
+            return await super().renew_lease(mapping_id, held)
+
+    store = Counting()
+    worker = LeaseCoordinator(store, M, LeaseSettings("a", duration=0.3))
+    await worker.offer([PartitionInfo("shard-0")])
+    async with anyio.create_task_group() as group:
+        group.start_soon(worker.run)
+        await anyio.sleep(1.5)  # five durations: at most 15 renewals (+1 at the start)
+        group.cancel_scope.cancel()
+    assert worker.owns("shard-0")
+    assert 5 <= store.renewals <= 16, store.renewals

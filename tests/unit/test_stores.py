@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -474,3 +475,26 @@ async def test_a_state_file_deleted_while_running_is_an_error_naming_it(
         with pytest.raises(StoreError, match="state file was deleted or replaced") as error:
             await store.put_checkpoint("m", "s", Checkpoint("2", 2))
         assert str(path) in str(error.value)
+
+
+async def test_a_state_file_poller_may_not_write_is_refused_at_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without write permission, SQLite opens a file read-only and says nothing; the store must
+    say so at open, not at the first checkpoint. (Tests run as root, whom permissions do not
+    stop, so the file is opened read-only as SQLite would open it.)"""
+    import poller.stores.sqlite as sqlite_module
+
+    path = tmp_path / "state.db"
+    async with SqliteStore(path) as store:
+        await store.put_checkpoint("m", "s", Checkpoint("1", 1))
+    connect = sqlite3.connect
+
+    def read_only(database: Path, **options: Any) -> sqlite3.Connection:
+        return connect(f"file:{database}?mode=ro", uri=True, **options)
+
+    monkeypatch.setattr(sqlite_module.sqlite3, "connect", read_only)
+    with pytest.raises(StoreError) as error:
+        SqliteStore(path)
+    assert str(error.value).startswith(f"sqlite store {path}: cannot open: ")
+    assert "read-only" in str(error.value)

@@ -260,18 +260,24 @@ class LeaseCoordinator:
         self._signal()
 
     async def run(self) -> None:
-        """Renew every third of the duration; look for leases to take every half duration."""
+        """Renew every third of the duration; look for leases to take every half duration.
+
+        Both run on a fixed-rate schedule of their own (as KCL's renewer does): a slow store
+        call does not stretch the interval, and a look for leases does not add a renewal.
+        """
         renew_every = self.settings.duration / 3
         take_every = self.settings.duration / 2
-        next_take = self._clock()
+        next_take = next_renew = self._clock()
         failures = 0
         while True:
             now = self._clock()
             try:
                 if now >= next_take:
                     await self.take()
-                    next_take = now + take_every
-                await self.renew()
+                    next_take = _next_tick(next_take, take_every, now)
+                if now >= next_renew:
+                    await self.renew()
+                    next_renew = _next_tick(next_renew, renew_every, now)
                 failures = 0
             except Exception as error:
                 # The store is unreachable: keep trying. Leases not renewed for the duration are
@@ -287,7 +293,14 @@ class LeaseCoordinator:
                 )
                 await anyio.sleep(delay)
                 continue
-            await anyio.sleep(min(renew_every, max(0.0, next_take - self._clock())))
+            await anyio.sleep(max(0.0, min(next_take, next_renew) - self._clock()))
+
+
+def _next_tick(previous: float, every: float, now: float) -> float:
+    """The next time on a fixed-rate schedule; ticks missed while the store was slow are
+    skipped, not made up in a burst."""
+    following = previous + every
+    return following if following > now else now + every
 
 
 class LeasedSource:
