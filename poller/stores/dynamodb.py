@@ -128,9 +128,17 @@ class DynamoDBStore(ClosingStore):
             raise self._error(action, error) from None
 
     def _error(self, action: str, error: BaseException) -> StoreError:
-        return StoreError(
-            f"dynamodb store {self.table!r}: cannot {action}: {error_code(error) or ''} {error}"
-        )
+        """Names the table, what poller was doing, the DynamoDB action (the one an IAM policy
+        must allow) and AWS's own error code and message."""
+        operation = getattr(error, "operation_name", None)
+        code = error_code(error)
+        response = getattr(error, "response", None)
+        if code and isinstance(response, dict):
+            cause = f"{code}: {response.get('Error', {}).get('Message') or code}"
+        else:
+            cause = f"{type(error).__name__}: {error}"
+        called = f" (dynamodb:{operation})" if operation else ""
+        return StoreError(f"dynamodb store {self.table!r}: cannot {action}{called}: {cause}")
 
     async def _conditional(self, action: str, operation: str, **kwargs: Any) -> bool:
         """A conditional write: True when it landed, False when its condition did not hold."""

@@ -17,6 +17,7 @@ from poller.engine.state import Checkpoint
 from poller.errors import StoreError
 from poller.stores.dynamodb import DynamoDBStore
 from tests.kit import REGION, TypedRecorder, wait_until
+from tests.faults import FaultyClient
 from tests.kit.aws import create_stream, poller_client
 
 pytestmark = pytest.mark.integration
@@ -68,6 +69,36 @@ async def test_a_missing_table_without_create_is_an_error_naming_it(client: Any)
     store = table_store(client, create=False, name="no-such-table")
     with pytest.raises(StoreError, match="'no-such-table' does not exist"):
         await store.open()
+
+
+async def test_access_denied_is_an_error_naming_the_table_and_the_action(client: Any) -> None:
+    faulty = FaultyClient(client)
+    store = table_store(faulty)
+    await store.open()
+    faulty.fail("put_item", code="AccessDeniedException", message="not authorized: PutItem")
+    with pytest.raises(StoreError) as error:
+        await store.put_checkpoint(M, "shard-0", Checkpoint("1", 1))
+    assert str(error.value) == (
+        f"dynamodb store {store.table!r}: cannot write a checkpoint (dynamodb:PutItem): "
+        "AccessDeniedException: not authorized: PutItem"
+    )
+    faulty.fail("query", code="AccessDeniedException")
+    with pytest.raises(StoreError, match=r"cannot read leases \(dynamodb:Query\): AccessDenied"):
+        await store.list_leases(M)
+
+
+async def test_throttling_is_retried_not_an_error(client: Any) -> None:
+    faulty = FaultyClient(client)
+    store = table_store(faulty)
+    await store.open()
+    await store.put_checkpoint(M, "shard-0", Checkpoint("1", 1))
+    faulty.fail("get_item", code="ProvisionedThroughputExceededException", times=2)
+    assert await store.get_checkpoint(M, "shard-0") == Checkpoint("1", 1)
+    assert [call.error for call in faulty.calls_to("get_item")] == [
+        "ProvisionedThroughputExceededException",
+        "ProvisionedThroughputExceededException",
+        None,
+    ]
 
 
 async def test_checkpoints_only_move_forward_and_finished_stays(client: Any) -> None:
