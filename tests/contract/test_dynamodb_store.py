@@ -16,8 +16,8 @@ from poller import Worker, parse_config
 from poller.engine.state import Checkpoint
 from poller.errors import StoreError
 from poller.stores.dynamodb import DynamoDBStore
-from tests.kit import REGION, TypedRecorder, wait_until
 from tests.faults import FaultyClient
+from tests.kit import REGION, TypedRecorder, wait_until
 from tests.kit.aws import create_stream, poller_client
 
 pytestmark = pytest.mark.integration
