@@ -137,22 +137,33 @@ async def invoke(
     )
     counters.invocations += 1
     counters.invoked_events += len(records)
-    outcome: Outcome
-    target = context.target
-    if context.timed:
-        try:
-            outcome = await cast(TimedTarget, target).invoke_timed(batch, invocation, timeout)
-        except Exception as error:  # a target bug must not kill the partition
-            outcome = Failed(f"{type(error).__name__}: {error}")
-    else:
-        with anyio.move_on_after(timeout) as scope:
-            try:
-                outcome = await target.invoke(batch, invocation)
-            except Exception as error:  # a target bug must not kill the partition
-                outcome = Failed(f"{type(error).__name__}: {error}")
-        if scope.cancelled_caught:
-            outcome = Failed(f"Task timed out after {timeout:.2f} seconds")
+    counters.concurrent_executions += 1
+    started = time.perf_counter()
+    try:
+        outcome = await _hand_over(context, batch, invocation, timeout)
+    finally:
+        counters.concurrent_executions -= 1
+        counters.observe_duration(time.perf_counter() - started)
     if not isinstance(outcome, Succeeded):
         counters.errors += 1
         counters.failed_invoke_events += len(records)
     return outcome, request_id
+
+
+async def _hand_over(
+    context: InvocationContext, batch: Batch, invocation: Invocation, limit: float
+) -> Outcome:
+    """The target's outcome; an exception or the timeout is a failure, never an escape."""
+    target = context.target
+    if context.timed:
+        try:
+            return await cast(TimedTarget, target).invoke_timed(batch, invocation, limit)
+        except Exception as error:  # a target bug must not kill the partition
+            return Failed(f"{type(error).__name__}: {error}")
+    outcome: Outcome | None = None
+    with anyio.move_on_after(limit):
+        try:
+            outcome = await target.invoke(batch, invocation)
+        except Exception as error:  # a target bug must not kill the partition
+            outcome = Failed(f"{type(error).__name__}: {error}")
+    return outcome or Failed(f"Task timed out after {limit:.2f} seconds")

@@ -6,9 +6,31 @@ Plain integers in a slotted object: incrementing one is the cheapest thing the h
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import bisect
+from dataclasses import asdict, dataclass, field
 
-__all__ = ["MappingCounters"]
+__all__ = ["DURATION_BUCKETS", "MappingCounters"]
+
+#: Upper bounds (seconds) of the invocation duration histogram: from a fast in-thread handler
+#: to Lambda's longest timeout (900 s).
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+)
 
 
 @dataclass(slots=True)
@@ -36,6 +58,19 @@ class MappingCounters:
     throttles: int = 0
     #: Highest MillisBehindLatest seen on the last read of any partition (IteratorAge).
     iterator_age_ms: int = 0
+    #: Records that matched no filter of FilterCriteria (never handed over; settled as done).
+    filtered_out_events: int = 0
+    #: Invocations in flight now (a gauge: ConcurrentExecutions).
+    concurrent_executions: int = 0
+    #: Invocation durations: counts per bucket of :data:`DURATION_BUCKETS` (the last one is
+    #: "longer"), and their sum in seconds.
+    duration_buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    duration_sum: float = 0.0
+
+    def observe_duration(self, seconds: float) -> None:
+        """Count one invocation's duration (from hand-over to outcome)."""
+        self.duration_buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.duration_sum += seconds
 
     def snapshot(self) -> dict[str, int]:
         """A copy of the counters, with AWS metric names."""
@@ -55,4 +90,6 @@ class MappingCounters:
             "DeleteErrorCount": values["delete_errors"],
             "Throttles": values["throttles"],
             "IteratorAge": values["iterator_age_ms"],
+            "FilteredOutEventCount": values["filtered_out_events"],
+            "ConcurrentExecutions": values["concurrent_executions"],
         }
