@@ -28,7 +28,9 @@ from poller.config.mapping import MappingConfig
 from poller.config.resolved import ResolvedMapping, SourceSettings
 from poller.config.settings import (
     AwsConfig,
+    HttpConfig,
     LoggingConfig,
+    MetricsConfig,
     PollerConfig,
     StoreConfig,
     WorkerConfig,
@@ -42,8 +44,10 @@ __all__ = [
     "AwsConfig",
     "ConfigError",
     "DestinationConfig",
+    "HttpConfig",
     "LoggingConfig",
     "MappingConfig",
+    "MetricsConfig",
     "OnFailure",
     "PollerConfig",
     "ResolvedMapping",

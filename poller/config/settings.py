@@ -14,7 +14,15 @@ from poller.config.fields import ConfigModel, in_range
 from poller.config.functions import FunctionConfig
 from poller.config.mapping import MappingConfig
 
-__all__ = ["AwsConfig", "LoggingConfig", "PollerConfig", "StoreConfig", "WorkerConfig"]
+__all__ = [
+    "AwsConfig",
+    "HttpConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "PollerConfig",
+    "StoreConfig",
+    "WorkerConfig",
+]
 
 #: The process tables use the names as written (snake_case), not AWS's.
 _AS_WRITTEN = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid", frozen=True)
@@ -110,6 +118,47 @@ class WorkerConfig(ConfigModel):
     max_leases_to_steal: Annotated[int, in_range(1, 100)] = 1
 
 
+class HttpConfig(ConfigModel):
+    """``[http]``: the operators' endpoint (``/metrics``, ``/healthz``, ``/readyz``, ``/status``)."""
+
+    model_config = _AS_WRITTEN
+
+    #: ``HOST:PORT`` to listen on (``0.0.0.0:9464`` for every interface; port 0 picks a free
+    #: one); unset, there is no endpoint.
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, colon, port = value.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(
+                f"{value!r} is not HOST:PORT (for example '127.0.0.1:9464' or '0.0.0.0:9464'; "
+                "the port 0..65535)"
+            )
+        return value
+
+    @property
+    def host_and_port(self) -> tuple[str, int]:
+        """The host (brackets of an IPv6 address removed) and port of ``listen``."""
+        assert self.listen is not None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class MetricsConfig(ConfigModel):
+    """``[metrics]``: where metrics go besides ``/metrics``."""
+
+    model_config = _AS_WRITTEN
+
+    #: Publish every metric to CloudWatch under this namespace (PutMetricData, once a
+    #: ``cloudwatch_interval_seconds``), with AWS's dimensions; unset, nothing is published.
+    cloudwatch_namespace: str | None = Field(default=None, min_length=1, max_length=255)
+    cloudwatch_interval_seconds: Annotated[float, in_range(1, 3600)] = 60.0
+
+
 class LoggingConfig(ConfigModel):
     """``[logging]``: level, format and whether payloads may be logged."""
 
@@ -121,8 +170,8 @@ class LoggingConfig(ConfigModel):
 
 
 class PollerConfig(ConfigModel):
-    """A whole config file: ``[aws]``, ``[store]``, ``[worker]``, ``[logging]``, ``[[functions]]``
-    and ``[[mappings]]``."""
+    """A whole config file: ``[aws]``, ``[store]``, ``[worker]``, ``[logging]``, ``[http]``,
+    ``[metrics]``, ``[[functions]]`` and ``[[mappings]]``."""
 
     model_config = _AS_WRITTEN
 
@@ -130,6 +179,8 @@ class PollerConfig(ConfigModel):
     store: StoreConfig = Field(default_factory=StoreConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     functions: tuple[FunctionConfig, ...] = ()
     mappings: tuple[MappingConfig, ...] = ()
 
