@@ -19,7 +19,7 @@ import anyio
 from poller.config.resolved import ResolvedMapping
 from poller.engine.discard import DiscardSink
 from poller.engine.metrics import MappingCounters
-from poller.engine.outcome import Failed, Outcome, Succeeded
+from poller.engine.outcome import Failed, Outcome, PartiallyFailed, Succeeded
 from poller.engine.protocols import EventCodec
 from poller.engine.state import IdempotencyStore
 from poller.records import Batch, Record
@@ -144,7 +144,11 @@ async def invoke(
     finally:
         counters.concurrent_executions -= 1
         counters.observe_duration(time.perf_counter() - started)
-    if not isinstance(outcome, Succeeded):
+    if isinstance(outcome, PartiallyFailed):
+        # The function ran and answered (not an Error, as on Lambda); the records it named as
+        # failed count as failed invoke events.
+        counters.failed_invoke_events += len(outcome.failed)
+    elif not isinstance(outcome, Succeeded):
         counters.errors += 1
         counters.failed_invoke_events += len(records)
     return outcome, request_id

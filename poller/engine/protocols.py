@@ -324,6 +324,11 @@ class MappingRunner(Protocol):
         """Caught up with the source, nothing in flight."""
         ...
 
+    @property
+    def ready(self) -> bool:
+        """The source answered once: the mapping reads it (a readiness probe asks)."""
+        ...
+
     async def run(self) -> None:
         """Run until :meth:`stop`."""
         ...

@@ -94,6 +94,27 @@ class ProcessFunction:
             await self._retire(env)
         return reply
 
+    async def warm(self) -> str | None:
+        """Start one environment before the first invocation and wait for its init: the init
+        error, if it failed (a readiness probe reports it); the environment is then kept for
+        the first invocation."""
+        env = await self._acquire(lambda: None)
+        if env is None:
+            return "the worker is stopping its environments"
+        try:
+            problem = await env.wait_ready(INIT_LIMIT_SECONDS)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._retire(env)
+            raise
+        if problem is None and not env.channel.ready.is_set():
+            problem = FunctionError("Runtime.InitTimeout", f"init took over {INIT_LIMIT_SECONDS} s")
+        if problem is not None:
+            await self._retire(env)
+            return str(problem)
+        self._give_back(env)
+        return None
+
     async def _run(
         self, env: ProcessEnvironment, payload: bytes, invocation: Invocation, time_limit: float
     ) -> Reply:

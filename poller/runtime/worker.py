@@ -33,7 +33,10 @@ from poller.engine.protocols import MappingRunner
 from poller.engine.state import Store
 from poller.errors import ConfigError
 from poller.functions import FunctionSet
+from poller.observability.health import Health
+from poller.observability.views import MappingView
 from poller.runtime.embedded import EmbeddedAws, create_resources
+from poller.runtime.operations import check_store, open_endpoint, warm_functions
 from poller.runtime.wiring import (
     GivenSource,
     HandlerRef,
@@ -45,6 +48,7 @@ from poller.runtime.wiring import (
     open_source,
     plan_functions,
 )
+from poller.sources import registry
 from poller.stores import open_store
 from poller.stores.dynamodb import DynamoDBStore
 
@@ -94,6 +98,10 @@ class Worker:
         self._stopped_by_idle = False
         self._endpoint_url: str | None = None
         self._functions: FunctionSet | None = None
+        #: Liveness and readiness, as ``/healthz`` and ``/readyz`` report them.
+        self.health = Health()
+        self._views: list[MappingView] = []
+        self._http_port: int | None = None
 
     # --- status ----------------------------------------------------------------------------------
 
@@ -118,6 +126,16 @@ class Worker:
         return self._functions
 
     @property
+    def http_port(self) -> int | None:
+        """The port of the operators' endpoint once listening (``[http] listen``), else None."""
+        return self._http_port
+
+    @property
+    def views(self) -> list[MappingView]:
+        """The running mappings as the metrics exporters read them."""
+        return list(self._views)
+
+    @property
     def stopped_by_idle(self) -> bool:
         """True when :meth:`run` returned because of ``exit_when_idle``."""
         return self._stopped_by_idle
@@ -134,7 +152,27 @@ class Worker:
 
     async def run(self, *, exit_when_idle: float | None = None) -> None:
         """Run every enabled mapping until stopped (or idle for ``exit_when_idle`` seconds)."""
+        try:
+            await self._run(exit_when_idle)
+        except BaseException as error:
+            self.health.fail(f"{type(error).__name__}: {error}")
+            raise
+        finally:
+            if self.health.phase != "failed":
+                self.health.phase = "stopped"
+
+    async def _run(self, exit_when_idle: float | None) -> None:
+        self.health = Health()
         async with contextlib.AsyncExitStack() as stack:
+            operators = await open_endpoint(
+                stack,
+                self.config,
+                self.health,
+                views=lambda: self._views,
+                runners=lambda: self._runners,
+                status=self.status,
+            )
+            self._http_port = operators.port if operators is not None else None
             endpoint = self.config.aws.endpoint_url
             embedded: EmbeddedAws | None = None
             if self.config.aws.embedded:
@@ -153,12 +191,14 @@ class Worker:
                 stack.push_async_callback(store.aclose)
                 if isinstance(store, DynamoDBStore):
                     await store.open()
+            await check_store(store, self.health)
             limiter = anyio.CapacityLimiter(self._max_threads)
             worker_settings = self.config.worker
             functions = FunctionSet(region=clients.region, endpoint_url=endpoint)
             stack.push_async_callback(functions.aclose)
             self._functions = functions
             self._runners = []
+            self._views = []
             for mapping_config in self.config.mappings:
                 mapping = mapping_config.resolved()
                 if not mapping.enabled:
@@ -196,9 +236,22 @@ class Worker:
                     worker=worker_settings,
                 )
                 self._runners.append(runner)
+                self._views.append(
+                    MappingView(
+                        mapping.mapping_id,
+                        identity.name,
+                        mapping.source_kind,
+                        registry.spec_for_kind(mapping.source_kind).family,
+                        runner,
+                        worker_settings.worker_id,
+                    )
+                )
             _log.info("worker started", mappings=[r.mapping.mapping_id for r in self._runners])
             self._started.set()
+            self.health.phase = "running"
             async with anyio.create_task_group() as outer:
+                if operators is not None:
+                    outer.start_soon(warm_functions, functions, self.health)
                 if exit_when_idle is not None:
                     outer.start_soon(self._stop_when_idle, exit_when_idle)
                 if any(r.mapping.idempotency for r in self._runners):
@@ -214,6 +267,7 @@ class Worker:
 
     async def _shutdown_on_request(self, scope: anyio.CancelScope, settings: Any) -> None:
         await self._stop_requested.wait()
+        self.health.phase = "stopping"
         _log.info(
             "stopping: no new batches; waiting for in-flight ones",
             grace_seconds=settings.shutdown_grace_seconds,

@@ -138,6 +138,11 @@ class QueueMappingRunner:
         )
 
     @property
+    def ready(self) -> bool:
+        """The queue answered (described): the mapping polls it."""
+        return self._info is not None
+
+    @property
     def pollers(self) -> int:
         """Pollers running now (each has at most one batch in flight)."""
         return self._pollers

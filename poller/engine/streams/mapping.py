@@ -86,6 +86,11 @@ class StreamMappingRunner:
         return self._listed_once and all(r.idle for r in self._running.values())
 
     @property
+    def ready(self) -> bool:
+        """The source answered: its partitions were listed at least once."""
+        return self._listed_once
+
+    @property
     def partitions(self) -> dict[str, PartitionRunner]:
         """The partitions running now, by id."""
         return dict(self._running)
