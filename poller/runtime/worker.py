@@ -33,6 +33,7 @@ from poller.engine.protocols import MappingRunner
 from poller.engine.state import Store
 from poller.errors import ConfigError
 from poller.functions import FunctionSet
+from poller.observability.cloudwatch import CloudWatchPublisher
 from poller.observability.health import Health
 from poller.observability.views import MappingView
 from poller.runtime.embedded import EmbeddedAws, create_resources
@@ -252,6 +253,14 @@ class Worker:
             async with anyio.create_task_group() as outer:
                 if operators is not None:
                     outer.start_soon(warm_functions, functions, self.health)
+                if self.config.metrics.cloudwatch_namespace:
+                    publisher = CloudWatchPublisher(
+                        lambda: clients.client("cloudwatch"),
+                        self.config.metrics.cloudwatch_namespace,
+                        lambda: self._views,
+                        interval=self.config.metrics.cloudwatch_interval_seconds,
+                    )
+                    outer.start_soon(publisher.run)
                 if exit_when_idle is not None:
                     outer.start_soon(self._stop_when_idle, exit_when_idle)
                 if any(r.mapping.idempotency for r in self._runners):
