@@ -25,6 +25,7 @@ __all__ = [
     "SourceError",
     "SourceNotFoundError",
     "StoreError",
+    "causes",
 ]
 
 
@@ -58,3 +59,12 @@ class DestinationError(PollerError):
 
 class StoreError(PollerError):
     """The state store cannot be opened, read or written."""
+
+
+def causes(error: BaseException) -> list[BaseException]:
+    """The errors an exception group holds, however deeply nested (task groups nest); a plain
+    error is its own cause. Logs and messages name these, not "unhandled errors in a
+    TaskGroup"."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in causes(inner)]
+    return [error]

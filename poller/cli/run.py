@@ -11,7 +11,7 @@ import structlog
 
 from poller.cli.loading import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from poller.config import PollerConfig
-from poller.errors import ConfigError, PollerError
+from poller.errors import ConfigError, PollerError, causes
 from poller.observability import configure_logging
 from poller.runtime import Worker
 
@@ -51,10 +51,14 @@ async def _run(worker: Worker, exit_when_idle: float | None) -> None:
     try:
         await _run_with_signals(worker, exit_when_idle)
     except BaseExceptionGroup as group:
-        # One failure inside the task group: raise it as itself so main() can report it cleanly.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        # Task groups wrap what failed inside them: raise the failure itself so main() reports
+        # it cleanly (the first of several, the others are logged).
+        found = causes(group)
+        for other in found[1:]:
+            structlog.get_logger("poller").error(
+                "worker failed", error=f"{type(other).__name__}: {other}"
+            )
+        raise found[0] from None
 
 
 async def _run_with_signals(worker: Worker, exit_when_idle: float | None) -> None:

@@ -31,7 +31,7 @@ from poller.config.settings import PollerConfig
 from poller.engine.metrics import MappingCounters
 from poller.engine.protocols import MappingRunner
 from poller.engine.state import Store
-from poller.errors import ConfigError
+from poller.errors import ConfigError, SourceError, causes
 from poller.functions import FunctionSet
 from poller.observability.cloudwatch import CloudWatchPublisher
 from poller.observability.health import Health
@@ -56,6 +56,10 @@ from poller.stores.dynamodb import DynamoDBStore
 __all__ = ["Worker"]
 
 _log = structlog.get_logger("poller.runtime")
+
+#: With ``exit_when_idle``: how long a mapping's source may go without answering at start
+#: before the worker gives up (at least the idle time itself).
+_SOURCE_ANSWER_SECONDS = 30.0
 
 
 class Worker:
@@ -154,7 +158,17 @@ class Worker:
     async def run(self, *, exit_when_idle: float | None = None) -> None:
         """Run every enabled mapping until stopped (or idle for ``exit_when_idle`` seconds)."""
         try:
-            await self._run(exit_when_idle)
+            try:
+                await self._run(exit_when_idle)
+            except BaseExceptionGroup as group:
+                # Task groups wrap what failed inside them: raise the failure itself, so callers
+                # catch SourceError, StoreError, ... (the first of several; the others logged).
+                found = causes(group)
+                if any(not isinstance(cause, Exception) for cause in found):
+                    raise
+                for other in found[1:]:
+                    _log.error("worker failed", error=f"{type(other).__name__}: {other}")
+                raise found[0] from None
         except BaseException as error:
             self.health.fail(f"{type(error).__name__}: {error}")
             raise
@@ -302,9 +316,26 @@ class Worker:
             await anyio.sleep(every)
 
     async def _stop_when_idle(self, seconds: float) -> None:
+        """Stop once every mapping was idle ``seconds``; fail (so a script exits non-zero with
+        the reason, instead of waiting forever) when there is nothing to run or a mapping's
+        source never answers."""
+        if not self._runners:
+            raise ConfigError("every mapping is disabled: nothing to run until idle")
+        started = anyio.current_time()
+        limit = max(seconds, _SOURCE_ANSWER_SECONDS)
         idle_since: float | None = None
         while not self._stop_requested.is_set():
             now = anyio.current_time()
+            silent = [runner for runner in self._runners if not runner.ready]
+            if silent and now - started > limit:
+                raise SourceError(
+                    "; ".join(
+                        f"mapping {runner.mapping.mapping_id}: its source did not answer in "
+                        f"{limit:g} s ({runner.counters.polling_errors} failed reads; the log "
+                        "has each error)"
+                        for runner in silent
+                    )
+                )
             if self.idle:
                 idle_since = idle_since if idle_since is not None else now
                 if now - idle_since >= seconds:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from poller import Batch, ConfigError, StoreError, Worker, parse_config
+from poller.errors import SourceError
 from poller.testing import MemorySource
 from tests.kit import KINESIS_ARN as ARN
 from tests.kit import RecordingStore
@@ -137,3 +138,38 @@ async def test_a_mapping_whose_store_fails_is_never_idle() -> None:
             await asyncio.sleep(0.01)
     finally:
         await worker.stop_and_wait()
+
+
+async def test_exit_when_idle_fails_naming_a_mapping_whose_source_never_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A script running ``--exit-when-idle`` against an unreachable endpoint gets an error with
+    the reason after a bounded time, not a wait forever."""
+    import poller.runtime.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "_SOURCE_ANSWER_SECONDS", 0.3)
+
+    class Unreachable(MemorySource):
+        async def list_partitions(self) -> Any:
+            raise OSError("connection refused")
+
+    async def handle(batch: Batch) -> None:
+        raise AssertionError("nothing to hand over")
+
+    source = Unreachable([], arn=ARN)
+    worker = Worker(config(), handlers={"orders": handle}, sources={"orders": source})
+    with pytest.raises(SourceError) as error:
+        await asyncio.wait_for(worker.run(exit_when_idle=0.1), timeout=10)
+    assert str(error.value).startswith("mapping orders: its source did not answer in 0.3 s (")
+    assert worker.health.liveness().ok is False
+
+
+async def test_exit_when_idle_with_every_mapping_disabled_is_an_error() -> None:
+    async def handle(batch: Batch) -> None:
+        raise AssertionError("disabled")
+
+    worker = Worker(
+        config(Enabled=False), handlers={"orders": handle}, sources={"orders": fill([1])}
+    )
+    with pytest.raises(ConfigError, match="every mapping is disabled"):
+        await asyncio.wait_for(worker.run(exit_when_idle=0.1), timeout=10)
