@@ -92,6 +92,11 @@ class AwsClients:
             if self._aws.access_key_id and self._aws.secret_access_key:
                 kwargs["aws_access_key_id"] = self._aws.access_key_id
                 kwargs["aws_secret_access_key"] = self._aws.secret_access_key
+            elif self._aws.embedded:
+                # The in-process server takes any signature; needing real credentials for it
+                # would make the quick start fail on a machine that has none.
+                kwargs["aws_access_key_id"] = "embedded"
+                kwargs["aws_secret_access_key"] = "embedded"
             session = (
                 self._raw_timestamp_session if service in RAW_TIMESTAMP_SERVICES else self._session
             )

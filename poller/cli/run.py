@@ -42,6 +42,9 @@ def run_command(config: PollerConfig, args: argparse.Namespace) -> int:
     except PollerError as error:
         log.error("worker failed", error=str(error))
         return EXIT_FAILED
+    except Exception as error:  # a library's own error (no credentials, say): named, no trace
+        log.error("worker failed", error=f"{type(error).__name__}: {error}")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_OK

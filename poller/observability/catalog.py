@@ -54,7 +54,8 @@ METRICS: tuple[MetricSpec, ...] = (
     _counter(
         "poller_failed_invoke_events",
         "FailedInvokeEventCount",
-        "records of invocations that failed (error, timeout, crash, partial response)",
+        "records of invocations that failed (error, timeout, crash) and records a partial "
+        "batch response named as failed",
     ),
     _counter(
         "poller_dropped_events",
@@ -72,7 +73,11 @@ METRICS: tuple[MetricSpec, ...] = (
         "queue messages deleted after they succeeded (or reached a destination)",
     ),
     _counter("poller_invocations", "Invocations", "invocations of the function"),
-    _counter("poller_errors", "Errors", "invocations that failed"),
+    _counter(
+        "poller_errors",
+        "Errors",
+        "invocations that failed: an error, a timeout or a crash (a partial response is not one)",
+    ),
     _counter(
         "poller_throttles",
         "Throttles",
@@ -86,8 +91,17 @@ METRICS: tuple[MetricSpec, ...] = (
     _counter(
         "poller_polling_errors",
         "PollingErrorCount",
-        "failed reads from the source (retried)",
-        aws=False,
+        "failed reads from the source (retried; AWS counts it for Kafka)",
+    ),
+    _counter(
+        "poller_committed_events",
+        "CommittedEventCount",
+        "records whose offsets were committed to the consumer group (Kafka)",
+    ),
+    _counter(
+        "poller_commit_errors",
+        "CommitErrorCount",
+        "offset commits that failed (Kafka; retried with the next commit)",
     ),
     _counter(
         "poller_idempotent_skipped_events",
