@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, cast, runtime_checkable
 
 import anyio
@@ -29,8 +29,10 @@ __all__ = [
     "FunctionIdentity",
     "Invocation",
     "InvocationContext",
+    "InvocationTracer",
     "Target",
     "TimedTarget",
+    "TraceSpan",
     "invoke",
 ]
 
@@ -56,6 +58,29 @@ class Invocation:
     deadline: float
     function_name: str
     function_arn: str
+    #: The X-Ray trace header the function gets (``Lambda-Runtime-Trace-Id``,
+    #: ``_X_AMZN_TRACE_ID``): the invocation's span, or the trace an SQS message carried; None
+    #: for a fresh one.
+    trace_header: str | None = None
+
+
+class TraceSpan(Protocol):
+    """One invocation's span, opened by an :class:`InvocationTracer`."""
+
+    #: What the function gets as its trace header (None: a fresh trace).
+    header: str | None
+
+    def end(self, outcome: Outcome) -> None:
+        """Close the span with the invocation's outcome."""
+        ...
+
+
+class InvocationTracer(Protocol):
+    """Opens a span per invocation (OpenTelemetry, when installed: ``poller.observability``)."""
+
+    def begin(self, batch: Batch) -> TraceSpan:
+        """The span of the invocation about to hand ``batch`` over."""
+        ...
 
 
 class Target(Protocol):
@@ -98,6 +123,8 @@ class InvocationContext:
     store: IdempotencyStore | None = None
     #: Epoch seconds (record age, discard timestamps, idempotency expiry).
     clock: Callable[[], float] = time.time
+    #: A span per invocation, when tracing is on.
+    tracer: InvocationTracer | None = None
     #: Whether the target starts the timeout itself (a :class:`TimedTarget`), known once.
     timed: bool = field(init=False, repr=False)
 
@@ -135,15 +162,21 @@ async def invoke(
         function_name=context.function.name,
         function_arn=context.function.arn,
     )
+    span = context.tracer.begin(batch) if context.tracer is not None else None
+    if span is not None and span.header is not None:
+        invocation = replace(invocation, trace_header=span.header)
     counters.invocations += 1
     counters.invoked_events += len(records)
     counters.concurrent_executions += 1
     started = time.perf_counter()
+    outcome: Outcome = Failed("the invocation was stopped")
     try:
         outcome = await _hand_over(context, batch, invocation, timeout)
     finally:
         counters.concurrent_executions -= 1
         counters.observe_duration(time.perf_counter() - started)
+        if span is not None:
+            span.end(outcome)
     if isinstance(outcome, PartiallyFailed):
         # The function ran and answered (not an Error, as on Lambda); the records it named as
         # failed count as failed invoke events.

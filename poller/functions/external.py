@@ -61,6 +61,8 @@ class ExternalFunction:
     ) -> Reply:
         """Queue the invocation for the next environment; time it once one takes it."""
         pending = PendingInvocation(invocation.request_id, payload, self._arn, timeout=time_limit)
+        if invocation.trace_header is not None:
+            pending.trace_id = invocation.trace_header
         if self.channel.polling == 0:
             throttled()
         self.channel.submit(pending)

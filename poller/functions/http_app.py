@@ -105,7 +105,7 @@ class HttpFunction:
             "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
             "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
             "Lambda-Runtime-Invoked-Function-Arn": self._arn,
-            "Lambda-Runtime-Trace-Id": trace_header(),
+            "Lambda-Runtime-Trace-Id": invocation.trace_header or trace_header(),
         }
         try:
             async with session.post(

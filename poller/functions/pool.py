@@ -126,6 +126,8 @@ class ProcessFunction:
                 await env.stop()
                 return timed_out(time_limit)
         pending = PendingInvocation(invocation.request_id, payload, self._arn, timeout=time_limit)
+        if invocation.trace_header is not None:
+            pending.trace_id = invocation.trace_header
         env.channel.submit(pending)
         with anyio.move_on_after(time_limit) as scope:
             reply = await pending.reply

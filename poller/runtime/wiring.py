@@ -46,6 +46,7 @@ from poller.engine.streams.leasing import (
 from poller.errors import ConfigError, HandlerImportError
 from poller.functions import FunctionSet, FunctionTarget, is_typed, load_handler, target_for
 from poller.functions.loader import find_handler_module
+from poller.observability.tracing import tracer_for
 from poller.sources import registry
 from poller.sources.spec import OpenedSource, SourceEnvironment
 
@@ -304,14 +305,30 @@ def build_runner(
         store = opened.checkpoints(store)
     if registry.spec_for_kind(mapping.source_kind).family == "queue":
         # Without a destination, the queue's own redrive policy takes what keeps failing.
-        context = InvocationContext(mapping, target, opened.codec, counters, sink, function, store)
+        context = InvocationContext(
+            mapping,
+            target,
+            opened.codec,
+            counters,
+            sink,
+            function,
+            store,
+            tracer=tracer_for(mapping.mapping_id, mapping.source_kind),
+        )
         return QueueMappingRunner(
             context,
             cast(QueueSource, opened.source),
             long_poll_seconds=worker.queue_wait_seconds,
         )
     context = InvocationContext(
-        mapping, target, opened.codec, counters, sink or DroppingSink(counters), function, store
+        mapping,
+        target,
+        opened.codec,
+        counters,
+        sink or DroppingSink(counters),
+        function,
+        store,
+        tracer=tracer_for(mapping.mapping_id, mapping.source_kind),
     )
     source = cast(PartitionSource, opened.source)
     checkpoints: Store = store
