@@ -19,6 +19,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
 from poller import Batch, Record, Worker, parse_config
 from poller.testing import RecordingHandler, wait_until_idle
 from tests.contract.stream_contract import Destination
@@ -79,8 +82,27 @@ class QueueHarness(Protocol):
         ...
 
 
+async def scrape(port: int | None) -> dict[str, float]:
+    """The worker's ``/metrics`` over HTTP, as Prometheus reads it: one mapping's samples by
+    name."""
+    assert port is not None, "the worker's endpoint is not listening"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        text = await response.text()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 class QueueContract:
     """The queue-source contract; a subclass provides the ``harness`` fixture."""
+
+    #: What the worker's ``/metrics`` said at the end of :meth:`run`.
+    metrics: dict[str, float]
 
     async def run(
         self,
@@ -104,6 +126,7 @@ class QueueContract:
                 "aws": dict(harness.aws),
                 "store": {"url": "memory://"},
                 "worker": {"queue_wait_seconds": 1, "shutdown_grace_seconds": 5},
+                "http": {"listen": "127.0.0.1:0"},
                 "mappings": [mapping],
             }
         )
@@ -111,7 +134,13 @@ class QueueContract:
             await handler.wait_for(records, within=WITHIN)
             result = await then() if then is not None else None
             await wait_until_idle(worker, within=WITHIN, steady=0.5)
+            self.metrics = await scrape(worker.http_port)
         return result
+
+    def assert_counted(self, **expected: float) -> None:
+        """The scraped counters (``poller_<name>_total``) are exactly ``expected``."""
+        found = {name: self.metrics.get(f"poller_{name}_total") for name in expected}
+        assert found == expected, f"/metrics: {found}, expected {expected}"
 
     async def test_every_message_is_handed_over_and_settled_once(
         self, harness: QueueHarness, unique_name: str
@@ -124,6 +153,9 @@ class QueueContract:
         await self.run(harness, queue, mapping, handler, records=len(bodies))
         values = [queue.value(r) for r in handler.records]
         assert sorted(values) == sorted(bodies), "a message was lost or handed over twice"
+        self.assert_counted(
+            polled_events=12, invoked_events=12, failed_invoke_events=0, errors=0, deleted_events=12
+        )
         await queue.assert_drained()
 
     async def test_a_failed_message_comes_back_until_it_succeeds(
@@ -145,6 +177,14 @@ class QueueContract:
         assert seen == {"m0": 1, "m1": 2, "m2": 1}
         again = [r for r in handler.records if queue.value(r) == "m1"][-1]
         assert queue.deliveries(again) >= 2, "the second delivery must say it is one"
+        self.assert_counted(
+            polled_events=4,
+            invocations=4,
+            invoked_events=4,
+            errors=1,
+            failed_invoke_events=1,
+            deleted_events=3,
+        )
         await queue.assert_drained()
 
     async def test_a_message_that_keeps_failing_goes_to_the_destination_and_is_settled(
@@ -169,4 +209,13 @@ class QueueContract:
         (message,) = discarded
         assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
         assert message[harness.batch_info_key]["batchSize"] == 1
+        # (How often m1 is polled differs: SQS-like queues see it once more, to discard it.)
+        self.assert_counted(
+            invocations=4,
+            errors=2,
+            failed_invoke_events=2,
+            on_failure_destination_delivered_events=1,
+            dropped_events=0,
+            deleted_events=3,
+        )
         await queue.assert_drained()
