@@ -19,12 +19,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
-import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
-
 from poller import Batch, Record, Worker, parse_config
 from poller.testing import RecordingHandler, wait_until_idle
 from tests.contract.stream_contract import Destination
+from tests.kit import scrape
 
 T = TypeVar("T")
 
@@ -80,22 +78,6 @@ class QueueHarness(Protocol):
     async def destination(self, name: str) -> Destination:
         """A new SQS queue to record discarded messages in."""
         ...
-
-
-async def scrape(port: int | None) -> dict[str, float]:
-    """The worker's ``/metrics`` over HTTP, as Prometheus reads it: one mapping's samples by
-    name."""
-    assert port is not None, "the worker's endpoint is not listening"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{port}/metrics") as response,
-    ):
-        text = await response.text()
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 class QueueContract:

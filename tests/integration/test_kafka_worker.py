@@ -19,6 +19,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from poller.config import HttpConfig
 from poller.runtime.worker import Worker
 from poller.sources.kafka.destination import FAILURE_HEADER
 from tests.integration.kafka_helpers import (
@@ -31,7 +32,7 @@ from tests.integration.kafka_helpers import (
     read_all,
     wait_committed,
 )
-from tests.kit import Sqs, moto_aws, moto_clients, wait_until
+from tests.kit import Sqs, moto_aws, moto_clients, scrape, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +47,21 @@ async def test_records_are_handed_in_order_per_partition_and_committed(
     await produce(kafka_bootstrap, topic, records, headers=[("h", b"x")])
     handed = Handed()
     config = kafka_config(kafka_mapping(kafka_bootstrap, topic, unique_name, BatchSize=7))
-    async with Worker(config, handlers={unique_name: handed}):
+    config = config.model_copy(update={"http": HttpConfig(listen="127.0.0.1:0")})
+    async with Worker(config, handlers={unique_name: handed}) as worker:
         await wait_until(lambda: len(handed.records()) >= 80, within=WAIT, what="80 records")
         offsets = await wait_committed(
             kafka_bootstrap, unique_name, topic, {p: 20 for p in range(4)}
         )
+        metrics = await scrape(worker.http_port)
+    # What /metrics said, as Prometheus reads it: every record once, committed, no lag left.
+    assert metrics["poller_polled_events_total"] == 80
+    assert metrics["poller_invoked_events_total"] == 80
+    assert metrics["poller_failed_invoke_events_total"] == 0
+    assert metrics["poller_committed_events_total"] == 80
+    assert metrics["poller_offset_lag"] == 0
+    assert metrics["poller_partitions_owned"] == 4
+    assert "poller_iterator_age_milliseconds" not in metrics  # streams of shards only
     assert handed.offsets_by_partition() == {p: list(range(20)) for p in range(4)}
     event = handed.events[0]
     assert event["eventSource"] == "SelfManagedKafka"

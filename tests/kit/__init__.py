@@ -15,6 +15,7 @@ source's helpers. Tests import from the package face; the modules say where each
 * :mod:`.engine`: runners built straight on the engine, and the sinks and stores that log what the
   engine did;
 * :mod:`.processes`: ``poller run`` child processes;
+* :mod:`.metrics`: a worker's ``/metrics``, scraped and parsed;
 * :mod:`.functions`: handler modules on disk, ``[[functions]]`` configs and workers that run them;
   ``runtimes/`` holds runtime clients in other languages.
 """
@@ -24,6 +25,7 @@ from tests.kit.brokers import *  # noqa: F403
 from tests.kit.configs import *  # noqa: F403
 from tests.kit.engine import *  # noqa: F403
 from tests.kit.functions import *  # noqa: F403
+from tests.kit.metrics import *  # noqa: F403
 from tests.kit.names import *  # noqa: F403
 from tests.kit.processes import *  # noqa: F403
 from tests.kit.recorders import *  # noqa: F403
