@@ -16,7 +16,8 @@ ones meanwhile, and ``purge_expired`` is not needed.
 
 IAM actions: ``dynamodb:DescribeTable``, ``CreateTable`` and ``UpdateTimeToLive`` (only when poller
 creates the table), ``GetItem``, ``PutItem``, ``UpdateItem``, ``DeleteItem``, ``Query``,
-``BatchWriteItem`` and ``ConditionCheckItem``/``TransactWriteItems`` (the fenced checkpoint).
+``BatchWriteItem`` and ``ConditionCheckItem``/``TransactWriteItems`` (the fenced checkpoint);
+``Scan`` for ``poller status`` only (:mod:`poller.stores.dynamodb_inspection`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from poller.engine.leases import Lease
 from poller.engine.state import Checkpoint
 from poller.errors import StoreError
 from poller.stores.base import ClosingStore
+from poller.stores.dynamodb_inspection import DynamoDBInspection, checkpoint_from_item
 from poller.stores.sqlite import ordinal_key
 
 __all__ = ["DynamoDBStore"]
@@ -45,9 +47,9 @@ _CHECKPOINT_MOVES_FORWARD = (
 _BATCH = 25
 
 
-class DynamoDBStore(ClosingStore):
-    """A :class:`~poller.engine.state.Store` and :class:`~poller.engine.leases.LeaseStore` in one
-    DynamoDB table."""
+class DynamoDBStore(DynamoDBInspection, ClosingStore):
+    """A :class:`~poller.engine.state.Store`, :class:`~poller.engine.leases.LeaseStore` and
+    :class:`~poller.stores.inspection.InspectableStore` in one DynamoDB table."""
 
     def __init__(
         self,
@@ -162,14 +164,7 @@ class DynamoDBStore(ClosingStore):
             ConsistentRead=True,
         )
         item = response.get("Item")
-        if item is None:
-            return None
-        return Checkpoint(
-            position=item["position"]["S"],
-            ordinal=int(item["ordinal"]["S"]),
-            finished=item["finished"]["BOOL"],
-            opened_at=float(item["opened_at"]["N"]) if "opened_at" in item else None,
-        )
+        return None if item is None else checkpoint_from_item(item)
 
     def _checkpoint_put(
         self, mapping_id: str, partition: str, checkpoint: Checkpoint

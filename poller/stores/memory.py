@@ -21,8 +21,9 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore(ClosingStore):
-    """Checkpoints, idempotency records and leases in dicts; a :class:`~poller.engine.state.Store`
-    and a :class:`~poller.engine.leases.LeaseStore`."""
+    """Checkpoints, idempotency records and leases in dicts; a :class:`~poller.engine.state.Store`,
+    a :class:`~poller.engine.leases.LeaseStore` and an
+    :class:`~poller.stores.inspection.InspectableStore`."""
 
     __slots__ = ("_checkpoints", "_clock", "_closed", "_leases", "_succeeded")
 
@@ -178,6 +179,23 @@ class MemoryStore(ClosingStore):
             if not known:
                 del self._succeeded[key]
         return purged
+
+    # --- inspection ------------------------------------------------------------------------------
+
+    async def list_checkpoints(self, mapping_id: str) -> dict[str, Checkpoint]:
+        """Every checkpoint of the mapping, by partition."""
+        self._check_open()
+        return {p: c for (m, p), c in self._checkpoints.items() if m == mapping_id}
+
+    async def count_idempotency_records(self, mapping_id: str, now: float) -> dict[str, int]:
+        """How many idempotency records of the mapping expire after ``now``, by partition."""
+        self._check_open()
+        counts = {
+            p: sum(expires_at > now for expires_at in known.values())
+            for (m, p), known in self._succeeded.items()
+            if m == mapping_id
+        }
+        return {p: n for p, n in counts.items() if n}
 
     async def aclose(self) -> None:
         """Forget everything; later calls raise :class:`~poller.errors.StoreError`."""

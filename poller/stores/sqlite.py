@@ -38,6 +38,7 @@ import structlog
 from poller.engine.state import Checkpoint
 from poller.errors import StoreError
 from poller.stores.base import ClosingStore
+from poller.stores.sqlite_inspection import SqliteInspection, connect_read_only
 from poller.stores.sqlite_leases import LEASES_SCHEMA, SqliteLeases
 
 __all__ = ["ORDINAL_DIGITS", "SCHEMA_VERSION", "SqliteStore", "Synchronous", "ordinal_key"]
@@ -122,8 +123,9 @@ def ordinal_key(ordinal: int) -> str:
     return f"{ordinal:0{ORDINAL_DIGITS}d}"
 
 
-class SqliteStore(SqliteLeases, ClosingStore):
-    """Checkpoints and idempotency records in a SQLite file; implements the Store protocol.
+class SqliteStore(SqliteInspection, SqliteLeases, ClosingStore):
+    """Checkpoints and idempotency records in a SQLite file; implements the Store protocol (and
+    the read-only :class:`~poller.stores.inspection.InspectableStore`).
 
     Opening is synchronous (a one-time cost at startup, so a bad path fails before anything runs);
     every later call runs off the event loop. Raises :class:`~poller.errors.StoreError`, naming the
@@ -139,8 +141,12 @@ class SqliteStore(SqliteLeases, ClosingStore):
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
+        read_only: bool = False,
     ) -> None:
         """Open (creating it and its parent directories if needed) the store file at ``path``.
+
+        ``read_only`` opens an existing file for inspection only: nothing is created or written
+        (see :mod:`poller.stores.sqlite_inspection`).
 
         ``synchronous="FULL"`` adds durability against power loss (see the module docstring).
         ``busy_timeout`` is how long a write waits for another process holding the file's lock.
@@ -153,7 +159,11 @@ class SqliteStore(SqliteLeases, ClosingStore):
         self._clock = clock
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)
-        self._connection: sqlite3.Connection | None = _open(self._path, synchronous, busy_timeout)
+        self._connection: sqlite3.Connection | None = (
+            connect_read_only(self._path, busy_timeout, SCHEMA_VERSION)
+            if read_only
+            else _open(self._path, synchronous, busy_timeout)
+        )
         #: The file's identity when opened: a state file deleted or replaced while the worker runs
         #: would otherwise go unnoticed until a restart re-handed everything.
         self._identity = _identity(self._path)
