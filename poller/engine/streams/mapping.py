@@ -101,7 +101,8 @@ class StreamMappingRunner:
         return frozenset(self._finished)
 
     def status(self) -> dict[str, Any]:
-        """Per partition: checkpoint, idle and blocked flags, lag; and the counters."""
+        """Per partition: checkpoint, idle and blocked flags, lag, whether a batch is in the
+        handler, since when a failing batch blocks it and its attempt; and the counters."""
         source = self._source
         trimming = source if isinstance(source, ReportsTrimming) else None
         leases = source.coordinator if isinstance(source, LeasedSource) else None
@@ -123,6 +124,9 @@ class StreamMappingRunner:
                     "idle": p.idle,
                     "blocked": p.blocked,
                     "behind_ms": p.behind_ms,
+                    "in_flight": p.in_flight,
+                    "blocked_since": p.blocked_since,
+                    "attempts": p.attempts,
                 }
                 for pid, p in self._running.items()
             },

@@ -12,14 +12,18 @@ Three kinds of task cooperate per partition:
   covers a settled prefix.
 
 While a batch fails, its lane stops cutting new batches and the buffer fills, so the partition blocks
-(other partitions run in their own tasks and go on).
+(other partitions run in their own tasks and go on). Each lane watches its batches on their way
+through the target (:class:`_WatchedTarget`), so status can say whether one is in the handler now,
+since when a failing one has been retried, and at which attempt it is.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import cast
 
 import anyio
 import structlog
@@ -30,12 +34,13 @@ from poller.config.fields import StartingPosition
 from poller.engine.backoff import Backoff
 from poller.engine.batching import Batcher, StreamFeed
 from poller.engine.cutoff import CLOCK_SKEW_ALLOWANCE, ArrivalCutoff
-from poller.engine.invocation import InvocationContext
+from poller.engine.invocation import Invocation, InvocationContext, Target, TimedTarget
+from poller.engine.outcome import Outcome, Succeeded
 from poller.engine.protocols import PartitionInfo, PartitionReader, PartitionSource, StartAt
 from poller.engine.state import Checkpoint, Store
 from poller.engine.streams.processor import BatchProcessor
 from poller.engine.streams.watermark import Watermark
-from poller.records import Record
+from poller.records import Batch, Record
 
 __all__ = ["PartitionRunner"]
 
@@ -77,6 +82,7 @@ class PartitionRunner:
         #: Resuming from a LATEST marker without AT_TIMESTAMP: records before it are skipped.
         self._cutoff = ArrivalCutoff()
         self._processors: list[BatchProcessor] = []
+        self._watches: list[_LaneWatch] = []
         #: Set when this partition must stop taking work: the worker stops (``stopping``) or the
         #: source revoked the partition. The batch in flight finishes either way.
         self._stop = anyio.Event()
@@ -102,6 +108,25 @@ class PartitionRunner:
     def blocked(self) -> bool:
         """True while a lane waits to retry a failed batch."""
         return any(p.retrying for p in self._processors)
+
+    @property
+    def in_flight(self) -> bool:
+        """True while a batch of this partition is in the handler."""
+        return any(w.in_handler for w in self._watches)
+
+    @property
+    def blocked_since(self) -> float | None:
+        """Epoch seconds of the first failure of a batch still being retried (None when no
+        batch is failing): the partition has not moved past it since."""
+        return min(
+            (w.failing_since for w in self._watches if w.failing_since is not None), default=None
+        )
+
+    @property
+    def attempts(self) -> int:
+        """The attempt number of the batch in the handler or waiting for its retry, else of the
+        last batch (the highest among lanes); 0 before the first invocation."""
+        return max((w.attempts for w in self._watches), default=0)
 
     # --- run ---------------------------------------------------------------------------------------
 
@@ -285,8 +310,13 @@ class PartitionRunner:
         self, receive: MemoryObjectReceiveStream[Sequence[Record]], register: bool
     ) -> None:
         mapping = self._mapping
+        watch = _LaneWatch()
+        self._watches.append(watch)
+        context = self._context
+        watched = _WatchedTimedTarget if context.timed else _WatchedTarget
+        context = replace(context, target=watched(context.target, watch, context.clock))
         processor = BatchProcessor(
-            self._context, self.partition.id, settle=self._settle, stopping=self._stop
+            context, self.partition.id, settle=self._settle, stopping=self._stop
         )
         self._processors.append(processor)
         batcher = Batcher(
@@ -308,6 +338,7 @@ class PartitionRunner:
                     finished = await processor.process(cut)
                 finally:
                     self._in_flight -= 1
+                    watch.failing_since = None  # settled (or left to the next start)
                 if not finished:
                     return
 
@@ -322,3 +353,57 @@ class PartitionRunner:
             return
         self._checkpoint = checkpoint
         await self._store.put_checkpoint(self._mapping.mapping_id, self.partition.id, checkpoint)
+
+
+class _LaneWatch:
+    """What one lane's batch is doing, for status."""
+
+    __slots__ = ("attempts", "failing_since", "in_handler")
+
+    def __init__(self) -> None:
+        self.in_handler = False
+        #: Epoch seconds of the batch's first failed invocation; None once it settled.
+        self.failing_since: float | None = None
+        #: ``Batch.attempt`` of the latest invocation.
+        self.attempts = 0
+
+
+class _WatchedTarget:
+    """The mapping's target, telling a lane's watch when a batch enters and leaves the handler
+    and whether it came back failed (a timeout or a target error, which the caller turns into a
+    failed outcome, counts as a failure here too)."""
+
+    __slots__ = ("_clock", "_inner", "_watch")
+
+    def __init__(self, inner: Target, watch: _LaneWatch, clock: Callable[[], float]) -> None:
+        self._inner = inner
+        self._watch = watch
+        self._clock = clock
+
+    async def invoke(self, batch: Batch, invocation: Invocation) -> Outcome:
+        return await self._watched(batch, self._inner.invoke(batch, invocation))
+
+    async def _watched(self, batch: Batch, call: Awaitable[Outcome]) -> Outcome:
+        watch = self._watch
+        watch.in_handler = True
+        watch.attempts = batch.attempt
+        outcome: Outcome | None = None
+        try:
+            outcome = await call
+            return outcome
+        finally:
+            watch.in_handler = False
+            if not isinstance(outcome, Succeeded) and watch.failing_since is None:
+                watch.failing_since = self._clock()
+
+
+class _WatchedTimedTarget(_WatchedTarget):
+    """A watched :class:`~poller.engine.invocation.TimedTarget` (it starts the timeout itself)."""
+
+    __slots__ = ()
+
+    async def invoke_timed(
+        self, batch: Batch, invocation: Invocation, time_limit: float
+    ) -> Outcome:
+        inner = cast(TimedTarget, self._inner)
+        return await self._watched(batch, inner.invoke_timed(batch, invocation, time_limit))
