@@ -5,9 +5,11 @@
     poller run CONFIG.toml [--exit-when-idle SECONDS]
     poller run --esm mapping.json --handler module:function [--region R] [--endpoint-url URL]
     poller validate CONFIG.toml | --esm mapping.json --handler module:function
+    poller status CONFIG.toml [--mapping UUID]... [--json] | --url http://HOST:PORT [--json]
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT, or idle with ``--exit-when-idle``); 2 when the
-config is refused; 1 when the worker failed. One module per command.
+config is refused; 1 when the worker failed (``status``: when the store or worker cannot be read).
+One module per command.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import structlog
 from poller import __version__
 from poller.cli.loading import EXIT_CONFIG, add_config_arguments, load
 from poller.cli.run import add_run_arguments, run_command
+from poller.cli.status import add_status_arguments, status_command
 from poller.cli.validate import validate_command
 from poller.errors import ConfigError
 
@@ -43,17 +46,22 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("run", "run every mapping of a config until stopped"),
         ("validate", "check a config and print its problems"),
+        ("status", "show checkpoints, idempotency records and leases, or a running worker's state"),
     ):
         command = commands.add_parser(name, help=text, description=text)
         add_config_arguments(command)
         if name == "run":
             add_run_arguments(command)
+        if name == "status":
+            add_status_arguments(command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``poller`` console script."""
     args = _parser().parse_args(argv)
+    if args.command == "status":  # loads its config itself: --url needs none
+        return status_command(args)
     try:
         config = load(args)
     except ConfigError as error:
