@@ -8,6 +8,7 @@ The package face re-exports what callers use. Inside:
 * :mod:`poller.config.mapping`: :class:`MappingConfig`, one ``[[mappings]]`` entry (the shared
   fields; each source's own fields through the source registry);
 * :mod:`poller.config.settings`: ``[aws]``, ``[store]``, ``[worker]``, ``[logging]`` and the file;
+* :mod:`poller.config.regions`: which AWS regions exist (botocore's partitions data);
 * :mod:`poller.config.loading`: TOML, ``get-event-source-mapping`` JSON, readable problems.
 """
 
@@ -23,7 +24,15 @@ from poller.config.fields import (
     SourceOptions,
     StartingPosition,
 )
-from poller.config.loading import ESM_READ_ONLY_FIELDS, load_config, load_esm_json, parse_config
+from poller.config.loading import (
+    ESM_READ_ONLY_FIELDS,
+    ConfigFileError,
+    load_config,
+    load_esm_json,
+    parse_config,
+    read_config_file,
+    read_text_file,
+)
 from poller.config.mapping import MappingConfig
 from poller.config.resolved import ResolvedMapping, SourceSettings
 from poller.config.settings import (
@@ -43,6 +52,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "AwsConfig",
     "ConfigError",
+    "ConfigFileError",
     "DestinationConfig",
     "HttpConfig",
     "LoggingConfig",
@@ -63,4 +73,6 @@ __all__ = [
     "load_config",
     "load_esm_json",
     "parse_config",
+    "read_config_file",
+    "read_text_file",
 ]

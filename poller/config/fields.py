@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
+from poller.config.regions import check_region
+
 if TYPE_CHECKING:
     from poller.config.mapping import MappingConfig
     from poller.config.resolved import ResolvedMapping
@@ -79,6 +81,19 @@ class ARN:
 
     def __str__(self) -> str:
         return f"arn:{self.partition}:{self.service}:{self.region}:{self.account}:{self.resource}"
+
+    def check_region(self) -> None:
+        """ValueError when the ARN names a region (or partition) AWS does not have; an ARN
+        without a region (S3) passes."""
+        if self.region:
+            problem = check_region(self.region, self.partition).problem
+            if problem is not None:
+                raise ValueError(problem)
+
+    @property
+    def region_warning(self) -> str | None:
+        """What to say about a region that is accepted though botocore does not know it yet."""
+        return check_region(self.region, self.partition).warning if self.region else None
 
 
 def in_range(lo: float, hi: float, *, also: float | None = None) -> AfterValidator:
@@ -156,6 +171,7 @@ class OnFailure(ConfigModel):
                 f"{value!r} is a FIFO {arn.service.upper()} destination, which AWS refuses "
                 "for on-failure records (use a standard queue or topic)"
             )
+        arn.check_region()
         return value
 
 

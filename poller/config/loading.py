@@ -2,6 +2,8 @@
 
 Every problem becomes one line of a :class:`~poller.errors.ConfigError` that names the field, the
 value and what is allowed, for example ``mappings[0].BatchSize: 0 is out of range (allowed 1..10000)``.
+A file that cannot be read as TOML text is one :class:`ConfigFileError` (a ConfigError whose
+message is that one line: the file and why).
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from pydantic import ValidationError
 from poller.config.settings import AwsConfig, PollerConfig, StoreConfig
 from poller.errors import ConfigError
 
-__all__ = ["ESM_READ_ONLY_FIELDS", "load_config", "load_esm_json", "parse_config"]
+__all__ = [
+    "ESM_READ_ONLY_FIELDS",
+    "NO_MAPPINGS",
+    "ConfigFileError",
+    "load_config",
+    "load_esm_json",
+    "parse_config",
+    "read_config_file",
+    "read_text_file",
+]
 
 #: Read-only fields that ``aws lambda get-event-source-mapping`` prints and a mapping ignores.
 ESM_READ_ONLY_FIELDS = frozenset(
@@ -69,26 +80,79 @@ def _problems(error: ValidationError, prefix: str = "") -> list[str]:
     return lines
 
 
-def parse_config(data: Mapping[str, Any]) -> PollerConfig:
-    """Validate a config given as a mapping (the parsed TOML); ConfigError lists every problem."""
+#: The problem of a config file without mappings (it would run nothing and say so only by idling).
+NO_MAPPINGS = (
+    "mappings: none given; a config file needs at least one [[mappings]] table (an "
+    "EventSourceArn or SelfManagedEventSource, and a Handler or FunctionName)"
+)
+
+
+_NUL = "\x00"
+
+
+class ConfigFileError(ConfigError):
+    """The config file cannot be read as TOML text; its one problem is the whole message."""
+
+    def __str__(self) -> str:
+        return self.problems[0]
+
+
+def parse_config(data: Mapping[str, Any], *, require_mappings: bool = False) -> PollerConfig:
+    """Validate a config given as a mapping (the parsed TOML); ConfigError lists every problem.
+
+    ``require_mappings`` refuses a config without ``[[mappings]]`` (a config file must have one;
+    a config built in Python may add its handlers' mappings otherwise).
+    """
+    problems: list[str] = []
+    config: PollerConfig | None = None
     try:
-        return PollerConfig.model_validate(data)
+        config = PollerConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_problems(error)) from None
+        problems.extend(_problems(error))
+    if require_mappings and not data.get("mappings"):
+        problems.append(NO_MAPPINGS)
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def read_text_file(path: str | Path, *, what: str = "config file", kind: str = "TOML") -> str:
+    """The text of ``what`` (a file of ``kind``, TOML or JSON); :class:`ConfigFileError` (one line:
+    the file and why) when it cannot be read or is not UTF-8 text (a binary file, an image)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigFileError(f"{path}: cannot read the {what} ({error.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigFileError(
+            f"{path}: not a {kind} text file (byte 0x{raw[error.start]:02x} at offset "
+            f"{error.start} is not UTF-8; is it a binary file?)"
+        ) from None
+    if _NUL in text:
+        raise ConfigFileError(
+            f"{path}: not a {kind} text file (it holds NUL bytes at offset "
+            f"{text.index(_NUL)}; is it a binary file?)"
+        )
+    return text
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A TOML config file as data, not validated yet; :class:`ConfigFileError` when it cannot be
+    read, is not text or is not valid TOML."""
+    text = read_text_file(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigFileError(f"{path}: not valid TOML ({error})") from None
 
 
 def load_config(path: str | Path) -> PollerConfig:
-    """Read and validate a TOML config file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    return parse_config(data)
+    """Read and validate a TOML config file (which must have at least one ``[[mappings]]``)."""
+    return parse_config(read_config_file(path), require_mappings=True)
 
 
 def load_esm_json(
@@ -114,7 +178,8 @@ def load_esm_json(
         mapping["Handler"] = handler
     data: dict[str, Any] = {"mappings": [mapping]}
     if aws is not None:
-        data["aws"] = aws.model_dump(exclude_none=True)
+        # Unset fields stay unset, so a region from the environment is reported as such.
+        data["aws"] = aws.model_dump(exclude_none=True, exclude_unset=True)
     if store is not None:
         data["store"] = store.model_dump()
     return parse_config(data)

@@ -143,10 +143,14 @@ class MappingConfig(ConfigModel):
     @field_validator("event_source_arn")
     @classmethod
     def _check_arn(cls, value: str | None) -> str | None:
-        if value is not None and registry.spec_for_arn(ARN.parse(value)) is None:
+        if value is None:
+            return None
+        arn = ARN.parse(value)
+        if registry.spec_for_arn(arn) is None:
             raise ValueError(
                 f"{value!r} is not a supported event source ({registry.arn_descriptions()})"
             )
+        arn.check_region()
         return value
 
     @field_validator("self_managed_event_source")

@@ -6,13 +6,24 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from poller.config.fields import ConfigModel, in_range
+from poller.config.fields import ARN, ConfigModel, in_range
 from poller.config.functions import FunctionConfig
 from poller.config.mapping import MappingConfig
+from poller.config.regions import check_region
+from poller.config.source_fields import error_detail
 
 __all__ = [
     "AwsConfig",
@@ -33,11 +44,9 @@ class AwsConfig(ConfigModel):
 
     model_config = _AS_WRITTEN
 
-    region: str = Field(
-        default_factory=lambda: (
-            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        )
-    )
+    #: Where the mappings' sources are: an event source ARN must name this region (Lambda
+    #: reads event sources in its own region only, and every client poller makes talks to it).
+    region: str = Field(default_factory=lambda: _region_from_environment()[0])
     #: ``None`` for real AWS, an URL for an emulator, ``"embedded"`` for an in-process moto server.
     endpoint_url: str | None = None
     access_key_id: str | None = None
@@ -54,10 +63,39 @@ class AwsConfig(ConfigModel):
             )
         return value
 
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str) -> str:
+        problem = check_region(value).problem
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @property
+    def region_origin(self) -> str:
+        """Where :attr:`region` comes from when the file does not set it (" (unset: taken from
+        AWS_REGION)"), else an empty string."""
+        if "region" in self.model_fields_set:
+            return ""
+        return f" (unset: {_region_from_environment()[1]})"
+
+    @property
+    def region_warning(self) -> str | None:
+        """What to say about a region accepted though botocore does not know it yet."""
+        return check_region(self.region).warning
+
     @property
     def embedded(self) -> bool:
         """Whether poller should start its own in-process AWS endpoint."""
         return self.endpoint_url == "embedded"
+
+
+def _region_from_environment() -> tuple[str, str]:
+    """The region when ``[aws] region`` is not set, and where it comes from."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(name):
+            return os.environ[name], f"taken from {name}"
+    return "us-east-1", "the default us-east-1"
 
 
 class StoreConfig(ConfigModel):
@@ -188,6 +226,46 @@ class PollerConfig(ConfigModel):
         """The ``[[functions]]`` entry of that name, if any."""
         return next((f for f in self.functions if f.function_name == name), None)
 
+    @property
+    def warnings(self) -> list[str]:
+        """What is accepted but worth a word: regions botocore does not know yet."""
+        found: list[str] = []
+        if self.aws.region_warning is not None:
+            found.append(f"aws.region: {self.aws.region_warning}")
+        for index, mapping in enumerate(self.mappings):
+            for field, arn in _regional_arns(mapping):
+                if arn.region_warning is not None:
+                    found.append(f"mappings[{index}].{field}: {arn.region_warning}")
+        return found
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _with_region_rules(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> PollerConfig:
+        """Every ARN poller reads or writes through its AWS clients names ``[aws] region``.
+
+        Checked on the file as written when other parts of it are refused, so these problems are
+        reported with all the others.
+        """
+        try:
+            config: PollerConfig = handler(data)
+        except ValidationError as error:
+            problems = _raw_region_rules(data)
+            if not problems:
+                raise
+            details = [error_detail(e) for e in error.errors()]
+            details.append(
+                {
+                    "type": PydanticCustomError("value_error", _escaped("\n".join(problems))),
+                    "loc": (),
+                    "input": None,
+                }
+            )
+            raise ValidationError.from_exception_data(cls.__name__, details) from None
+        problems = _region_rules(config.aws, _named_arns(config.mappings))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return config
+
     @model_validator(mode="after")
     def _functions_named(self) -> PollerConfig:
         problems: list[str] = []
@@ -241,3 +319,99 @@ class PollerConfig(ConfigModel):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+
+def _escaped(message: str) -> str:
+    return message.replace("{", "{{").replace("}", "}}")
+
+
+#: An ARN a mapping names: (index of the mapping, field, the ARN, whether it only labels events).
+_Named = tuple[int, str, ARN, bool]
+_DESTINATION = "DestinationConfig.OnFailure.Destination"
+
+
+def _regional_arns(mapping: MappingConfig) -> list[tuple[str, ARN]]:
+    """The mapping's ARNs that name a region, with the field that holds each."""
+    found: list[tuple[str, ARN]] = []
+    if mapping.event_source_arn is not None:
+        found.append(("EventSourceArn", ARN.parse(mapping.event_source_arn)))
+    destination = mapping.on_failure_destination
+    if destination is not None and "://" not in destination:
+        found.append((_DESTINATION, ARN.parse(destination)))
+    return [(field, arn) for field, arn in found if arn.region]
+
+
+def _named_arns(mappings: Iterable[MappingConfig]) -> list[_Named]:
+    """The regional ARNs of valid mappings. An MSK or Amazon MQ ARN given with
+    ``SelfManagedEventSource`` endpoints is never looked up: it only labels the events."""
+    return [
+        (index, field, arn, field == "EventSourceArn" and bool(mapping.self_managed_event_source))
+        for index, mapping in enumerate(mappings)
+        for field, arn in _regional_arns(mapping)
+    ]
+
+
+def _raw_named_arns(raw_mappings: Any) -> list[_Named]:
+    """The regional ARNs the ``[[mappings]]`` of a refused config name, as written (AWS or
+    snake_case names), leaving out what is malformed or in no region AWS has: those problems
+    are reported by the fields themselves."""
+
+    def get(table: Any, aws_name: str, snake_name: str) -> Any:
+        return table.get(aws_name, table.get(snake_name)) if isinstance(table, Mapping) else None
+
+    found: list[_Named] = []
+    for index, raw in enumerate(raw_mappings if isinstance(raw_mappings, list | tuple) else ()):
+        labels = get(raw, "SelfManagedEventSource", "self_managed_event_source") is not None
+        on_failure = get(
+            get(raw, "DestinationConfig", "destination_config"), "OnFailure", "on_failure"
+        )
+        for field, text, labelling in (
+            ("EventSourceArn", get(raw, "EventSourceArn", "event_source_arn"), labels),
+            (_DESTINATION, get(on_failure, "Destination", "destination"), False),
+        ):
+            if not isinstance(text, str) or "://" in text:
+                continue
+            try:
+                arn = ARN.parse(text.strip())
+                arn.check_region()
+            except ValueError:
+                continue
+            if arn.region:
+                found.append((index, field, arn, labelling))
+    return found
+
+
+def _region_rules(aws: AwsConfig, named: Iterable[_Named]) -> list[str]:
+    """An ARN poller reaches through AWS must be in ``[aws] region``: Lambda reads event sources
+    in its own region, and poller's clients (sources, DescribeBroker, destinations) all talk to
+    that region, whatever the endpoint (moto and LocalStack keep regions apart too)."""
+    if "region" not in aws.model_fields_set:  # from the environment: no field check ran
+        problem = check_region(aws.region).problem
+        if problem is not None:
+            return [f"aws.region: {problem}{aws.region_origin}"]
+    problems: list[str] = []
+    for index, field, arn, labels_only in named:
+        if arn.region == aws.region or labels_only:
+            continue
+        why = (
+            "Lambda reads an event source in its own region only, and so do poller's clients"
+            if field == "EventSourceArn"
+            else "poller's clients send on-failure records to [aws] region only"
+        )
+        problems.append(
+            f"mappings[{index}].{field}: region {arn.region!r} is not the [aws] region "
+            f"{aws.region!r}{aws.region_origin} (allowed: {aws.region!r}); {why}: set [aws] "
+            f"region (--region with --esm) to {arn.region!r}, or run a worker per region"
+        )
+    return problems
+
+
+def _raw_region_rules(data: Any) -> list[str]:
+    """:func:`_region_rules` for a config that is refused for other problems."""
+    if not isinstance(data, Mapping):
+        return []
+    try:
+        aws = AwsConfig.model_validate(data.get("aws", {}))
+    except ValidationError:
+        return []  # reported as an [aws] problem; no region to compare with
+    return _region_rules(aws, _raw_named_arns(data.get("mappings", ())))

@@ -208,6 +208,222 @@ def test_validate_reports_every_problem_at_once(
     assert "MaximumRetryAttempts: 20000 is out of range" in err
 
 
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01"
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_binary_config_is_refused_in_one_line(
+    workdir: tuple[Path, str], capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    path = workdir[0] / "image.png"
+    path.write_bytes(PNG)
+
+    assert main([command, str(path)]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"poller: {path}: not a TOML text file (byte 0x89 at offset 0 is not UTF-8; is it a "
+        "binary file?)\n"
+    )
+
+
+def test_a_binary_mapping_json_is_refused_in_one_line(
+    workdir: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = workdir[0] / "mapping.json"
+    path.write_bytes(PNG)
+
+    assert main(["validate", "--esm", str(path), "--handler", "m:f"]) == 2
+    assert capsys.readouterr().err == (
+        f"poller: {path}: not a JSON text file (byte 0x89 at offset 0 is not UTF-8; is it a "
+        "binary file?)\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("text", ["", '[aws]\nregion = "us-east-1"\n'], ids=["empty", "aws-only"])
+def test_a_config_without_mappings_is_refused(
+    workdir: tuple[Path, str], capsys: pytest.CaptureFixture[str], command: str, text: str
+) -> None:
+    path = workdir[0] / "config.toml"
+    path.write_text(text)
+
+    assert main([command, str(path), *(["--exit-when-idle", "0"] if command == "run" else [])]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("poller: invalid config:\n  mappings: none given; ")
+    assert "at least one [[mappings]] table" in err
+
+
+def test_validate_names_a_region_typo_with_the_allowed_regions(
+    workdir: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    arn = STREAM_ARN.replace(REGION, "us-eest-1")
+    config = write_config(workdir, {**GOOD, "EventSourceArn": arn})
+
+    assert main(["validate", str(config)]) == 2
+
+    err = capsys.readouterr().err
+    assert "mappings[0].EventSourceArn: region 'us-eest-1' is not an AWS region" in err
+    assert "did you mean" in err and "'us-east-1'" in err
+    assert "allowed in partition 'aws'" in err and "eu-west-1" in err
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_source_in_another_region_than_the_embedded_endpoints_is_refused(
+    workdir: tuple[Path, str], capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """The embedded endpoint creates the stream in [aws] region and poller reads it there: an ARN
+    of another region would be created in one and read from the other, never found. It is
+    refused before anything starts."""
+    root, module = workdir
+    path = root / "config.toml"
+    path.write_text(
+        '[aws]\nregion = "us-east-1"\nendpoint_url = "embedded"\n\n[store]\nurl = "memory://"\n\n'
+        + toml_config(
+            {
+                **GOOD,
+                "EventSourceArn": STREAM_ARN.replace(REGION, "eu-west-1"),
+                "Handler": f"{module}:handle",
+            }
+        )
+    )
+
+    assert main([command, str(path), *(["--exit-when-idle", "0"] if command == "run" else [])]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert (
+        "mappings[0].EventSourceArn: region 'eu-west-1' is not the [aws] region 'us-east-1' "
+        "(allowed: 'us-east-1')"
+    ) in err
+    assert "Traceback" not in err
+
+
+def test_validate_warns_of_a_region_newer_than_botocore_and_accepts_it(
+    workdir: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, module = workdir
+    path = root / "config.toml"
+    path.write_text(
+        '[aws]\nregion = "eu-west-99"\n\n'
+        + toml_config(
+            {
+                **GOOD,
+                "EventSourceArn": STREAM_ARN.replace(REGION, "eu-west-99"),
+                "Handler": f"{module}:handle",
+            }
+        )
+    )
+
+    assert main(["validate", str(path)]) == 0
+
+    out, err = capsys.readouterr()
+    assert out == "config OK: 1 mapping\n"
+    assert err.startswith("poller: warning: aws.region: region 'eu-west-99' is not one botocore")
+    assert "poller: warning: mappings[0].EventSourceArn: region 'eu-west-99'" in err
+
+
+THREE_ARGUMENTS = "def handle(event, context, extra):\n    return None\n"
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_handler_poller_cannot_call_is_refused_with_its_signature(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    module = f"three_args_{uuid.uuid4().hex[:12]}"
+    (tmp_path / f"{module}.py").write_text(THREE_ARGUMENTS)
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "config.toml"
+    path.write_text(toml_config({**GOOD, "Handler": f"{module}:handle"}))
+
+    assert main([command, str(path), *(["--exit-when-idle", "0"] if command == "run" else [])]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "poller: invalid config:\n"
+        f"  mappings[0].Handler: '{module}:handle' takes handle(event, context, extra); poller "
+        "calls handler(event, context) (Lambda style) or handler(batch) (typed)\n"
+    )
+
+
+def test_validate_refuses_a_function_handler_environments_could_not_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = f"three_args_{uuid.uuid4().hex[:12]}"
+    (tmp_path / f"{module}.py").write_text(THREE_ARGUMENTS)
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[[functions]]\nFunctionName = "fn"\nHandler = "{module}.handle"\n\n'
+        + toml_config(
+            {"EventSourceArn": STREAM_ARN, "FunctionName": "fn", "StartingPosition": "LATEST"}
+        )
+    )
+
+    assert main(["validate", str(path)]) == 2
+
+    err = capsys.readouterr().err
+    assert (
+        f"functions['fn'].Handler: '{module}.handle' takes handle(event, context, extra); poller "
+        "calls handler(event, context)\n"
+    ) in err
+
+
+def test_validate_reports_missing_handlers_with_every_other_problem(
+    workdir: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused config still has its handlers imported, so one run names everything."""
+    root, module = workdir
+    path = root / "config.toml"
+    mappings = [
+        {**GOOD, "BatchSize": 0, "Handler": "no_such_module_77c1:handle"},
+        {**GOOD, "UUID": "second", "Handler": f"{module}:missing"},
+        {**GOOD, "UUID": "third", "EventSourceArn": STREAM_ARN.replace(REGION, "eu-west-1")},
+    ]
+    path.write_text("".join(toml_config(m) for m in mappings).replace("HANDLER", module))
+
+    assert main(["validate", str(path)]) == 2
+
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "poller: invalid config:"
+    assert sorted(line.split(":")[0].strip() for line in lines[1:]) == [
+        "mappings[0].BatchSize",
+        "mappings[0].Handler",
+        "mappings[1].Handler",
+        "mappings[2].EventSourceArn",
+    ]
+    assert any("'no_such_module_77c1' not found" in line for line in lines)
+    assert any("has no attribute 'missing'" in line for line in lines)
+
+
+def test_validate_reports_a_missing_mapping_handler_and_a_broken_function_together(
+    workdir: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, module = workdir
+    path = root / "config.toml"
+    path.write_text(
+        f'[[functions]]\nFunctionName = "fn"\nHandler = "{module}.absent"\n\n'
+        + toml_config({**GOOD, "Handler": "no_such_module_9d2e:handle"})
+        + toml_config(
+            {"EventSourceArn": STREAM_ARN, "FunctionName": "fn", "StartingPosition": "LATEST"}
+        )
+    )
+
+    assert main(["validate", str(path)]) == 2
+
+    err = capsys.readouterr().err
+    assert "mappings[0].Handler: Handler 'no_such_module_9d2e:handle': module" in err
+    assert f"functions['fn'].Handler: Handler '{module}.absent': module" in err
+    assert err.count("no_such_module_9d2e") == 2  # once: the reference and its module, one line
+
+
 def esm_json(arn: str, mapping_id: str, **fields: Any) -> dict[str, Any]:
     """A mapping as ``aws lambda get-event-source-mapping`` prints it, read-only fields included."""
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from poller.config import (
     ConfigError,
+    ConfigFileError,
     StartingPosition,
     load_config,
     load_esm_json,
@@ -17,6 +19,7 @@ from poller.config import (
 )
 
 STREAM = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def one(**fields: Any) -> dict[str, Any]:
@@ -31,30 +34,15 @@ def problems(data: dict[str, Any]) -> list[str]:
     return caught.value.problems
 
 
-def test_the_documented_example_parses_with_aws_meaning(tmp_path: Path) -> None:
+def test_readmes_first_example_parses_with_aws_meaning(tmp_path: Path) -> None:
+    """README's "Run a mapping" config, as written (it runs on the embedded endpoint)."""
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("## Run a mapping", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     path = tmp_path / "poller.toml"
-    path.write_text(
-        """
-[aws]
-region = "us-east-1"
-endpoint_url = "http://127.0.0.1:5000"
+    path.write_text(example)
 
-[store]
-url = "sqlite:///./.poller/state.db"
-
-[[mappings]]
-UUID = "orders"
-EventSourceArn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
-Handler = "handlers:handle"
-StartingPosition = "TRIM_HORIZON"
-BatchSize = 5
-MaximumRetryAttempts = 2
-BisectBatchOnFunctionError = false
-FunctionResponseTypes = ["ReportBatchItemFailures"]
-DestinationConfig = { OnFailure = { Destination = "arn:aws:sqs:us-east-1:123456789012:dlq" } }
-"""
-    )
     config = load_config(path)
+
     resolved = config.mappings[0].resolved()
     assert resolved.mapping_id == "orders"
     assert resolved.source_kind == "kinesis"
@@ -63,7 +51,7 @@ DestinationConfig = { OnFailure = { Destination = "arn:aws:sqs:us-east-1:1234567
     assert resolved.report_batch_item_failures
     assert resolved.on_failure_destination == "arn:aws:sqs:us-east-1:123456789012:dlq"
     assert resolved.function_timeout == 60.0
-    assert config.aws.endpoint_url == "http://127.0.0.1:5000"
+    assert config.aws.embedded and config.store.url == "memory://"
 
 
 def test_kinesis_defaults_are_aws_defaults() -> None:
@@ -239,3 +227,98 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_esm_json("{", handler=None)
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (PNG, "byte 0x89 at offset 0 is not UTF-8; is it a binary file?"),
+        (b"[aws]\x00\x01\x02", "it holds NUL bytes at offset 5; is it a binary file?"),
+    ],
+    ids=["png", "nul-bytes"],
+)
+def test_a_binary_file_is_not_a_toml_text_file_in_one_line(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    path = tmp_path / "poller.toml"
+    path.write_bytes(content)
+
+    with pytest.raises(ConfigFileError) as caught:
+        load_config(path)
+
+    assert str(caught.value) == f"{path}: not a TOML text file ({reason})"
+    assert isinstance(caught.value, ConfigError)  # caught with every other config problem
+
+
+@pytest.mark.parametrize(
+    ("text", "also"),
+    [
+        ("", []),
+        ('[aws]\nregion = "us-east-1"\n', []),
+        ('[[mapping]]\nEventSourceArn = "x"\n', ["mapping: unknown field"]),
+    ],
+    ids=["empty", "no-mappings-table", "misspelt-mappings"],
+)
+def test_a_config_file_without_mappings_is_refused(
+    tmp_path: Path, text: str, also: list[str]
+) -> None:
+    path = tmp_path / "poller.toml"
+    path.write_text(text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    found = caught.value.problems
+    assert found[-1].startswith("mappings: none given; a config file needs at least one")
+    assert "[[mappings]]" in found[-1]
+    assert len(found) == 1 + len(also)
+    assert all(any(fragment in p for p in found) for fragment in also)
+
+
+def test_a_config_built_in_python_may_have_no_mappings() -> None:
+    assert parse_config({}).mappings == ()
+
+
+def _readme_ranges() -> dict[str, str]:
+    """README's Mapping fields table: the "allowed" column of every field with a numeric range."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("### Mapping fields", 1)[1].split("\n\n", 2)[1]
+    ranges: dict[str, str] = {}
+    for row in table.splitlines()[2:]:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        names = re.findall(r"`(\w+)`", cells[0])
+        allowed = [part.strip() for part in cells[2].removesuffix(" s").split("/")]
+        if len(names) == len(allowed) and all(re.search(r"\d\.\.\d", a) for a in allowed):
+            ranges.update(zip(names, allowed, strict=True))
+    return ranges
+
+
+#: A field whose value is checked with another at its documented maximum, so that only the field
+#: under test can be out of its range (RetryBackoffMaxSeconds must be >= RetryBackoffSeconds).
+_COMPANIONS = {"RetryBackoffSeconds": "RetryBackoffMaxSeconds"}
+
+
+def test_readme_documents_the_ranges_the_model_allows() -> None:
+    """Each range in README's Mapping fields table (``lo..hi``, maybe ``-1, lo..hi``) is what the
+    model accepts: both ends pass, one step past either end is refused naming the field."""
+    ranges = _readme_ranges()
+    assert {"BatchSize", "RetryBackoffSeconds", "RetryBackoffMaxSeconds"} <= set(ranges)
+    for field, allowed in ranges.items():
+        special, _, span = allowed.rpartition(",")
+        low_text, high_text = span.strip().split("..")
+        also = float(special) if special else None
+        step = 0.001 if "." in low_text else 1
+        low, high = float(low_text), float(high_text)
+        companion = _COMPANIONS.get(field)
+        fields = {companion: float(ranges[companion].split("..")[1])} if companion else {}
+        for value in (low, high, also):
+            if value is not None:
+                parse_config(one(**fields, **{field: value}))
+        for value in (low - step, high + step):
+            if value == also:
+                continue
+            found = problems(one(**fields, **{field: value}))
+            assert any(p.startswith(f"mappings[0].{field}: ") for p in found), (field, value)
