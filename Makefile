@@ -1,5 +1,7 @@
 # The two commands of the quick start: `make demo` and `make test`. Each does all set-up itself
-# (virtualenv, install, servers) on a machine with only Python 3.11+, make and git.
+# (virtualenv, install, servers). `make demo` needs only Python 3.11+, make and git; `make test`
+# also installs RabbitMQ and ActiveMQ with apt-get (as root) when they are missing, unless
+# POLLER_TEST_RABBITMQ_URL and POLLER_TEST_ACTIVEMQ_URL name running ones (README, Quick start).
 
 PYTHON ?= python3
 VENV   := .venv

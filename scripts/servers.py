@@ -12,7 +12,9 @@ end) and by hand::
 Every server listens on 127.0.0.1 only, on a free port, and is stopped by its PID. The brokers
 keep their data in a private directory under .servers/ and can be stopped and started again on
 the same port with that data (:func:`restart`), so tests can take a broker away mid-run.
-Missing Debian packages are installed with apt-get (as root).
+Missing Debian packages are installed with apt-get (as root). The tests use servers that already
+run instead when POLLER_TEST_MOTO_URL, POLLER_TEST_KAFKA_BOOTSTRAP, POLLER_TEST_RABBITMQ_URL or
+POLLER_TEST_ACTIVEMQ_URL name them (tests/conftest.py; README, Quick start).
 """
 
 from __future__ import annotations
@@ -297,6 +299,11 @@ _PACKAGES = {
     "rabbitmq": ("rabbitmq-server", _RABBITMQ_HOME / "rabbitmq-server"),
     "activemq": ("activemq", _ACTIVEMQ_HOME / "bin" / "activemq.jar"),
 }
+#: How the tests are pointed at a broker that already runs instead (tests/conftest.py).
+_EXTERNAL = {
+    "rabbitmq": "POLLER_TEST_RABBITMQ_URL=amqp://HOST:PORT",
+    "activemq": "POLLER_TEST_ACTIVEMQ_URL=stomp://HOST:PORT",
+}
 _AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 
 
@@ -309,12 +316,15 @@ def ensure_package(name: str) -> None:
     package, marker = _PACKAGES[name]
     if marker.exists():
         return
+    instead = f"; or point the tests at a running {name} with {_EXTERNAL[name]}"
     if shutil.which("apt-get") is None:
-        raise RuntimeError(f"{package} is not installed and there is no apt-get to install it")
+        raise RuntimeError(
+            f"{package} is not installed and there is no apt-get to install it{instead}"
+        )
     if os.geteuid() != 0:
         raise RuntimeError(
             f"{package} is not installed and installing it needs root: "
-            f"run `sudo apt-get install -y {package}` once"
+            f"run `sudo apt-get install -y {package}` once{instead}"
         )
     STATE_DIR.mkdir(exist_ok=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
