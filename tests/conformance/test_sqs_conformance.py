@@ -352,7 +352,8 @@ def assert_lambda_record(record: dict[str, Any], *, arn: str, body: str, message
 
 async def test_event_and_context_have_lambdas_shape(sqs: Sqs, unique_name: str) -> None:
     """SPEC "SQS record": the event and context a Python Lambda handler gets."""
-    queue = await sqs.create_queue(unique_name, visibility_timeout=10)
+    # Long enough that a busy machine never sees a message come back (ApproximateReceiveCount 1).
+    queue = await sqs.create_queue(unique_name, visibility_timeout=60)
     before_ms = int(time.time() * 1000)
     [plain] = await sqs.send(queue, '{"order": 1}')
     [with_attributes] = await sqs.send(
