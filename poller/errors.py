@@ -5,6 +5,7 @@ the whole family in one place::
 
     PollerError
     ├── ConfigError              a config value is invalid; raised before anything starts
+    │   └── ConfigFileError      the config file is not TOML text (poller.config.loading)
     ├── HandlerImportError       ``Handler = "module:function"`` cannot be imported
     ├── SourceError              a source cannot be read (missing stream, access denied, ...)
     │   └── SourceNotFoundError  the stream, table or queue named by the ARN does not exist

@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # Test runs never touch real AWS: static dummy credentials for moto.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# The tests' resources live in us-east-1 and configs without [aws] region use the environment's:
+# pin it, so a developer's own AWS_REGION or AWS_DEFAULT_REGION cannot move them.
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ["AWS_REGION"] = "us-east-1"
 
 
 def _servers_module():  # type: ignore[no-untyped-def]
