@@ -30,12 +30,17 @@ if TYPE_CHECKING:
     from poller.config.mapping import MappingConfig
     from poller.config.resolved import ResolvedMapping
 
+from poller.errors import ConfigError
+from poller.filtering import MAX_FILTERS_WITH_QUOTA_INCREASE, compile_pattern
+
 __all__ = [
     "ARN",
     "MAX_PAYLOAD_BYTES",
     "VPC_ACCESS_TYPES",
     "ConfigModel",
     "DestinationConfig",
+    "FilterConfig",
+    "FilterCriteria",
     "OnFailure",
     "ScalingConfig",
     "SelfManagedEventSource",
@@ -179,6 +184,39 @@ class DestinationConfig(ConfigModel):
     """``DestinationConfig`` of a mapping; only ``OnFailure`` applies to event source mappings."""
 
     on_failure: OnFailure | None = None
+
+
+class FilterConfig(ConfigModel):
+    """One entry of ``FilterCriteria.Filters``: a pattern, JSON in a string, as AWS takes it."""
+
+    pattern: str
+
+
+class FilterCriteria(ConfigModel):
+    """``FilterCriteria``: records matching none of the patterns are settled without a hand-over
+    (the patterns are checked here; ``poller.filtering`` compiles and applies them)."""
+
+    filters: tuple[FilterConfig, ...] = ()
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        return tuple(f.pattern for f in self.filters)
+
+    def problems(self) -> list[str]:
+        """What AWS would refuse in the patterns (the count is checked against the quota, which
+        is a worker setting, by the whole config)."""
+        problems: list[str] = []
+        if len(self.filters) > MAX_FILTERS_WITH_QUOTA_INCREASE:
+            problems.append(
+                f"FilterCriteria.Filters: {len(self.filters)} filters, at most "
+                f"{MAX_FILTERS_WITH_QUOTA_INCREASE} are allowed (AWS's largest quota)"
+            )
+        for index, pattern in enumerate(self.patterns):
+            try:
+                compile_pattern(pattern, index=index)
+            except ConfigError as error:
+                problems.extend(error.problems)
+        return problems
 
 
 class ScalingConfig(ConfigModel):

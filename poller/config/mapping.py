@@ -36,6 +36,7 @@ from poller.config.fields import (
     VPC_ACCESS_TYPES,
     ConfigModel,
     DestinationConfig,
+    FilterCriteria,
     SelfManagedEventSource,
     SourceAccess,
     SourceAccessConfiguration,
@@ -86,7 +87,7 @@ class MappingConfig(ConfigModel):
     destination_config: DestinationConfig | None = None
     parallelization_factor: Annotated[int, in_range(1, 10)] = 1
     tumbling_window_in_seconds: Annotated[int | None, in_range(0, 900)] = None
-    filter_criteria: dict[str, Any] | None = None
+    filter_criteria: FilterCriteria | None = None
     # poller's own fields, beyond CreateEventSourceMapping:
     function_timeout: Annotated[float, in_range(0.001, 900)] = 60.0
     idempotency: bool = False
@@ -185,8 +186,8 @@ class MappingConfig(ConfigModel):
                 f"TumblingWindowInSeconds: {self.tumbling_window_in_seconds} is not supported "
                 "yet by poller (allowed: 0 or unset)"
             )
-        if self.filter_criteria:
-            problems.append("FilterCriteria: not supported yet by poller (leave it unset)")
+        if self.filter_criteria is not None:
+            problems.extend(self.filter_criteria.problems())
         problems.extend(self._unsupported_rules(spec))
         problems.extend(self._destination_rules(spec))
         problems.extend(self._access_rules(spec))
@@ -413,5 +414,6 @@ class MappingConfig(ConfigModel):
             ),
             source_label=self.source_label,
             window_from_first_record=defaults.window_from_first_record,
+            filter_patterns=self.filter_criteria.patterns if self.filter_criteria else (),
         )
         return self.source_options.resolve(self, resolved)

@@ -66,6 +66,8 @@ class ResolvedMapping:
     window_from_first_record: bool = False
     #: The source is a FIFO queue: order is kept per message group.
     fifo: bool = False
+    #: FilterCriteria's patterns (checked; compiled where records are read). Empty: no filter.
+    filter_patterns: tuple[str, ...] = ()
     #: What only this mapping's kind of source needs (its own :class:`SourceSettings`).
     settings: SourceSettings = field(default_factory=SourceSettings)
 

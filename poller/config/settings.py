@@ -154,6 +154,9 @@ class WorkerConfig(ConfigModel):
     #: Most leases taken from other workers in one pass (a joining worker gets its share over
     #: a few passes, without a storm of moves).
     max_leases_to_steal: Annotated[int, in_range(1, 100)] = 1
+    #: Most filters a mapping's FilterCriteria may hold: AWS's quota, 5 by default and up to 10
+    #: after an increase (set 10 to run mappings made under the increased quota).
+    max_filters_per_mapping: Annotated[int, in_range(5, 10)] = 5
 
 
 class HttpConfig(ConfigModel):
@@ -265,6 +268,20 @@ class PollerConfig(ConfigModel):
         if problems:
             raise ValueError("\n".join(problems))
         return config
+
+    @model_validator(mode="after")
+    def _filters_within_quota(self) -> PollerConfig:
+        quota = self.worker.max_filters_per_mapping
+        problems = [
+            f"mappings[{index}].FilterCriteria.Filters: {len(m.filter_criteria.filters)} filters, "
+            f"at most {quota} are allowed ([worker] max_filters_per_mapping; AWS's default "
+            "quota is 5, up to 10 after an increase)"
+            for index, m in enumerate(self.mappings)
+            if m.filter_criteria is not None and len(m.filter_criteria.filters) > quota
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _functions_named(self) -> PollerConfig:

@@ -30,6 +30,7 @@ __all__ = [
     "Invocation",
     "InvocationContext",
     "InvocationTracer",
+    "RecordFilter",
     "Target",
     "TimedTarget",
     "TraceSpan",
@@ -72,6 +73,15 @@ class TraceSpan(Protocol):
 
     def end(self, outcome: Outcome) -> None:
         """Close the span with the invocation's outcome."""
+        ...
+
+
+class RecordFilter(Protocol):
+    """A mapping's FilterCriteria (``poller.filtering``): records it refuses are settled without a
+    hand-over and counted as FilteredOutEventCount."""
+
+    def accepts(self, record: Record) -> bool:
+        """Whether the record matches a filter (reaches the function)."""
         ...
 
 
@@ -125,6 +135,8 @@ class InvocationContext:
     clock: Callable[[], float] = time.time
     #: A span per invocation, when tracing is on.
     tracer: InvocationTracer | None = None
+    #: FilterCriteria; None when the mapping has none (every record reaches the function).
+    filters: RecordFilter | None = None
     #: Whether the target starts the timeout itself (a :class:`TimedTarget`), known once.
     timed: bool = field(init=False, repr=False)
 

@@ -44,6 +44,7 @@ from poller.engine.streams.leasing import (
     LeaseSettings,
 )
 from poller.errors import ConfigError, HandlerImportError
+from poller.filtering.records import mapping_filter
 from poller.functions import FunctionSet, FunctionTarget, is_typed, load_handler, target_for
 from poller.functions.loader import find_handler_module
 from poller.observability.tracing import tracer_for
@@ -314,6 +315,7 @@ def build_runner(
             function,
             store,
             tracer=tracer_for(mapping.mapping_id, mapping.source_kind),
+            filters=mapping_filter(mapping, opened.codec),
         )
         return QueueMappingRunner(
             context,
@@ -329,6 +331,7 @@ def build_runner(
         function,
         store,
         tracer=tracer_for(mapping.mapping_id, mapping.source_kind),
+        filters=mapping_filter(mapping, opened.codec),
     )
     source = cast(PartitionSource, opened.source)
     checkpoints: Store = store

@@ -15,6 +15,7 @@ modules under ``tests/integration`` and ``tests/conformance``.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -137,6 +138,27 @@ class QueueContract:
         assert sorted(values) == sorted(bodies), "a message was lost or handed over twice"
         self.assert_counted(
             polled_events=12, invoked_events=12, failed_invoke_events=0, errors=0, deleted_events=12
+        )
+        await queue.assert_drained()
+
+    async def test_messages_matching_no_filter_are_settled_and_never_handed_over(
+        self, harness: QueueHarness, unique_name: str
+    ) -> None:
+        queue = await harness.create(unique_name)
+        bodies = [json.dumps({"kind": "keep" if n % 2 == 0 else "drop", "n": n}) for n in range(10)]
+        await queue.send([*bodies, "plain text, not JSON"])
+        probe = queue.mapping(unique_name)
+        key = "body" if ":sqs:" in str(probe.get("EventSourceArn", "")) else "data"  # SQS, MQ
+        pattern = json.dumps({key: {"kind": ["keep"]}})
+        mapping = queue.mapping(
+            unique_name, BatchSize=10, FilterCriteria={"Filters": [{"Pattern": pattern}]}
+        )
+        handler = RecordingHandler()
+        await self.run(harness, queue, mapping, handler, records=5)
+        assert sorted(queue.value(r) for r in handler.records) == sorted(bodies[::2])
+        # The six others were settled (deleted, acknowledged) without a hand-over.
+        self.assert_counted(
+            polled_events=11, filtered_out_events=6, invoked_events=5, deleted_events=11
         )
         await queue.assert_drained()
 

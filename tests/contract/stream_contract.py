@@ -14,6 +14,7 @@ is tested in its own modules under ``tests/integration`` and ``tests/conformance
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ class Stream(Protocol):
 
     def sources(self, uuid: str) -> Mapping[str, Any] | None:
         """Sources to hand the Worker instead of the ones the mapping names (the double)."""
+        ...
+
+    def keep_pattern(self, kind: str) -> str:
+        """A FilterCriteria pattern keeping the records :func:`kinded` wrote with ``kind``."""
         ...
 
 
@@ -221,6 +226,33 @@ class StreamContract:
 
     # --- progress --------------------------------------------------------------------------------
 
+    async def test_records_matching_no_filter_are_skipped_and_checkpointed_past(
+        self, harness: StreamHarness, unique_name: str, tmp_path: Path
+    ) -> None:
+        stream = await harness.create(unique_name)
+        store = f"sqlite:///{tmp_path / 'state.db'}"
+        written = kinded(["a", "b"], 6)
+        await stream.put(written)
+        mapping = stream.mapping(
+            unique_name,
+            BatchSize=10,
+            FilterCriteria={"Filters": [{"Pattern": stream.keep_pattern("keep")}]},
+        )
+        first = RecordingHandler()
+        worker = await self.run(harness, stream, mapping, first, records=6, store=store)
+        kept = [value for _, value in written if '"keep"' in value]
+        assert sorted(stream.value(r) for r in first.records) == sorted(kept)
+        metrics = worker.status()[unique_name]["metrics"]
+        assert metrics["FilteredOutEventCount"] == 6
+        assert metrics["InvokedEventCount"] == 6
+        # The last record of each key was filtered: the checkpoint moved past it all the same,
+        # so a restart hands over only what came after.
+        later = json.dumps({"kind": "keep", "key": "a", "n": 6})
+        await stream.put([("a", later)])
+        second = RecordingHandler()
+        await self.run(harness, stream, mapping, second, records=1, store=store)
+        assert [stream.value(r) for r in second.records] == [later]
+
     async def test_a_restart_resumes_after_the_checkpoint(
         self, harness: StreamHarness, unique_name: str, tmp_path: Path
     ) -> None:
@@ -235,3 +267,12 @@ class StreamContract:
         await self.run(harness, stream, mapping, second, records=3, store=store)
         assert [stream.value(r) for r in first.records] == [f"k:{n}" for n in range(5)]
         assert [stream.value(r) for r in second.records] == ["k:5", "k:6", "k:7"]
+
+
+def kinded(keys: Iterable[str], count: int) -> list[tuple[str, str]]:
+    """``count`` JSON records per key, alternately of kind "keep" and "drop" (the last "drop")."""
+    return [
+        (key, json.dumps({"kind": "keep" if n % 2 == 0 else "drop", "key": key, "n": n}))
+        for n in range(count)
+        for key in keys
+    ]

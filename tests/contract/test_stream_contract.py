@@ -52,6 +52,10 @@ class MemoryStream:
     def mapping(self, uuid: str, **fields: Any) -> dict[str, Any]:
         return _mapping(uuid, {"EventSourceArn": self.arn}, fields)
 
+    def keep_pattern(self, kind: str) -> str:
+        """A filter keeping records whose JSON value has this ``kind`` (Kinesis filters ``data``)."""
+        return json.dumps({"data": {"kind": [kind]}})
+
     def sources(self, uuid: str) -> Mapping[str, Any]:
         return {uuid: self.source}
 
@@ -90,6 +94,10 @@ class KinesisStream:
 
     def mapping(self, uuid: str, **fields: Any) -> dict[str, Any]:
         return _mapping(uuid, {"EventSourceArn": self.arn}, fields)
+
+    def keep_pattern(self, kind: str) -> str:
+        """A filter keeping records whose JSON value has this ``kind`` (Kinesis filters ``data``)."""
+        return json.dumps({"data": {"kind": [kind]}})
 
     def sources(self, uuid: str) -> None:
         return None
@@ -132,6 +140,11 @@ class DynamoDBStream:
     def mapping(self, uuid: str, **fields: Any) -> dict[str, Any]:
         return _mapping(uuid, {"EventSourceArn": self.arn}, fields)
 
+    def keep_pattern(self, kind: str) -> str:
+        """A filter on the stream record: the item's ``value`` string starts with the kind."""
+        prefix = json.dumps({"kind": kind})[:-1]
+        return json.dumps({"dynamodb": {"NewImage": {"value": {"S": [{"prefix": prefix}]}}}})
+
     def sources(self, uuid: str) -> None:
         return None
 
@@ -172,6 +185,10 @@ class KafkaStream:
             "SelfManagedKafkaEventSourceConfig": {"ConsumerGroupId": uuid},
         }
         return _mapping(uuid, source, fields)
+
+    def keep_pattern(self, kind: str) -> str:
+        """A filter keeping records whose JSON value has this ``kind`` (Kafka filters ``value``)."""
+        return json.dumps({"value": {"kind": [kind]}})
 
     def sources(self, uuid: str) -> None:
         return None

@@ -322,3 +322,29 @@ def test_readme_documents_the_ranges_the_model_allows() -> None:
                 continue
             found = problems(one(**fields, **{field: value}))
             assert any(p.startswith(f"mappings[0].{field}: ") for p in found), (field, value)
+
+
+# --- FilterCriteria -----------------------------------------------------------------------------
+
+
+def test_filter_criteria_are_checked_and_kept_for_the_engine() -> None:
+    pattern = '{"data": {"kind": ["keep"]}}'
+    config = parse_config(one(FilterCriteria={"Filters": [{"Pattern": pattern}]}))
+    assert config.mappings[0].resolved().filter_patterns == (pattern,)
+
+
+def test_an_invalid_filter_pattern_names_the_filter_and_what_is_wrong() -> None:
+    filters = {"Filters": [{"Pattern": '{"data": ["x"]}'}, {"Pattern": '{"data": "x"}'}]}
+    found = problems(one(FilterCriteria=filters))
+    assert len(found) == 1, found
+    assert found[0].startswith("mappings[0]: FilterCriteria.Filters[1].Pattern:"), found
+
+
+def test_more_filters_than_the_quota_are_refused_unless_the_quota_allows_them() -> None:
+    filters = {"Filters": [{"Pattern": '{"data": ["x"]}'}] * 6}
+    found = problems(one(FilterCriteria=filters))
+    assert any("6 filters, at most 5 are allowed" in problem for problem in found), found
+    allowed = {**one(FilterCriteria=filters), "worker": {"max_filters_per_mapping": 10}}
+    assert len(parse_config(allowed).mappings[0].resolved().filter_patterns) == 6
+    found = problems(one(FilterCriteria={"Filters": [{"Pattern": '{"data": ["x"]}'}] * 11}))
+    assert any("11 filters, at most 10 are allowed" in problem for problem in found), found

@@ -118,6 +118,9 @@ class AckProcessor(QueueProcessor[AckQueue]):
 
     # --- settling ------------------------------------------------------------------------------
 
+    async def settle_filtered(self, records: Sequence[Record]) -> None:
+        await self._ack(records)
+
     async def _ack(self, records: Sequence[Record]) -> None:
         self._count_deleted(records, await self._settle(records, self._source.ack))
 

@@ -79,10 +79,21 @@ class _PollerFeed:
             wait = min(self._long_poll, max(0.0, wait))
         received = await source.receive(min(source.max_receive, wanted), wait)
         if received:
-            self._runner.counters.polled_events += len(received)
+            counters = self._runner.counters
+            counters.polled_events += len(received)
             self._processor.hold(received)
             if len(received) >= source.max_receive:
                 self._runner.full_receives += 1
+            filters = self._runner.filters
+            if filters is not None:
+                # Batches are made of matching messages; the others are settled now.
+                kept = [record for record in received if filters.accepts(record)]
+                if len(kept) < len(received):
+                    kept_ids = {id(record) for record in kept}
+                    dropped = [record for record in received if id(record) not in kept_ids]
+                    counters.filtered_out_events += len(dropped)
+                    await self._processor.settle_filtered(dropped)
+                    return kept
         return received
 
 
@@ -100,6 +111,8 @@ class QueueMappingRunner:
         self.counters = context.counters
         self.source = source
         self._context = context
+        #: FilterCriteria (None: every message reaches the function).
+        self.filters = context.filters
         self._long_poll = long_poll_seconds
         #: Whether the queue keeps messages with their consumer (a broker) rather than hiding
         #: them for a visibility timeout: it decides the settlement and the pollers.

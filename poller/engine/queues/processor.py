@@ -124,6 +124,11 @@ class QueueProcessor(Generic[SourceT]):
         """Give back messages that were received but never handed over."""
         raise NotImplementedError
 
+    async def settle_filtered(self, records: Sequence[Record]) -> None:
+        """Settle held messages that matched no filter as done: SQS deletes them, a broker
+        acknowledges them, as Lambda does; none reaches the function."""
+        raise NotImplementedError
+
     # --- idempotency ---------------------------------------------------------------------------
 
     async def _known_succeeded(self, records: list[Record]) -> tuple[list[Record], list[Record]]:

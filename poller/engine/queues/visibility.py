@@ -168,6 +168,9 @@ class VisibilityProcessor(QueueProcessor[VisibilityQueue]):
 
     # --- settling ------------------------------------------------------------------------------
 
+    async def settle_filtered(self, records: Sequence[Record]) -> None:
+        await self._delete(records)
+
     async def _delete(self, records: Sequence[Record]) -> None:
         self._count_deleted(records, await self._settle(records, self._source.delete))
 

@@ -34,7 +34,13 @@ from poller.config.fields import StartingPosition
 from poller.engine.backoff import Backoff
 from poller.engine.batching import Batcher, StreamFeed
 from poller.engine.cutoff import CLOCK_SKEW_ALLOWANCE, ArrivalCutoff
-from poller.engine.invocation import Invocation, InvocationContext, Target, TimedTarget
+from poller.engine.invocation import (
+    Invocation,
+    InvocationContext,
+    RecordFilter,
+    Target,
+    TimedTarget,
+)
 from poller.engine.outcome import Outcome, Succeeded
 from poller.engine.protocols import PartitionInfo, PartitionReader, PartitionSource, StartAt
 from poller.engine.state import Checkpoint, Store
@@ -278,7 +284,8 @@ class PartitionRunner:
 
     async def _process(self, receive: MemoryObjectReceiveStream[Sequence[Record]]) -> None:
         lanes = self._mapping.parallelization_factor
-        if lanes == 1:
+        filters = self._context.filters
+        if lanes == 1 and filters is None:
             await self._lane(receive, register=True)
             return
         sends: list[ObjectSendStream[Sequence[Record]]] = []
@@ -294,8 +301,11 @@ class PartitionRunner:
                     if self._stop.is_set():
                         break
                     self._watermark.register(chunk)
+                    kept: Sequence[Record] = chunk
+                    if filters is not None:
+                        kept = await self._filter(chunk, filters)
                     groups: list[list[Record]] = [[] for _ in range(lanes)]
-                    for record in chunk:
+                    for record in kept:
                         groups[zlib.crc32(record.key.encode()) % lanes].append(record)
                     for index, records in enumerate(groups):
                         if records:
@@ -305,6 +315,18 @@ class PartitionRunner:
             finally:
                 for stream in sends:
                     await stream.aclose()
+
+    async def _filter(self, chunk: Sequence[Record], filters: RecordFilter) -> list[Record]:
+        """The records that match FilterCriteria; the others settle at once, as done (the
+        checkpoint moves past them with the settled prefix), and are counted."""
+        accepts = filters.accepts
+        kept = [record for record in chunk if accepts(record)]
+        if len(kept) < len(chunk):
+            kept_ids = {id(record) for record in kept}
+            dropped = [record for record in chunk if id(record) not in kept_ids]
+            self._counters.filtered_out_events += len(dropped)
+            await self._settle(dropped, True)
+        return kept
 
     async def _lane(
         self, receive: MemoryObjectReceiveStream[Sequence[Record]], register: bool
