@@ -43,6 +43,9 @@ Owners = Callable[[], dict[str, str | None]]
 
 #: How long leases may take to settle into a balance.
 BALANCE_WAIT = 60.0
+#: Leases of 4 s: a worker starved of CPU for a couple of seconds on a busy 2-core machine must
+#: not look dead (2 s, the quick default of these tests, is too close to that).
+STEADY = {"lease_duration_seconds": 4}
 
 
 def lease_owners(aws: AwsSetup, here: Project) -> Owners:
@@ -170,15 +173,16 @@ async def test_kill_9_of_one_of_three_workers_moves_its_shards_to_the_others(
     aws: AwsSetup, project: Callable[..., Project], unique_name: str
 ) -> None:
     stream = await create_stream(aws, unique_name, shards=6)
-    here = project(stream, store=dynamodb(unique_name), BatchSize=3)
+    here = project(stream, store=dynamodb(unique_name), worker=STEADY, BatchSize=3)
     owners = lease_owners(aws, here)
     runs = [await here.start(delay=0.3) for _ in range(3)]
-    before = await wait_for_stable_balance(owners, [2, 2, 2])
+    await wait_for_stable_balance(owners, [2, 2, 2])
     written = await put(aws, stream, spread(stream, 60, "failover"))
     victim = runs[0]
     await wait_until(victim.seen.in_flight, within=WAIT, what="a batch in the victim's handler")
     survivors = runs[1:]
     taken_before = [len(lease_events(run, "lease taken")) for run in survivors]
+    at_kill = owners()
     victim.process.send_signal(signal.SIGKILL)
     assert await victim.wait(within=5) == -signal.SIGKILL
 
@@ -199,8 +203,8 @@ async def test_kill_9_of_one_of_three_workers_moves_its_shards_to_the_others(
     twice = {key for key, count in handled.items() if count > 1}
     assert twice <= in_flight, f"handed over twice outside the killed batch: {sorted(twice)}"
     victim_id = _worker_of(victim)
-    victim_shards = {shard for shard, owner in before.items() if owner == victim_id}
-    assert len(victim_shards) == 2
+    victim_shards = {shard for shard, owner in at_kill.items() if owner == victim_id}
+    assert victim_shards, "the victim held shards when it was killed"
     after = owners()
     assert all(after[shard] not in (victim_id, None) for shard in victim_shards)
     taken = [
@@ -208,8 +212,8 @@ async def test_kill_9_of_one_of_three_workers_moves_its_shards_to_the_others(
         for run, before_kill in zip(survivors, taken_before, strict=True)
         for event in lease_events(run, "lease taken")[before_kill:]
     ]
-    assert {e["shard"] for e in taken} == victim_shards
-    assert {e["reason"] for e in taken} == {"expired"}, "taken only once they expired"
+    reasons = {e["reason"] for e in taken if e["shard"] in victim_shards}
+    assert reasons == {"expired"}, f"the victim's shards taken only once expired: {taken}"
     await stop_all(survivors)
 
 
@@ -265,7 +269,7 @@ async def test_a_fourth_worker_steals_its_share_and_a_stopping_one_hands_its_lea
     aws: AwsSetup, project: Callable[..., Project], unique_name: str
 ) -> None:
     stream = await create_stream(aws, unique_name, shards=8)
-    here = project(stream, store=dynamodb(unique_name), BatchSize=5)
+    here = project(stream, store=dynamodb(unique_name), worker=STEADY, BatchSize=5)
     owners = lease_owners(aws, here)
     runs = [await here.start(delay=0.05) for _ in range(3)]
     await wait_for_stable_balance(owners, [2, 3, 3])

@@ -515,8 +515,15 @@ async def project(aws: AwsSetup, tmp_path: Path) -> AsyncIterator[Callable[..., 
     """Writes a config for one mapping; kills (by PID) any child process a test left running."""
     made: list[Project] = []
 
-    def make(stream: Stream, *, store: str = "sqlite:///state.db", **mapping: Any) -> Project:
-        """``store`` is the ``[store] url`` (a DynamoDB table on the moto server, for one)."""
+    def make(
+        stream: Stream,
+        *,
+        store: str = "sqlite:///state.db",
+        worker: Mapping[str, Any] | None = None,
+        **mapping: Any,
+    ) -> Project:
+        """``store`` is the ``[store] url`` (a DynamoDB table on the moto server, for one);
+        ``worker`` overrides ``[worker]`` settings."""
         mapping_id = str(uuid.uuid4())
         fields = {
             "UUID": mapping_id,
@@ -534,7 +541,7 @@ async def project(aws: AwsSetup, tmp_path: Path) -> AsyncIterator[Callable[..., 
             "[store]",
             f"url = {json.dumps(store)}",
             "[worker]",
-            *(f"{name} = {value}" for name, value in FAST_WORKER.items()),
+            *(f"{name} = {value}" for name, value in {**FAST_WORKER, **(worker or {})}.items()),
             "shutdown_grace_seconds = 10",
             "[logging]",
             'format = "json"',
