@@ -49,6 +49,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/kafka.py
 	$(PY) benchmarks/functions.py
 	$(PY) benchmarks/leases.py
+	$(PY) benchmarks/filters.py
+	$(PY) benchmarks/engine_filters.py
 
 ## node-ric: AWS's Node.js runtime interface client, for the test that runs it (not part of
 ## `make test`: it compiles curl and the AWS C++ runtime, which takes minutes)

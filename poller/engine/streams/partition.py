@@ -304,6 +304,10 @@ class PartitionRunner:
                     kept: Sequence[Record] = chunk
                     if filters is not None:
                         kept = await self._filter(chunk, filters)
+                    if lanes == 1:
+                        if kept:
+                            await sends[0].send(kept)
+                        continue
                     groups: list[list[Record]] = [[] for _ in range(lanes)]
                     for record in kept:
                         groups[zlib.crc32(record.key.encode()) % lanes].append(record)
