@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -39,9 +39,11 @@ __all__ = [
     "VPC_ACCESS_TYPES",
     "ConfigModel",
     "DestinationConfig",
+    "EsmMetricsConfig",
     "FilterConfig",
     "FilterCriteria",
     "OnFailure",
+    "ProvisionedPollerConfig",
     "ScalingConfig",
     "SelfManagedEventSource",
     "SourceAccess",
@@ -223,6 +225,21 @@ class ScalingConfig(ConfigModel):
     """``ScalingConfig`` of a queue mapping (SQS, MQ): the most batches in flight at once."""
 
     maximum_concurrency: Annotated[int | None, in_range(2, 1000)] = None
+
+
+class ProvisionedPollerConfig(ConfigModel):
+    """``ProvisionedPollerConfig`` (SQS, Kafka): the bounds on the mapping's pollers."""
+
+    minimum_pollers: Annotated[int | None, in_range(1, 200)] = None
+    maximum_pollers: Annotated[int | None, in_range(1, 10000)] = None
+    #: Kafka: AWS groups mappings that share provisioned capacity (billing); no effect here.
+    poller_group_name: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class EsmMetricsConfig(ConfigModel):
+    """``MetricsConfig`` of a mapping: which groups of event source mapping metrics it exports."""
+
+    metrics: tuple[Literal["EventCount", "ErrorCount", "KafkaMetrics"], ...] = ()
 
 
 class SelfManagedEventSource(ConfigModel):

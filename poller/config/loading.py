@@ -42,9 +42,6 @@ ESM_READ_ONLY_FIELDS = frozenset(
         "EventSourceMappingArn",
         "ResponseMetadata",
         "FilterCriteriaError",
-        "KMSKeyArn",
-        "MetricsConfig",
-        "ProvisionedPollerConfig",
     }
 )
 

@@ -36,7 +36,9 @@ from poller.config.fields import (
     VPC_ACCESS_TYPES,
     ConfigModel,
     DestinationConfig,
+    EsmMetricsConfig,
     FilterCriteria,
+    ProvisionedPollerConfig,
     SelfManagedEventSource,
     SourceAccess,
     SourceAccessConfiguration,
@@ -52,6 +54,7 @@ from poller.config.source_fields import (
     spec_of_raw,
     validate_options,
 )
+from poller.config.surface import surface_problems
 from poller.sources import registry
 from poller.sources.spec import SourceSpec
 
@@ -88,6 +91,15 @@ class MappingConfig(ConfigModel):
     parallelization_factor: Annotated[int, in_range(1, 10)] = 1
     tumbling_window_in_seconds: Annotated[int | None, in_range(0, 900)] = None
     filter_criteria: FilterCriteria | None = None
+    provisioned_poller_config: ProvisionedPollerConfig | None = None
+    metrics_config: EsmMetricsConfig | None = None
+    #: Lambda encrypts FilterCriteria at rest with it; poller keeps filters in its own config.
+    kms_key_arn: str | None = Field(default=None, alias="KMSKeyArn")
+    tags: dict[str, str] | None = None
+    #: Named only to be refused by name: DocumentDB change streams are not a source here.
+    document_db_event_source_config: dict[str, Any] | None = Field(
+        default=None, alias="DocumentDBEventSourceConfig"
+    )
     # poller's own fields, beyond CreateEventSourceMapping:
     function_timeout: Annotated[float, in_range(0.001, 900)] = 60.0
     idempotency: bool = False
@@ -189,6 +201,7 @@ class MappingConfig(ConfigModel):
         if self.filter_criteria is not None:
             problems.extend(self.filter_criteria.problems())
         problems.extend(self._unsupported_rules(spec))
+        problems.extend(surface_problems(self, spec))
         problems.extend(self._destination_rules(spec))
         problems.extend(self._access_rules(spec))
         if (
@@ -415,5 +428,19 @@ class MappingConfig(ConfigModel):
             source_label=self.source_label,
             window_from_first_record=defaults.window_from_first_record,
             filter_patterns=self.filter_criteria.patterns if self.filter_criteria else (),
+            metric_groups=(
+                frozenset(self.metrics_config.metrics) if self.metrics_config is not None else None
+            ),
+            minimum_pollers=(
+                self.provisioned_poller_config.minimum_pollers
+                if self.provisioned_poller_config
+                else None
+            ),
+            maximum_pollers=(
+                self.provisioned_poller_config.maximum_pollers
+                if self.provisioned_poller_config
+                else None
+            ),
+            tags=tuple(sorted((self.tags or {}).items())),
         )
         return self.source_options.resolve(self, resolved)

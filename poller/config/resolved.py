@@ -68,6 +68,13 @@ class ResolvedMapping:
     fifo: bool = False
     #: FilterCriteria's patterns (checked; compiled where records are read). Empty: no filter.
     filter_patterns: tuple[str, ...] = ()
+    #: MetricsConfig's groups of mapping metrics to export (None: every group, poller's default).
+    metric_groups: frozenset[str] | None = None
+    #: ProvisionedPollerConfig: bounds on the pollers (SQS).
+    minimum_pollers: int | None = None
+    maximum_pollers: int | None = None
+    #: Tags, as (key, value) pairs in key order (shown in the mapping's status).
+    tags: tuple[tuple[str, str], ...] = ()
     #: What only this mapping's kind of source needs (its own :class:`SourceSettings`).
     settings: SourceSettings = field(default_factory=SourceSettings)
 

@@ -33,10 +33,32 @@ class MetricSpec:
     unit: str = "Count"
     #: "mapping": labelled by mapping, function and source; "worker": by mapping only.
     scope: Literal["mapping", "worker"] = "mapping"
+    #: The MetricsConfig group that turns it on (AWS's EventCount, ErrorCount, KafkaMetrics);
+    #: None for metrics always exported (the function's own, and poller's).
+    group: str | None = None
+
+    def enabled(self, groups: frozenset[str] | None) -> bool:
+        """Whether a mapping with MetricsConfig ``groups`` (None: unset) exports it."""
+        return groups is None or self.group is None or self.group in groups
+
+
+#: The event counts AWS exports when MetricsConfig has EventCount, and Kafka's ErrorCount group.
+_GROUPS = {
+    "PolledEventCount": "EventCount",
+    "FilteredOutEventCount": "EventCount",
+    "InvokedEventCount": "EventCount",
+    "FailedInvokeEventCount": "EventCount",
+    "DroppedEventCount": "EventCount",
+    "OnFailureDestinationDeliveredEventCount": "EventCount",
+    "DeletedEventCount": "EventCount",
+    "CommittedEventCount": "EventCount",
+    "PollingErrorCount": "ErrorCount",
+    "CommitErrorCount": "ErrorCount",
+}
 
 
 def _counter(name: str, key: str, meaning: str, *, aws: bool = True) -> MetricSpec:
-    return MetricSpec(name, "counter", key, meaning, key if aws else None)
+    return MetricSpec(name, "counter", key, meaning, key if aws else None, group=_GROUPS.get(key))
 
 
 METRICS: tuple[MetricSpec, ...] = (

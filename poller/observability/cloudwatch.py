@@ -96,7 +96,10 @@ class CloudWatchPublisher:
                 {"Name": "FunctionName", "Value": view.function},
                 {"Name": "EventSourceMappingUUID", "Value": view.mapping_id},
             ]
+            groups = view.runner.mapping.metric_groups
             for spec in per_mapping():
+                if not spec.enabled(groups):
+                    continue  # the mapping's MetricsConfig leaves this group out
                 name = spec.aws_name or spec.key
                 if spec.kind == "counter":
                     total = reading.counts.get(spec.key, 0.0)

@@ -43,6 +43,8 @@ class MappingCollector(Collector):
             if spec.kind == "counter":
                 counter = CounterMetricFamily(spec.name, spec.meaning, labels=_MAPPING)
                 for reading in readings:
+                    if not spec.enabled(reading.view.runner.mapping.metric_groups):
+                        continue  # the mapping's MetricsConfig leaves this group out
                     value = reading.counts.get(spec.key, 0.0)
                     counter.add_metric(_labels(reading.view, _MAPPING), value)
                 yield counter

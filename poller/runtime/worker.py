@@ -147,7 +147,14 @@ class Worker:
 
     def status(self) -> dict[str, Any]:
         """Per mapping: checkpoints (streams) or pollers (queues), idle flags, and counters."""
-        return {runner.mapping.mapping_id: runner.status() for runner in self._runners}
+        return {
+            runner.mapping.mapping_id: (
+                {**runner.status(), "tags": dict(runner.mapping.tags)}
+                if runner.mapping.tags
+                else runner.status()
+            )
+            for runner in self._runners
+        }
 
     # --- lifecycle -------------------------------------------------------------------------------
 

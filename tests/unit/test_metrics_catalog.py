@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,7 +28,8 @@ def test_readme_lists_every_metric_with_its_aws_name() -> None:
 class _Runner:
     """Just what the collector reads of a running mapping."""
 
-    def __init__(self) -> None:
+    def __init__(self, groups: frozenset[str] | None = None) -> None:
+        self.mapping = SimpleNamespace(metric_groups=groups)
         self.counters = MappingCounters(polled_events=7, invocations=2, concurrent_executions=1)
         self.counters.observe_duration(0.003)
         self.counters.observe_duration(2.0)
@@ -65,3 +67,23 @@ def test_the_exposition_has_every_family_with_its_labels() -> None:
     }
     assert buckets["0.001"] == 0 and buckets["0.005"] == 1 and buckets["2.5"] == 2
     assert buckets["+Inf"] == 2
+
+
+def test_metrics_config_chooses_the_groups_of_event_counts_exported() -> None:
+    def families(groups: frozenset[str] | None) -> set[str]:
+        view = MappingView("m", "fn", "sqs", "queue", _Runner(groups), "w")  # type: ignore[arg-type]
+        text = exposition(lambda: [view])().decode()
+        return {
+            sample.name
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    everything = families(None)  # no MetricsConfig: poller exports every group
+    assert "poller_polled_events_total" in everything
+    only_events = families(frozenset({"EventCount"}))
+    assert "poller_polled_events_total" in only_events
+    assert "poller_polling_errors_total" not in only_events  # Kafka's ErrorCount group
+    none = families(frozenset())  # MetricsConfig with no groups: the function's metrics only
+    assert "poller_polled_events_total" not in none
+    assert {"poller_invocations_total", "poller_errors_total", "poller_throttles_total"} <= none

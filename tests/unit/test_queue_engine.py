@@ -184,6 +184,30 @@ async def test_pollers_scale_up_while_receives_come_back_full() -> None:
     assert most > 5, f"pollers never grew past the initial five (max seen {most})"
 
 
+async def test_provisioned_pollers_bound_the_pollers() -> None:
+    """ProvisionedPollerConfig: MinimumPollers start at once, MaximumPollers is never passed."""
+    queue = MemoryQueue()
+    for n in range(400):
+        queue.send(f"m{n}")
+
+    async def handler(batch: Batch) -> None:
+        await anyio.sleep(0.05)
+
+    mapping = sqs_mapping(
+        BatchSize=10, ProvisionedPollerConfig={"MinimumPollers": 8, "MaximumPollers": 9}
+    )
+    runner = runner_for(mapping, queue, handler)
+    seen: list[int] = []
+
+    def done() -> bool:
+        seen.append(runner.pollers)
+        return not queue.remaining
+
+    await run_until(runner, done)
+    assert max(seen) == 9, f"pollers grew to {max(seen)}, MaximumPollers is 9"
+    assert 8 in seen, "the eight minimum pollers never all ran"
+
+
 async def test_destination_takes_messages_received_more_than_retries_plus_one() -> None:
     queue = MemoryQueue(visibility_timeout=0.05)
     bad = queue.send("bad")

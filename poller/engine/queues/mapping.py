@@ -122,8 +122,13 @@ class QueueMappingRunner:
             self._max_pollers = mapping.maximum_concurrency or _DEFAULT_BROKER_POLLERS
             self._min_pollers = self._max_pollers
         else:
-            self._max_pollers = mapping.maximum_concurrency or _DEFAULT_MAX_POLLERS
-            self._min_pollers = min(_INITIAL_POLLERS, self._max_pollers)
+            # ProvisionedPollerConfig bounds the pollers; ScalingConfig's MaximumConcurrency
+            # (batches in flight, one per poller) caps them too.
+            ceiling = mapping.maximum_pollers or _DEFAULT_MAX_POLLERS
+            if mapping.maximum_concurrency:
+                ceiling = min(ceiling, mapping.maximum_concurrency)
+            self._max_pollers = ceiling
+            self._min_pollers = min(mapping.minimum_pollers or _INITIAL_POLLERS, ceiling)
         self._pollers = 0
         self._in_flight = 0
         self._idle_pollers = 0
