@@ -167,7 +167,9 @@ async def test_a_stream_mapping_counts_a_discarded_batch_and_a_good_one_exactly(
 ) -> None:
     arn = await aws.create_stream(unique_name, shards=1)
     destination = await aws.create_queue(unique_name)
-    await aws.put_records(arn, [b"a", b"b", b"poison", *[b"c"] * 7])
+    # Ten records (one poisoned) then five good ones, all written before the worker starts: the
+    # first batch is the ten (BatchSize), the second the five, whatever the reads return.
+    await aws.put_records(arn, [b"a", b"b", b"poison", *[b"c"] * 7, *[b"d"] * 5])
     running = await start(
         tmp_path,
         config(
@@ -199,13 +201,12 @@ async def test_a_stream_mapping_counts_a_discarded_batch_and_a_good_one_exactly(
     assert json.loads(body)["functions"] == {"poisoned": "ready"}
 
     await wait_for(running, "poller_on_failure_destination_delivered_events_total", 10)
-    await aws.put_records(arn, [b"d"] * 5)
     await wait_for(running, "poller_invoked_events_total", 25)
 
     samples = await running.metrics()
     labels = {"function": "poisoned", "source": "kinesis"}
     expected = {
-        "poller_polled_events_total": 15,  # 10, then 5
+        "poller_polled_events_total": 15,
         "poller_invocations_total": 3,  # the first batch twice (one retry), then the good one
         "poller_errors_total": 2,
         "poller_invoked_events_total": 25,
