@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Batch", "Record"]
+__all__ = ["Batch", "Record", "TumblingWindow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,24 @@ class Record:
 
 
 @dataclass(frozen=True, slots=True)
+class TumblingWindow:
+    """The tumbling window (``TumblingWindowInSeconds``) an invocation belongs to, and its state."""
+
+    #: Epoch seconds; windows are aligned to multiples of their length since the epoch.
+    start: int
+    end: int
+    #: What the previous invocation of this window and shard returned as ``state`` (``{}`` at
+    #: the window's start, or after it was terminated early).
+    state: Any
+    #: The event's ``eventSourceARN``.
+    source_arn: str
+    #: The last invocation of the window: no records, the state to act on.
+    final: bool = False
+    #: The window ends early because its state grew over 1 MB; it goes on with a fresh state.
+    terminated_early: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Batch(Sequence[Record]):
     """Records of one partition handed to a target in one invocation.
 
@@ -54,6 +72,8 @@ class Batch(Sequence[Record]):
     batch_id: str
     #: How many times these records have been handed over, this invocation included (1-based).
     attempt: int = 1
+    #: The tumbling window of this invocation, when the mapping has one.
+    window: TumblingWindow | None = None
 
     def __len__(self) -> int:
         return len(self.records)

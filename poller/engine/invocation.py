@@ -22,7 +22,7 @@ from poller.engine.metrics import MappingCounters
 from poller.engine.outcome import Failed, Outcome, PartiallyFailed, Succeeded
 from poller.engine.protocols import EventCodec
 from poller.engine.state import IdempotencyStore
-from poller.records import Batch, Record
+from poller.records import Batch, Record, TumblingWindow
 
 __all__ = [
     "DEFAULT_FUNCTION",
@@ -155,8 +155,11 @@ async def invoke(
     records: Sequence[Record],
     *,
     attempt: int,
+    window: TumblingWindow | None = None,
 ) -> tuple[Outcome, str]:
-    """Hand ``records`` to the target within FunctionTimeout; return the outcome and request id."""
+    """Hand ``records`` to the target within FunctionTimeout; return the outcome and request id.
+
+    ``window``: the tumbling window the invocation belongs to, when the mapping has one."""
     mapping = context.mapping
     counters = context.counters
     request_id = str(uuid.uuid4())
@@ -166,6 +169,7 @@ async def invoke(
         records=tuple(records),
         batch_id=request_id,
         attempt=attempt,
+        window=window,
     )
     timeout = mapping.function_timeout
     invocation = Invocation(

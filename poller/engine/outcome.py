@@ -35,6 +35,9 @@ __all__ = [
 class Succeeded:
     """Every record of the batch succeeded."""
 
+    #: A tumbling window's ``state`` from the response (None without a window).
+    state: Any = None
+
 
 @dataclass(frozen=True, slots=True)
 class PartiallyFailed:
@@ -42,6 +45,8 @@ class PartiallyFailed:
 
     #: Indexes into the batch of the failed records, ascending, never empty.
     failed: tuple[int, ...]
+    #: A tumbling window's ``state`` from the response (None without a window).
+    state: Any = None
 
 
 @dataclass(frozen=True, slots=True)

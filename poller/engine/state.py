@@ -25,6 +25,20 @@ class Checkpoint:
     #: settled (position ""): a restart resumes from this moment instead of a new LATEST, so
     #: records written while the worker was down are not skipped.
     opened_at: float | None = None
+    #: TumblingWindowInSeconds: the start (epoch seconds) of the window open at this position,
+    #: None when none is. A checkpoint at the same position replaces the stored one when either
+    #: carries a window (the window closed, or its state was reset after ending early).
+    window_start: int | None = None
+    #: The open window's state as the last successful invocation returned it (JSON text).
+    window_state: str | None = None
+
+    def replaces(self, current: Checkpoint) -> bool:
+        """Whether a store holding ``current`` takes this checkpoint (never backwards)."""
+        if current.finished or self.ordinal < current.ordinal:
+            return False
+        if self.ordinal > current.ordinal or self.finished:
+            return True
+        return self.window_start is not None or current.window_start is not None
 
 
 class CheckpointStore(Protocol):

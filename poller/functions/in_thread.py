@@ -29,6 +29,7 @@ from poller.engine.invocation import Invocation
 from poller.engine.metrics import MappingCounters
 from poller.engine.outcome import Failed, Outcome, parse_lambda_response
 from poller.engine.protocols import EventCodec
+from poller.engine.windows import parse_window_response, window_event
 from poller.functions.context import LambdaContext
 from poller.functions.reply import MAX_RESPONSE_BYTES, exit_error, response_too_large
 from poller.records import Batch
@@ -87,6 +88,9 @@ class LambdaTarget:
         """Render, call, check the response is JSON of at most 6 MB, parse it."""
         records = batch.records
         event = self._codec.render_event(records)
+        window = batch.window
+        if window is not None:
+            event = window_event(event, batch, window)
         context = LambdaContext(
             function_name=invocation.function_name,
             invoked_function_arn=invocation.function_arn,
@@ -120,7 +124,8 @@ class LambdaTarget:
                 return Failed(str(response_too_large(size)))
         elif isinstance(response, str) and len(response) > MAX_RESPONSE_BYTES:
             return Failed(str(response_too_large(len(response))))
-        return parse_lambda_response(
+        parse = parse_lambda_response if window is None else parse_window_response
+        return parse(
             response,
             records,
             self._codec.item_identifier,

@@ -15,6 +15,7 @@ from poller.engine.invocation import Invocation
 from poller.engine.metrics import MappingCounters
 from poller.engine.outcome import Failed, Outcome, parse_lambda_response
 from poller.engine.protocols import EventCodec
+from poller.engine.windows import parse_window_response, window_event
 from poller.functions.base import Function
 from poller.functions.reply import FunctionError
 from poller.records import Batch
@@ -52,7 +53,11 @@ class FunctionTarget:
     ) -> Outcome:
         """Render, invoke, and parse what came back."""
         records = batch.records
-        payload = orjson.dumps(self._codec.render_event(records))
+        event = self._codec.render_event(records)
+        window = batch.window
+        if window is not None:
+            event = window_event(event, batch, window)
+        payload = orjson.dumps(event)
         reply = await self._function.call(payload, invocation, time_limit, self._throttled)
         if isinstance(reply, FunctionError):
             return Failed(str(reply))
@@ -61,6 +66,7 @@ class FunctionTarget:
             response = orjson.loads(text) if text.strip() else None
         except orjson.JSONDecodeError as error:
             return Failed(f"Runtime.MarshalError: the response is not JSON: {error}")
-        return parse_lambda_response(
+        parse = parse_lambda_response if window is None else parse_window_response
+        return parse(
             response, records, self._codec.item_identifier, report_batch_item_failures=self._report
         )

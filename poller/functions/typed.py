@@ -21,7 +21,13 @@ from poller.engine.protocols import EventCodec
 from poller.functions.in_thread import exit_reason
 from poller.records import Batch
 
-__all__ = ["TypedTarget"]
+__all__ = ["TYPED_WINDOW_REFUSAL", "TypedTarget"]
+
+#: Why a typed handler cannot serve a mapping with TumblingWindowInSeconds.
+TYPED_WINDOW_REFUSAL = (
+    "TumblingWindowInSeconds needs a Lambda-style handler(event, context) that returns "
+    '{"state": {...}}; a typed handler(batch) has no window state'
+)
 
 
 class TypedTarget:
@@ -43,6 +49,8 @@ class TypedTarget:
 
     async def invoke(self, batch: Batch, invocation: Invocation) -> Outcome:
         """Call the handler; exceptions are function errors, the result is parsed."""
+        if batch.window is not None:
+            return Failed(TYPED_WINDOW_REFUSAL, function_error=None)
         try:
             if self._is_async:
                 result = await self._handler(batch)

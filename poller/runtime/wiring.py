@@ -43,10 +43,12 @@ from poller.engine.streams.leasing import (
     LeasedSource,
     LeaseSettings,
 )
+from poller.engine.windows import tumbling_window_seconds
 from poller.errors import ConfigError, HandlerImportError
 from poller.filtering.records import mapping_filter
 from poller.functions import FunctionSet, FunctionTarget, is_typed, load_handler, target_for
 from poller.functions.loader import find_handler_module
+from poller.functions.typed import TYPED_WINDOW_REFUSAL
 from poller.observability.tracing import tracer_for
 from poller.sources import registry
 from poller.sources.spec import OpenedSource, SourceEnvironment
@@ -268,6 +270,8 @@ async def build_target(
 ) -> Target:
     """How the mapping's batches reach its function: in the worker, or through environments."""
     if plan.handler is not None:
+        if tumbling_window_seconds(mapping) and callable(plan.handler) and is_typed(plan.handler):
+            raise ConfigError(f"mapping {mapping.mapping_id}: {TYPED_WINDOW_REFUSAL}")
         return target_for(
             plan.handler,
             codec,

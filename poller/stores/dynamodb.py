@@ -4,7 +4,8 @@ records in one table, so that workers on many hosts share a stream's shards.
 Item layout (partition key ``pk``, sort key ``sk``, both strings), readable with the AWS CLI::
 
     pk = "checkpoint#MAPPING"  sk = PARTITION   position, ordinal (129-digit text), finished,
-                                                opened_at, updated_at
+                                                opened_at, updated_at, window_start and
+                                                window_state (while a tumbling window is open)
     pk = "lease#MAPPING"       sk = PARTITION   owner, counter, epoch, parents, finished
     pk = "done#MAPPING#PARTITION"  sk = POSITION   expires_at (the table's TTL attribute)
 
@@ -34,17 +35,19 @@ from poller.engine.state import Checkpoint
 from poller.errors import StoreError
 from poller.stores.base import ClosingStore
 from poller.stores.dynamodb_inspection import DynamoDBInspection, checkpoint_from_item
+from poller.stores.dynamodb_windows import window_attributes, with_window
 from poller.stores.sqlite import ordinal_key
 
 __all__ = ["DynamoDBStore"]
 
 #: What DynamoDB answers when a write's condition did not hold (alone, or in a transaction).
 _CONDITION_CODES = frozenset({"ConditionalCheckFailedException", "TransactionCanceledException"})
-_CHECKPOINT_MOVES_FORWARD = (
-    "attribute_not_exists(pk) OR (finished = :false AND "
-    "(ordinal < :ordinal OR (ordinal = :ordinal AND :finished = :true)))"
+_CHECKPOINT_MOVES_FORWARD = (  # as Checkpoint.replaces
+    "attribute_not_exists(pk) OR (finished = :false AND (ordinal < :ordinal OR (ordinal = "
+    ":ordinal AND (:finished = :true OR :windowed = :true OR attribute_exists(window_start)))))"
 )
 _BATCH = 25
+_KEYS = (("pk", "HASH"), ("sk", "RANGE"))
 
 
 class DynamoDBStore(DynamoDBInspection, ClosingStore):
@@ -89,14 +92,8 @@ class DynamoDBStore(DynamoDBInspection, ClosingStore):
             await client.create_table(
                 TableName=self.table,
                 BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
+                AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in _KEYS],
+                KeySchema=[{"AttributeName": k, "KeyType": kind} for k, kind in _KEYS],
             )
         except Exception as error:
             if error_code(error) != "ResourceInUseException":  # another worker created it
@@ -164,7 +161,7 @@ class DynamoDBStore(DynamoDBInspection, ClosingStore):
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return None if item is None else checkpoint_from_item(item)
+        return None if item is None else with_window(checkpoint_from_item(item), item)
 
     def _checkpoint_put(
         self, mapping_id: str, partition: str, checkpoint: Checkpoint
@@ -178,6 +175,7 @@ class DynamoDBStore(DynamoDBInspection, ClosingStore):
         }
         if checkpoint.opened_at is not None:
             item["opened_at"] = {"N": repr(checkpoint.opened_at)}
+        item.update(window_attributes(checkpoint))
         return {
             "TableName": self.table,
             "Item": item,
@@ -185,6 +183,7 @@ class DynamoDBStore(DynamoDBInspection, ClosingStore):
             "ExpressionAttributeValues": {
                 ":ordinal": item["ordinal"],
                 ":finished": {"BOOL": checkpoint.finished},
+                ":windowed": {"BOOL": checkpoint.window_start is not None},
                 ":true": {"BOOL": True},
                 ":false": {"BOOL": False},
             },

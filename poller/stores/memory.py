@@ -56,11 +56,7 @@ class MemoryStore(ClosingStore):
             raise ValueError(f"checkpoint ordinal must not be negative, got {checkpoint.ordinal}")
         key = (mapping_id, partition)
         current = self._checkpoints.get(key)
-        if current is not None and (
-            current.finished
-            or checkpoint.ordinal < current.ordinal
-            or (checkpoint.ordinal == current.ordinal and not checkpoint.finished)
-        ):
+        if current is not None and not checkpoint.replaces(current):
             return
         self._checkpoints[key] = checkpoint
 

@@ -46,7 +46,7 @@ __all__ = ["ORDINAL_DIGITS", "SCHEMA_VERSION", "SqliteStore", "Synchronous", "or
 logger = structlog.get_logger(__name__)
 
 #: The schema this module writes; a file with a higher version was written by a newer poller.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Width of the stored ordinal text: the longest Kinesis sequence number (``[1-9]\d{0,128}``).
 ORDINAL_DIGITS = 129
@@ -70,6 +70,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     finished    INTEGER NOT NULL DEFAULT 0,
     opened_at   REAL,
     updated_at  REAL    NOT NULL,
+    window_start INTEGER,
+    window_state TEXT,
     PRIMARY KEY (mapping_id, partition)
 ) WITHOUT ROWID
 """,
@@ -85,25 +87,35 @@ CREATE TABLE IF NOT EXISTS idempotency (
     "CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at)",
 )
 
-# Replaces the stored row only when the new ordinal is greater, or equal and newly finished;
-# a finished row is never touched again.
+#: Version 3: a tumbling window's start and state travel with the checkpoint.
+_WINDOW_COLUMNS = (
+    "ALTER TABLE checkpoints ADD COLUMN window_start INTEGER",
+    "ALTER TABLE checkpoints ADD COLUMN window_state TEXT",
+)
+
+# Replaces the stored row only when the new ordinal is greater, or equal and newly finished or
+# changing a tumbling window (Checkpoint.replaces); a finished row is never touched again.
 _PUT_CHECKPOINT = """
-INSERT INTO checkpoints
-    (mapping_id, partition, position, ordinal_key, finished, opened_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO checkpoints (mapping_id, partition, position, ordinal_key, finished, opened_at,
+    updated_at, window_start, window_state)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (mapping_id, partition) DO UPDATE SET
     position = excluded.position,
     ordinal_key = excluded.ordinal_key,
     finished = excluded.finished,
     opened_at = excluded.opened_at,
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at,
+    window_start = excluded.window_start,
+    window_state = excluded.window_state
 WHERE checkpoints.finished = 0
   AND (excluded.ordinal_key > checkpoints.ordinal_key
-       OR (excluded.ordinal_key = checkpoints.ordinal_key AND excluded.finished = 1))
+       OR (excluded.ordinal_key = checkpoints.ordinal_key
+           AND (excluded.finished = 1 OR excluded.window_start IS NOT NULL
+                OR checkpoints.window_start IS NOT NULL)))
 """
 
 _GET_CHECKPOINT = """
-SELECT position, ordinal_key, finished, opened_at FROM checkpoints
+SELECT position, ordinal_key, finished, opened_at, window_start, window_state FROM checkpoints
 WHERE mapping_id = ? AND partition = ?
 """
 
@@ -186,9 +198,14 @@ class SqliteStore(SqliteInspection, SqliteLeases, ClosingStore):
             row = connection.execute(_GET_CHECKPOINT, (mapping_id, partition)).fetchone()
             if row is None:
                 return None
-            position, key, finished, opened_at = row
+            position, key, finished, opened_at, window_start, window_state = row
             return Checkpoint(
-                position=position, ordinal=int(key), finished=bool(finished), opened_at=opened_at
+                position=position,
+                ordinal=int(key),
+                finished=bool(finished),
+                opened_at=opened_at,
+                window_start=window_start,
+                window_state=window_state,
             )
 
         return await self._run("read checkpoint", work)
@@ -219,6 +236,8 @@ class SqliteStore(SqliteInspection, SqliteLeases, ClosingStore):
                 int(checkpoint.finished),
                 checkpoint.opened_at,
                 self._clock(),
+                checkpoint.window_start,
+                checkpoint.window_state,
             ),
         )
 
@@ -386,8 +405,11 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
             connection.execute(
                 "INSERT INTO schema_version (id, version) VALUES (1, ?)", (SCHEMA_VERSION,)
             )
-        elif row[0] < 2:  # version 1 files gain the leases table
-            connection.execute(LEASES_SCHEMA)
+        elif row[0] < SCHEMA_VERSION:
+            if row[0] < 2:  # version 1 files gain the leases table
+                connection.execute(LEASES_SCHEMA)
+            for statement in _WINDOW_COLUMNS:  # and version 2 files the window columns
+                connection.execute(statement)
             connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
         elif row[0] > SCHEMA_VERSION:
             raise StoreError(

@@ -142,7 +142,7 @@ def test_every_problem_is_reported_at_once() -> None:
         ),
         ({"EventSourceArn": "orders"}, "is not an ARN"),
         ({"Handler": "no_colon"}, "expected 'module.function' or 'module:function'"),
-        ({"TumblingWindowInSeconds": 30}, "TumblingWindowInSeconds"),
+        ({"TumblingWindowInSeconds": 30, "ParallelizationFactor": 2}, "TumblingWindowInSeconds"),
         ({"RetryBackoffSeconds": 5, "RetryBackoffMaxSeconds": 1}, "must be >= it"),
     ],
 )

@@ -13,17 +13,20 @@ Three kinds of task cooperate per partition:
 
 While a batch fails, its lane stops cutting new batches and the buffer fills, so the partition blocks
 (other partitions run in their own tasks and go on). Each lane watches its batches on their way
-through the target (:class:`_WatchedTarget`), so status can say whether one is in the handler now,
-since when a failing one has been retried, and at which attempt it is.
+through the target (:mod:`poller.engine.streams.watch`), so status can say whether one is in the
+handler now, since when a failing one has been retried, and at which attempt it is.
+
+With TumblingWindowInSeconds, a lane hands its batches to a
+:class:`~poller.engine.streams.windows.WindowedLane`, and each checkpoint carries the window's state.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import cast
 
 import anyio
 import structlog
@@ -35,18 +38,17 @@ from poller.engine.backoff import Backoff
 from poller.engine.batching import Batcher, StreamFeed
 from poller.engine.cutoff import CLOCK_SKEW_ALLOWANCE, ArrivalCutoff
 from poller.engine.invocation import (
-    Invocation,
     InvocationContext,
     RecordFilter,
-    Target,
-    TimedTarget,
 )
-from poller.engine.outcome import Outcome, Succeeded
 from poller.engine.protocols import PartitionInfo, PartitionReader, PartitionSource, StartAt
 from poller.engine.state import Checkpoint, Store
 from poller.engine.streams.processor import BatchProcessor
+from poller.engine.streams.watch import LaneWatch, WatchedTarget, WatchedTimedTarget
 from poller.engine.streams.watermark import Watermark
-from poller.records import Batch, Record
+from poller.engine.streams.windows import IDLE_WAIT, WindowedLane, WindowKeeper
+from poller.engine.windows import tumbling_window_seconds
+from poller.records import Record
 
 __all__ = ["PartitionRunner"]
 
@@ -77,6 +79,9 @@ class PartitionRunner:
         self._starting_position = starting_position
         self._idle_poll = idle_poll
         self._watermark = Watermark()
+        length = tumbling_window_seconds(self._mapping)
+        #: The shard's tumbling window (TumblingWindowInSeconds), None without one.
+        self._windows = WindowKeeper(length, self._mapping.event_source_arn) if length else None
         self._checkpoint: Checkpoint | None = None
         self._fetched = 0
         self._settled = 0
@@ -88,7 +93,7 @@ class PartitionRunner:
         #: Resuming from a LATEST marker without AT_TIMESTAMP: records before it are skipped.
         self._cutoff = ArrivalCutoff()
         self._processors: list[BatchProcessor] = []
-        self._watches: list[_LaneWatch] = []
+        self._watches: list[LaneWatch] = []
         #: Set when this partition must stop taking work: the worker stops (``stopping``) or the
         #: source revoked the partition. The batch in flight finishes either way.
         self._stop = anyio.Event()
@@ -143,6 +148,8 @@ class PartitionRunner:
         self._checkpoint = checkpoint
         if checkpoint is not None and checkpoint.finished:
             return True
+        if self._windows is not None:
+            self._windows.restore(checkpoint)
         start = self._start_for(checkpoint)
         self._log.info(
             "partition starting",
@@ -336,32 +343,54 @@ class PartitionRunner:
         self, receive: MemoryObjectReceiveStream[Sequence[Record]], register: bool
     ) -> None:
         mapping = self._mapping
-        watch = _LaneWatch()
+        watch = LaneWatch()
         self._watches.append(watch)
         context = self._context
-        watched = _WatchedTimedTarget if context.timed else _WatchedTarget
+        watched = WatchedTimedTarget if context.timed else WatchedTarget
         context = replace(context, target=watched(context.target, watch, context.clock))
+        windows = self._windows
         processor = BatchProcessor(
-            context, self.partition.id, settle=self._settle, stopping=self._stop
+            context, self.partition.id, settle=self._settle, stopping=self._stop, window=windows
         )
         self._processors.append(processor)
+        windowed = None
+        if windows is not None:
+            windowed = WindowedLane(
+                windows,
+                context,
+                self.partition.id,
+                processor,
+                persist=self._write_window,
+                stopping=self._stop,
+            )
         batcher = Batcher(
             StreamFeed(receive),
             batch_size=mapping.batch_size,
             window=mapping.batching_window,
             max_bytes=mapping.max_payload_bytes,
             window_from_first_record=mapping.window_from_first_record,
+            # A windowed lane wakes up now and then to close a window that ended on the clock.
+            first_wait=math.inf if windowed is None else IDLE_WAIT,
         )
         async with receive:
             while not self._stop.is_set():
                 cut = await batcher.next_batch()
+                if cut is None and windowed is not None and not self._stop.is_set():
+                    ended = batcher.ended and self._ended
+                    if not await windowed.idle(caught_up=self._caught_up, ended=ended):
+                        return
+                    if not batcher.ended:
+                        continue
                 if cut is None or self._stop.is_set():
                     return
                 if register:
                     self._watermark.register(cut.records)
                 self._in_flight += 1
                 try:
-                    finished = await processor.process(cut)
+                    if windowed is None:
+                        finished = await processor.process(cut)
+                    else:
+                        finished = await windowed.process(cut)
                 finally:
                     self._in_flight -= 1
                     watch.failing_since = None  # settled (or left to the next start)
@@ -374,62 +403,26 @@ class PartitionRunner:
         if last is None:
             return
         checkpoint = Checkpoint(position=last.position, ordinal=last.ordinal)
+        if self._windows is not None:
+            checkpoint = replace(
+                checkpoint, window_start=self._windows.start, window_state=self._windows.text
+            )
         current = self._checkpoint
         if current is not None and current.ordinal >= checkpoint.ordinal and current.position:
             return
         self._checkpoint = checkpoint
         await self._store.put_checkpoint(self._mapping.mapping_id, self.partition.id, checkpoint)
 
-
-class _LaneWatch:
-    """What one lane's batch is doing, for status."""
-
-    __slots__ = ("attempts", "failing_since", "in_handler")
-
-    def __init__(self) -> None:
-        self.in_handler = False
-        #: Epoch seconds of the batch's first failed invocation; None once it settled.
-        self.failing_since: float | None = None
-        #: ``Batch.attempt`` of the latest invocation.
-        self.attempts = 0
-
-
-class _WatchedTarget:
-    """The mapping's target, telling a lane's watch when a batch enters and leaves the handler
-    and whether it came back failed (a timeout or a target error, which the caller turns into a
-    failed outcome, counts as a failure here too)."""
-
-    __slots__ = ("_clock", "_inner", "_watch")
-
-    def __init__(self, inner: Target, watch: _LaneWatch, clock: Callable[[], float]) -> None:
-        self._inner = inner
-        self._watch = watch
-        self._clock = clock
-
-    async def invoke(self, batch: Batch, invocation: Invocation) -> Outcome:
-        return await self._watched(batch, self._inner.invoke(batch, invocation))
-
-    async def _watched(self, batch: Batch, call: Awaitable[Outcome]) -> Outcome:
-        watch = self._watch
-        watch.in_handler = True
-        watch.attempts = batch.attempt
-        outcome: Outcome | None = None
-        try:
-            outcome = await call
-            return outcome
-        finally:
-            watch.in_handler = False
-            if not isinstance(outcome, Succeeded) and watch.failing_since is None:
-                watch.failing_since = self._clock()
-
-
-class _WatchedTimedTarget(_WatchedTarget):
-    """A watched :class:`~poller.engine.invocation.TimedTarget` (it starts the timeout itself)."""
-
-    __slots__ = ()
-
-    async def invoke_timed(
-        self, batch: Batch, invocation: Invocation, time_limit: float
-    ) -> Outcome:
-        inner = cast(TimedTarget, self._inner)
-        return await self._watched(batch, inner.invoke_timed(batch, invocation, time_limit))
+    async def _write_window(self) -> None:
+        """Store the window's change (closed, or state reset) at the current checkpoint."""
+        current, windows = self._checkpoint, self._windows
+        if current is None or windows is None or not current.position:
+            return
+        self._checkpoint = replace(
+            current,
+            window_start=windows.start,
+            window_state=None if windows.start is None else windows.text,
+        )
+        await self._store.put_checkpoint(
+            self._mapping.mapping_id, self.partition.id, self._checkpoint
+        )

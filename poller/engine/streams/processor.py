@@ -26,6 +26,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -41,13 +42,25 @@ from poller.engine.discard import (
     deliver_discard,
 )
 from poller.engine.invocation import InvocationContext, invoke
-from poller.engine.outcome import Outcome, PartiallyFailed, Succeeded
-from poller.records import Record
+from poller.engine.outcome import Failed, Outcome, PartiallyFailed, Succeeded
+from poller.records import Record, TumblingWindow
 
 __all__ = ["BatchProcessor", "Settle"]
 
 #: Called when records are settled: ``settle(records, succeeded)``.
 Settle = Callable[[Sequence[Record], bool], Awaitable[None]]
+
+
+class WindowState(Protocol):
+    """A shard's open tumbling window (:class:`~poller.engine.streams.windows.WindowKeeper`)."""
+
+    def current(self) -> TumblingWindow:
+        """The open window as the next invocation carries it."""
+        ...
+
+    def accept(self, state: Any) -> None:
+        """Keep the state a successful invocation returned."""
+        ...
 
 
 @dataclass(slots=True)
@@ -79,6 +92,7 @@ class BatchProcessor:
         *,
         settle: Settle,
         stopping: anyio.Event,
+        window: WindowState | None = None,
     ) -> None:
         assert context.sink is not None  # streams always have one (DroppingSink without)
         self._context = context
@@ -87,6 +101,9 @@ class BatchProcessor:
         self._sink = context.sink
         self._settle = settle
         self._stopping = stopping
+        #: The shard's tumbling window, when the mapping has one: invocations carry it, and a
+        #: successful one's state is kept before its records settle (the checkpoint holds it).
+        self._window = window
         self._counters = context.counters
         self._idempotency = context.idempotency
         self._clock = context.clock
@@ -132,6 +149,8 @@ class BatchProcessor:
                 queue.popleft()
                 continue
             outcome = await self._invoke(segment)
+            if self._window is not None and not isinstance(outcome, Failed):
+                self._window.accept(outcome.state)
             if isinstance(outcome, Succeeded):
                 await self._succeeded(segment.records)
                 queue.popleft()
@@ -195,8 +214,13 @@ class BatchProcessor:
 
     async def _invoke(self, segment: _Segment) -> Outcome:
         segment.invocations += 1
+        window = self._window
         outcome, segment.last_request_id = await invoke(
-            self._context, self._partition, segment.records, attempt=segment.invocations
+            self._context,
+            self._partition,
+            segment.records,
+            attempt=segment.invocations,
+            window=None if window is None else window.current(),
         )
         return outcome
 

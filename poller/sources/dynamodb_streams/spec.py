@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from poller.config.fields import SourceOptions, StartingPosition
+from poller.config.fields import StartingPosition
 from poller.sources.dynamodb_streams.records import DynamoDBRecord
+from poller.sources.shards.options import ShardMappingOptions
 from poller.sources.spec import ArnPattern, SourceDefaults, SourceSpec
 
 __all__ = ["SPEC", "STREAM_ARN"]
@@ -22,7 +23,7 @@ SPEC = SourceSpec(
     kind="dynamodb",
     title="DynamoDB Streams",
     family="stream",
-    options=SourceOptions,
+    options=ShardMappingOptions,
     defaults=SourceDefaults(batch_size=100, batching_window=0.0),
     record_type=DynamoDBRecord,
     opener="poller.sources.dynamodb_streams.source:DynamoDBStreamsSource.opened",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from poller.config.fields import SourceOptions, StartingPosition
+from poller.config.fields import StartingPosition
 from poller.sources.kinesis.records import KinesisRecord
+from poller.sources.shards.options import ShardMappingOptions
 from poller.sources.spec import ArnPattern, SourceDefaults, SourceSpec
 
 __all__ = ["SPEC", "STREAM_ARN"]
@@ -18,7 +19,7 @@ SPEC = SourceSpec(
     kind="kinesis",
     title="Kinesis",
     family="stream",
-    options=SourceOptions,
+    options=ShardMappingOptions,
     defaults=SourceDefaults(batch_size=100, batching_window=0.0),
     record_type=KinesisRecord,
     opener="poller.sources.kinesis.source:KinesisSource.opened",
