@@ -232,3 +232,50 @@ def test_config_refuses_what_windows_cannot_do(fields: dict[str, Any], message: 
     }
     with pytest.raises(ConfigError, match=message):
         parse_config({"mappings": [base]})
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_stores_keep_the_window_and_change_it_at_the_same_position(
+    kind: str, tmp_path: Path
+) -> None:
+    from poller.engine.state import Checkpoint
+    from poller.stores.memory import MemoryStore
+
+    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "s.db")
+    try:
+        opened = Checkpoint("5", 5, window_start=60, window_state='{"n":1}')
+        await store.put_checkpoint("m", SHARD, opened)
+        assert await store.get_checkpoint("m", SHARD) == opened
+        closed = Checkpoint("5", 5)  # the window closed at the same position
+        await store.put_checkpoint("m", SHARD, closed)
+        assert await store.get_checkpoint("m", SHARD) == closed
+        await store.put_checkpoint("m", SHARD, Checkpoint("5", 5))  # nothing changes
+        await store.put_checkpoint("m", SHARD, Checkpoint("4", 4, window_start=0))  # backwards
+        assert await store.get_checkpoint("m", SHARD) == closed
+    finally:
+        await store.aclose()
+
+
+async def test_a_version_2_sqlite_file_gains_the_window_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    from poller.engine.state import Checkpoint
+
+    path = tmp_path / "old.db"
+    store = SqliteStore(path)
+    await store.put_checkpoint("m", SHARD, Checkpoint("7", 7))
+    await store.aclose()
+    raw = sqlite3.connect(path)
+    with raw:  # as version 2 wrote it: no window columns
+        raw.execute("ALTER TABLE checkpoints DROP COLUMN window_start")
+        raw.execute("ALTER TABLE checkpoints DROP COLUMN window_state")
+        raw.execute("UPDATE schema_version SET version = 2")
+    raw.close()
+    store = SqliteStore(path)
+    try:
+        assert await store.get_checkpoint("m", SHARD) == Checkpoint("7", 7)
+        windowed = Checkpoint("7", 7, window_start=0, window_state="{}")
+        await store.put_checkpoint("m", SHARD, windowed)
+        assert await store.get_checkpoint("m", SHARD) == windowed
+    finally:
+        await store.aclose()
