@@ -5,6 +5,7 @@ stream's shards (as two hosts would).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -113,6 +114,24 @@ async def test_checkpoints_only_move_forward_and_finished_stays(client: Any) -> 
     await store.put_checkpoint(M, "s", Checkpoint("9" * 60, 10**59 + 7, finished=True))
     await store.put_checkpoint(M, "s", Checkpoint("x", 10**60))  # after finished: ignored
     assert (await store.get_checkpoint(M, "s")) == Checkpoint("9" * 60, 10**59 + 7, finished=True)
+
+
+async def test_a_tumbling_windows_state_is_kept_with_the_checkpoint(client: Any) -> None:
+    """The window's start and state round-trip (a large state too: it is stored compressed),
+    a checkpoint at the same position replaces a windowed one, and never goes backwards."""
+    store = table_store(client)
+    await store.open()
+    big = json.dumps({"seen": ["x" * 100] * 5000})  # 0.5 MB of JSON, over DynamoDB's 400 KB item
+    opened = Checkpoint("5", 5, window_start=60, window_state=big)
+    await store.put_checkpoint(M, "s", opened)
+    assert await store.get_checkpoint(M, "s") == opened
+    fenced = Checkpoint("6", 6, window_start=60, window_state='{"n":2}')
+    assert await store.put_checkpoint_fenced(M, "s", fenced, "nobody", 1) is False
+    closed = Checkpoint("5", 5)  # the window closed at the same position
+    await store.put_checkpoint(M, "s", closed)
+    assert await store.get_checkpoint(M, "s") == closed
+    await store.put_checkpoint(M, "s", Checkpoint("4", 4, window_start=0, window_state="{}"))
+    assert await store.get_checkpoint(M, "s") == closed  # behind: ignored
 
 
 async def test_idempotency_records_are_read_back_until_they_expire(client: Any) -> None:
