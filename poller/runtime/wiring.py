@@ -142,6 +142,11 @@ def plan_functions(
                 )
         except HandlerImportError as error:
             problems.append(f"{where}: {error}")
+    for index, mapping in enumerate(config.mappings):
+        plan = plans.get(mapping.mapping_id)
+        typed = plan is not None and callable(plan.handler) and is_typed(plan.handler)
+        if typed and mapping.tumbling_window_in_seconds:
+            problems.append(f"mappings[{index}]: {TYPED_WINDOW_REFUSAL}")
     if given:
         problems.append(
             f"handlers registered for unknown mappings: {', '.join(sorted(given))} "

@@ -279,3 +279,29 @@ async def test_a_version_2_sqlite_file_gains_the_window_columns(tmp_path: Path) 
         assert await store.get_checkpoint("m", SHARD) == windowed
     finally:
         await store.aclose()
+
+
+def test_a_worker_refuses_a_typed_handler_on_a_windowed_mapping_before_it_starts() -> None:
+    """``poller validate`` and ``Worker(...)`` refuse it at once, naming the mapping."""
+    from poller import ConfigError, Worker, parse_config
+    from poller.functions.typed import TYPED_WINDOW_REFUSAL
+
+    async def typed(batch: Batch) -> None:
+        return None
+
+    config = parse_config(
+        {
+            "store": {"url": "memory://"},
+            "mappings": [
+                {
+                    "UUID": "w",
+                    "EventSourceArn": ARN,
+                    "StartingPosition": "TRIM_HORIZON",
+                    "TumblingWindowInSeconds": 60,
+                }
+            ],
+        }
+    )
+    with pytest.raises(ConfigError) as refused:
+        Worker(config, handlers={"w": typed})
+    assert refused.value.problems == [f"mappings[0]: {TYPED_WINDOW_REFUSAL}"]
