@@ -6,6 +6,11 @@ AWS's pages say which key each source filters on: SQS the message ``body``, Kine
 source compares strings), and DynamoDB Streams the whole stream record (``eventName``,
 ``dynamodb`` with its typed ``Keys``, ``NewImage``, ...), as the event renders it. A pattern on
 any other key never matches, as on AWS; the worker says so in its log when it starts.
+
+Kafka and MQ payloads of the other form than a pattern expects (plain text against a pattern on
+JSON fields, JSON against plain values, bytes that are not UTF-8) are judged by the pattern's
+metadata conditions only (:class:`FormAwareFilter`), as AWS documents for those sources; SQS,
+Kinesis and DynamoDB drop them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from poller.filtering._pattern import FilterSet, compile_filters
 from poller.filtering._payload import decode_payload
 from poller.records import Record
 
-__all__ = ["MappingFilter", "mapping_filter"]
+__all__ = ["FormAwareFilter", "MappingFilter", "mapping_filter"]
 
 _log = structlog.get_logger("poller.filtering")
 
@@ -56,6 +61,10 @@ _KEYS: dict[str, tuple[str | None, bool]] = {
 }
 
 
+#: Sources whose filters fall back to metadata conditions on a payload of the other form.
+_FORM_AWARE = frozenset({"kafka", "mq"})
+
+
 class MappingFilter:
     """Decides, per record, whether it reaches the function (the engine's ``RecordFilter``)."""
 
@@ -69,9 +78,41 @@ class MappingFilter:
         return self._matches(self._document(record))
 
 
+class FormAwareFilter:
+    """Kafka and Amazon MQ: a pattern applies whole when the payload has the form it expects (a
+    JSON object or array for a pattern that reaches into the payload, plain text for one that
+    compares it); otherwise, as AWS documents for these sources, only the pattern's other
+    (metadata) conditions apply, and with none left the record passes."""
+
+    __slots__ = ("_key", "_tests")
+
+    def __init__(self, filters: FilterSet, key: str) -> None:
+        self._key = key
+        self._tests = tuple(
+            (pattern.forms(key), pattern.matches, pattern.without(key).matches)
+            for pattern in filters.patterns
+        )
+
+    def accepts(self, record: Record) -> bool:
+        value = decode_payload(record.data, plain_text=True)
+        form = (
+            "object"
+            if isinstance(value, dict | list)
+            else "values"
+            if isinstance(value, str)
+            else None
+        )
+        document = {self._key: value}
+        for forms, whole, others in self._tests:
+            test = whole if not forms or form in forms else others
+            if test(document):
+                return True
+        return not self._tests
+
+
 def mapping_filter(
     mapping: ResolvedMapping, codec: EventCodec, *, max_filters: int = 10
-) -> MappingFilter | None:
+) -> MappingFilter | FormAwareFilter | None:
     """The filter of a mapping with FilterCriteria (None without), for its source's records."""
     if not mapping.filter_patterns:
         return None
@@ -89,6 +130,8 @@ def mapping_filter(
                 keys=others,
                 allowed=key,
             )
+    if mapping.source_kind in _FORM_AWARE:
+        return FormAwareFilter(filters, key)
     return MappingFilter(filters, _data_document(key, plain_text=plain_text))
 
 
