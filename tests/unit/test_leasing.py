@@ -213,3 +213,19 @@ async def test_a_held_lease_is_renewed_three_times_per_duration_not_more() -> No
         group.cancel_scope.cancel()
     assert worker.owns("shard-0")
     assert 5 <= store.renewals <= 16, store.renewals
+
+
+async def test_a_worker_restarted_under_its_id_takes_back_the_leases_it_left() -> None:
+    """After kill -9, a worker started again with the same worker_id finds leases the table says
+    are its own; it holds none of them, so it takes them back at once (a new epoch fences any
+    write of the old process) instead of leaving them to nobody."""
+    store, clock = MemoryStore(), Clock()
+    (before,) = coordinators(store, clock, "a")
+    await before.offer(PARTITIONS[:2])
+    await before.take()
+    assert len(before.held) == 2
+    (after,) = coordinators(store, clock, "a")  # the same id, nothing held
+    await after.offer(PARTITIONS[:2])
+    await after.take()
+    assert sorted(after.held) == ["shard-0", "shard-1"]
+    assert all(lease.epoch == 2 for lease in after.held.values())

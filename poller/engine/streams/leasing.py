@@ -173,8 +173,14 @@ class LeaseCoordinator:
             if not lease.finished and self._parents_done(lease, by_partition)
         ]
         self._open = open_leases
+        # Takeable: others' leases that expired, and leases the table says are this worker's
+        # but it does not hold (a restart under the same worker_id, or a renewal that lost a
+        # race): nobody renews those, and others count them as this worker's share.
         expired = [
-            lease for lease in open_leases if lease.owner != me and self._expired(lease, now)
+            lease
+            for lease in open_leases
+            if (lease.owner != me and self._expired(lease, now))
+            or (lease.owner == me and lease.partition not in self.held)
         ]
         alive_owners: dict[str, list[Lease]] = {}
         for lease in open_leases:
@@ -189,7 +195,7 @@ class LeaseCoordinator:
             return
         random.shuffle(expired)
         for lease in expired[:need]:
-            await self._take(lease, "expired" if lease.owner else "free")
+            await self._take(lease, _take_reason(lease, me))
         need = share - len(self.held)
         if need <= 0 or expired:
             return
@@ -297,6 +303,12 @@ class LeaseCoordinator:
                 await anyio.sleep(delay)
                 continue
             await anyio.sleep(max(0.0, min(next_take, next_renew) - self._clock()))
+
+
+def _take_reason(lease: Lease, me: str) -> str:
+    if lease.owner is None:
+        return "free"
+    return "reclaimed (this worker's in the table, not held)" if lease.owner == me else "expired"
 
 
 #: Added to the interval between looks for leases (see :meth:`LeaseCoordinator.run`).
