@@ -193,18 +193,6 @@ class MappingConfig(ConfigModel):
         """The cross-field rules: the shared ones, the spec's declared ones, the source's own."""
         problems = self._source_name_rules(spec)
         problems.extend(self._starting_position_rules(spec))
-        if self.tumbling_window_in_seconds and spec.kind not in ("kinesis", "dynamodb"):
-            problems.append(
-                f"TumblingWindowInSeconds: not supported for {spec.title} mappings (Kinesis and "
-                "DynamoDB Streams only; leave it unset or 0)"
-            )
-        elif self.tumbling_window_in_seconds and self.parallelization_factor > 1:
-            problems.append(
-                "TumblingWindowInSeconds: poller keeps one window state per shard; set "
-                f"ParallelizationFactor to 1 (it is {self.parallelization_factor})"
-            )
-        if self.filter_criteria is not None:
-            problems.extend(self.filter_criteria.problems())
         problems.extend(self._unsupported_rules(spec))
         problems.extend(surface_problems(self, spec))
         problems.extend(self._destination_rules(spec))

@@ -1,5 +1,6 @@
-"""The rest of CreateEventSourceMapping: ProvisionedPollerConfig, MetricsConfig, KMSKeyArn, Tags and
-DocumentDBEventSourceConfig, each honoured or refused with the reason (never ignored)."""
+"""The rules of the fields beyond batching and retries: TumblingWindowInSeconds, FilterCriteria,
+ProvisionedPollerConfig, MetricsConfig, KMSKeyArn, Tags and DocumentDBEventSourceConfig, each
+honoured or refused with the reason (never ignored)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,19 @@ __all__ = ["surface_problems"]
 def surface_problems(mapping: MappingConfig, spec: SourceSpec) -> list[str]:
     """What the mapping asks of these fields that poller cannot honour, with the reason."""
     problems: list[str] = []
+    window = mapping.tumbling_window_in_seconds
+    if window and spec.kind not in ("kinesis", "dynamodb"):
+        problems.append(
+            f"TumblingWindowInSeconds: not supported for {spec.title} mappings (Kinesis and "
+            "DynamoDB Streams only; leave it unset or 0)"
+        )
+    elif window and mapping.parallelization_factor > 1:
+        problems.append(
+            "TumblingWindowInSeconds: poller keeps one window state per shard; set "
+            f"ParallelizationFactor to 1 (it is {mapping.parallelization_factor})"
+        )
+    if mapping.filter_criteria is not None:
+        problems.extend(mapping.filter_criteria.problems())
     if mapping.document_db_event_source_config is not None:
         problems.append(
             "DocumentDBEventSourceConfig: DocumentDB change streams are not a source poller "
