@@ -6,6 +6,9 @@
     poller run --esm mapping.json --handler module:function [--region R] [--endpoint-url URL]
     poller validate CONFIG.toml | --esm mapping.json --handler module:function
     poller status CONFIG.toml [--mapping UUID]... [--json] | --url http://HOST:PORT [--json]
+    poller redrive CONFIG.toml --mapping UUID [--from DESTINATION] [--dry-run] ...
+    poller replay CONFIG.toml --mapping UUID (--at-timestamp T | --at-sequence P --partition ID
+                  | --trim-horizon | --latest) [--force]
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT, or idle with ``--exit-when-idle``); 2 when the
 config is refused; 1 when the worker failed (``status``: when the store or worker cannot be read).
@@ -25,6 +28,8 @@ import structlog
 
 from poller import __version__
 from poller.cli.loading import EXIT_CONFIG, add_config_arguments, load
+from poller.cli.redrive import add_redrive_arguments, redrive_command
+from poller.cli.replay import add_replay_arguments, replay_command
 from poller.cli.run import add_run_arguments, run_command
 from poller.cli.status import add_status_arguments, status_command
 from poller.cli.validate import validate_command
@@ -47,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "run every mapping of a config until stopped"),
         ("validate", "check a config and print its problems"),
         ("status", "show checkpoints, idempotency records and leases, or a running worker's state"),
+        ("redrive", "hand a mapping's discarded records to its function again"),
+        ("replay", "move a stream mapping's checkpoints (or a Kafka group's offsets)"),
     ):
         command = commands.add_parser(name, help=text, description=text)
         add_config_arguments(command)
@@ -54,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
             add_run_arguments(command)
         if name == "status":
             add_status_arguments(command)
+        if name == "redrive":
+            add_redrive_arguments(command)
+        if name == "replay":
+            add_replay_arguments(command)
     return parser
 
 
@@ -69,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "validate":
         return validate_command(config)
+    if args.command == "redrive":
+        return redrive_command(config, args)
+    if args.command == "replay":
+        return replay_command(config, args)
     return run_command(config, args)
 
 
