@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Checkpoint", "CheckpointStore", "IdempotencyStore", "Store"]
+__all__ = ["Checkpoint", "CheckpointRewrites", "CheckpointStore", "IdempotencyStore", "Store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,4 +78,25 @@ class Store(CheckpointStore, IdempotencyStore, Protocol):
 
     async def aclose(self) -> None:
         """Flush and close."""
+        ...
+
+
+class CheckpointRewrites(Protocol):
+    """What ``poller replay`` alone does to a store: move a checkpoint anywhere, backwards too, and
+    forget a partition's idempotency records (a replayed record must reach the function again).
+
+    Kept apart from :class:`CheckpointStore` so that no worker can call it: the worker's path only
+    ever moves checkpoints forward. The write is fenced like a worker's: replay takes the lease
+    under an owner id of its own first, so a worker that took the partition meanwhile wins.
+    """
+
+    async def rewrite_checkpoint_fenced(
+        self, mapping_id: str, partition: str, checkpoint: Checkpoint, owner: str, epoch: int
+    ) -> bool:
+        """Replace the stored checkpoint whatever it holds (finished too) if ``owner`` holds the
+        lease at ``epoch``, in one atomic step; False (nothing written) when it does not."""
+        ...
+
+    async def forget_succeeded(self, mapping_id: str, partition: str) -> int:
+        """Delete every idempotency record of the partition; how many there were."""
         ...

@@ -35,6 +35,7 @@ from poller.engine.state import Checkpoint
 from poller.errors import StoreError
 from poller.stores.base import ClosingStore
 from poller.stores.dynamodb_inspection import DynamoDBInspection, checkpoint_from_item
+from poller.stores.dynamodb_rewrites import DynamoDBRewrites
 from poller.stores.dynamodb_windows import window_attributes, with_window
 from poller.stores.sqlite import ordinal_key
 
@@ -50,7 +51,7 @@ _BATCH = 25
 _KEYS = (("pk", "HASH"), ("sk", "RANGE"))
 
 
-class DynamoDBStore(DynamoDBInspection, ClosingStore):
+class DynamoDBStore(DynamoDBInspection, DynamoDBRewrites, ClosingStore):
     """A :class:`~poller.engine.state.Store`, :class:`~poller.engine.leases.LeaseStore` and
     :class:`~poller.stores.inspection.InspectableStore` in one DynamoDB table."""
 

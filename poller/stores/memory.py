@@ -132,6 +132,20 @@ class MemoryStore(ClosingStore):
         self._put_checkpoint(mapping_id, partition, checkpoint)
         return True
 
+    async def rewrite_checkpoint_fenced(
+        self, mapping_id: str, partition: str, checkpoint: Checkpoint, owner: str, epoch: int
+    ) -> bool:
+        """Replace the checkpoint whatever it holds, only while ``owner`` holds the lease at
+        ``epoch`` (``poller replay``)."""
+        self._check_open()
+        if checkpoint.ordinal < 0:
+            raise ValueError(f"checkpoint ordinal must not be negative, got {checkpoint.ordinal}")
+        current = self._leases.get((mapping_id, partition))
+        if current is None or (current.owner, current.epoch) != (owner, epoch):
+            return False
+        self._checkpoints[(mapping_id, partition)] = checkpoint
+        return True
+
     # --- idempotency -----------------------------------------------------------------------------
 
     async def remember_succeeded(
@@ -161,6 +175,11 @@ class MemoryStore(ClosingStore):
             for position in positions
             if (expires_at := known.get(position)) is not None and expires_at > now
         )
+
+    async def forget_succeeded(self, mapping_id: str, partition: str) -> int:
+        """Delete every idempotency record of the partition; how many there were."""
+        self._check_open()
+        return len(self._succeeded.pop((mapping_id, partition), {}))
 
     async def purge_expired(self, now: float) -> int:
         """Delete idempotency records whose expiry is at or before ``now``; return how many."""

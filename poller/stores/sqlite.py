@@ -40,6 +40,7 @@ from poller.errors import StoreError
 from poller.stores.base import ClosingStore
 from poller.stores.sqlite_inspection import SqliteInspection, connect_read_only
 from poller.stores.sqlite_leases import LEASES_SCHEMA, SqliteLeases
+from poller.stores.sqlite_rewrites import SqliteRewrites
 
 __all__ = ["ORDINAL_DIGITS", "SCHEMA_VERSION", "SqliteStore", "Synchronous", "ordinal_key"]
 
@@ -135,7 +136,7 @@ def ordinal_key(ordinal: int) -> str:
     return f"{ordinal:0{ORDINAL_DIGITS}d}"
 
 
-class SqliteStore(SqliteInspection, SqliteLeases, ClosingStore):
+class SqliteStore(SqliteInspection, SqliteLeases, SqliteRewrites, ClosingStore):
     """Checkpoints and idempotency records in a SQLite file; implements the Store protocol (and
     the read-only :class:`~poller.stores.inspection.InspectableStore`).
 

@@ -172,3 +172,56 @@ async def test_a_lease_never_has_two_holders_and_only_the_holder_writes(
                 if current:
                     assert actual.owner == f"w{current[0]}"
         await store.aclose()
+
+
+async def test_replay_rewrites_a_checkpoint_backwards_only_under_its_own_lease(
+    store: MemoryStore,
+) -> None:
+    await store.create_leases(M, [("s-0", ())])
+    held = await store.take_lease(M, await lease(store, "s-0"), "worker-a")
+    assert held is not None
+    windowed = Checkpoint("90", 90, window_start=60, window_state='{"n": 1}')
+    assert await store.put_checkpoint_fenced(M, "s-0", windowed, "worker-a", held.epoch)
+    assert await store.release_lease(M, held)
+    replay = await store.take_lease(M, await lease(store, "s-0"), "replay-1")
+    assert replay is not None
+    back = Checkpoint("4", 4)
+    # The worker's own write would refuse to go back; the rewrite replaces it, window and all.
+    await store.put_checkpoint(M, "s-0", back)
+    assert await store.get_checkpoint(M, "s-0") == windowed
+    assert await store.rewrite_checkpoint_fenced(M, "s-0", back, "replay-1", replay.epoch)
+    assert await store.get_checkpoint(M, "s-0") == back
+    # An old epoch, or an owner who does not hold it, writes nothing.
+    assert not await store.rewrite_checkpoint_fenced(M, "s-0", Checkpoint("1", 1), "worker-a", 1)
+    assert not await store.rewrite_checkpoint_fenced(
+        M, "s-0", Checkpoint("1", 1), "replay-1", replay.epoch - 1
+    )
+    assert await store.get_checkpoint(M, "s-0") == back
+
+
+async def test_replay_rewrites_a_finished_checkpoint_and_a_moment_marker(
+    store: MemoryStore,
+) -> None:
+    await store.create_leases(M, [("s-0", ())])
+    replay = await store.take_lease(M, await lease(store, "s-0"), "replay-1")
+    assert replay is not None
+    await store.put_checkpoint(M, "s-0", Checkpoint("50", 50, finished=True))
+    marker = Checkpoint("", 0, opened_at=1_700_000_000.5)
+    assert await store.rewrite_checkpoint_fenced(M, "s-0", marker, "replay-1", replay.epoch)
+    assert await store.get_checkpoint(M, "s-0") == marker
+    # The rewritten checkpoint is an ordinary one again: the worker moves it forward as usual.
+    await store.put_checkpoint(M, "s-0", Checkpoint("7", 7))
+    assert await store.get_checkpoint(M, "s-0") == Checkpoint("7", 7)
+
+
+async def test_replay_forgets_one_partitions_idempotency_records_only(store: MemoryStore) -> None:
+    far = 4_000_000_000.0
+    positions = [f"{n:05d}" for n in range(30)]  # more than one DynamoDB batch
+    await store.remember_succeeded(M, "s-0", positions, far)
+    await store.remember_succeeded(M, "s-1", ["00001"], far)
+    await store.remember_succeeded("other-mapping", "s-0", ["00001"], far)
+    assert await store.forget_succeeded(M, "s-0") == 30
+    assert await store.succeeded_among(M, "s-0", positions) == frozenset()
+    assert await store.succeeded_among(M, "s-1", ["00001"]) == {"00001"}
+    assert await store.succeeded_among("other-mapping", "s-0", ["00001"]) == {"00001"}
+    assert await store.forget_succeeded(M, "s-0") == 0
