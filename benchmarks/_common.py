@@ -7,6 +7,7 @@ measurements of one machine on one day, compared within a run, never against eac
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -38,6 +39,7 @@ __all__ = [
     "Timing",
     "machine_info",
     "median",
+    "parse_args_quick",
     "peak_rss_kib",
     "print_table",
     "rss_kib",
@@ -141,6 +143,28 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
         print(line(row))
 
 
+def parse_args_quick(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, quick: Mapping[str, Any]
+) -> argparse.Namespace:
+    """Parse ``argv`` with a ``--quick`` flag that swaps the defaults for ``quick``'s values.
+
+    ``make bench-quick`` runs every script this way to check that the benchmarks and the report
+    work in a few minutes; its numbers come from reduced sizes and single runs and are not for
+    comparison. Options given on the command line still win over the quick values.
+    """
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short check run: "
+        + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in quick.items()),
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**quick)
+        args = parser.parse_args(argv)
+    return args
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return "-" if value is None else ("yes" if value else "no")
@@ -156,10 +180,20 @@ def _cell(value: Any) -> str:
 
 
 def write_results(name: str, results: Mapping[str, Any]) -> Path:
-    """Write ``results`` and the machine description to ``benchmarks/results/<name>.json``."""
+    """Write ``results`` and the machine description to ``benchmarks/results/<name>.json``.
+
+    The command line is kept too (``arguments``), so the report can state each script's
+    parameters and tell a ``--quick`` run from a full one whatever the script records itself.
+    """
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    document = {"benchmark": name, "machine": machine_info(), **results}
+    document = {
+        "benchmark": name,
+        "machine": machine_info(),
+        "arguments": sys.argv[1:],
+        "quick": "--quick" in sys.argv[1:],
+        **results,
+    }
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return path
 
