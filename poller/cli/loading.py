@@ -23,6 +23,8 @@ from poller.config import (
     read_config_file,
     read_text_file,
 )
+from poller.config.loading import secret_fields
+from poller.config.redaction import Scrubber
 from poller.errors import ConfigError, HandlerImportError
 from poller.functions import is_typed, load_handler
 
@@ -112,7 +114,9 @@ def _load_esm(args: argparse.Namespace) -> PollerConfig:
         aws = AwsConfig.model_validate(aws_fields)
         store = StoreConfig(url=args.store) if args.store else None
     except ValidationError as error:
-        raise ConfigError([_option_problem(item) for item in error.errors()]) from None
+        # The options are config fields too: an endpoint or store URL loses its login.
+        scrub = Scrubber({"aws": aws_fields, "store": {"url": args.store}}, secret_fields())
+        raise ConfigError([scrub(_option_problem(item)) for item in error.errors()]) from None
     return load_esm_json(text, handler=args.handler, aws=aws, store=store)
 
 

@@ -66,6 +66,7 @@ from poller.cli.loading import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load
 from poller.cli.status_live import StatusFailed, StatusRefused, fetch, live, status_url
 from poller.cli.tables import Column, field, moment, natural, table, yes
 from poller.config import PollerConfig
+from poller.config.redaction import redact_document, redact_text
 from poller.config.resolved import ResolvedMapping
 from poller.engine.leases import Lease
 from poller.engine.state import Checkpoint
@@ -125,10 +126,10 @@ def status_command(args: argparse.Namespace) -> int:
         print(f"poller: {said}", file=sys.stderr)
         return EXIT_CONFIG
     except StatusRefused as error:
-        print(f"poller: {error}", file=sys.stderr)
+        print(f"poller: {redact_text(str(error))}", file=sys.stderr)  # --url may carry a login
         return EXIT_CONFIG
     except (StatusFailed, PollerError) as error:
-        print(f"poller: {error}", file=sys.stderr)
+        print(f"poller: {redact_text(str(error))}", file=sys.stderr)
         return EXIT_FAILED
     print("\n".join(lines))
     return EXIT_OK
@@ -159,10 +160,12 @@ async def _from_store(
         store = await open_for_inspection(url, clients=clients)
         try:
             now = time.time()
-            document = {
-                "store": url,
-                "mappings": [await _mapping_state(store, mapping, now) for mapping in mappings],
-            }
+            document = redact_document(
+                {
+                    "store": url,
+                    "mappings": [await _mapping_state(store, mapping, now) for mapping in mappings],
+                }
+            )
         finally:
             await store.aclose()
     finally:

@@ -12,6 +12,7 @@ import aiohttp
 from yarl import URL
 
 from poller.cli.tables import Column, field, moment, natural, table, yes
+from poller.config.redaction import mask_login, redact_document
 
 __all__ = ["StatusFailed", "StatusRefused", "fetch", "live", "status_url"]
 
@@ -30,9 +31,9 @@ def status_url(url: str) -> URL:
     try:
         base = URL(url)
     except ValueError as error:
-        raise StatusRefused(f"--url {url!r} is not a URL: {error}") from None
+        raise StatusRefused(f"--url {mask_login(url)!r} is not a URL: {error}") from None
     if base.scheme not in ("http", "https") or not base.host:
-        raise StatusRefused(f"--url {url!r} is not an http://HOST:PORT URL")
+        raise StatusRefused(f"--url {mask_login(url)!r} is not an http://HOST:PORT URL")
     return base.with_path(base.path.rstrip("/") + "/status", encoded=False)
 
 
@@ -63,6 +64,7 @@ async def fetch(url: URL, seconds: float) -> Any:
 def live(document: Any, wanted: Sequence[str] | None, *, as_json: bool) -> list[str]:
     if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
         raise StatusFailed("the worker's /status answer is not a poller status document")
+    document = redact_document(document)  # an older worker may not have redacted it
     if wanted:
         unknown = [name for name in wanted if name not in document]
         if unknown:

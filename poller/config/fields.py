@@ -8,10 +8,10 @@ problem in any of them reads the same way: the field, the value and what is allo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
+from poller.config.redaction import LOGIN_URL, SECRET, Sensitive, redacted_field
 from poller.config.regions import check_region
 
 if TYPE_CHECKING:
@@ -119,7 +120,12 @@ def in_range(lo: float, hi: float, *, also: float | None = None) -> AfterValidat
 
 
 class ConfigModel(BaseModel):
-    """Base: AWS PascalCase names as aliases, snake_case accepted, unknown fields refused."""
+    """Base: AWS PascalCase names as aliases, snake_case accepted, unknown fields refused.
+
+    The repr (and str) of every config model shows fields marked :data:`SECRET` as ``'***'`` and
+    :data:`LOGIN_URL` fields without their login (:mod:`poller.config.redaction`), so a config
+    printed in a log or a traceback carries no credential.
+    """
 
     model_config = ConfigDict(
         alias_generator=to_pascal,
@@ -128,6 +134,15 @@ class ConfigModel(BaseModel):
         frozen=True,
         str_strip_whitespace=True,
     )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        fields = type(self).model_fields
+        for name, value in super().__repr_args__():
+            info = fields.get(name) if name is not None else None
+            marker = (
+                next((m for m in info.metadata if isinstance(m, Sensitive)), None) if info else None
+            )
+            yield name, value if marker is None else redacted_field(marker, value)
 
 
 class SourceOptions(ConfigModel):
@@ -251,7 +266,7 @@ class SelfManagedEventSource(ConfigModel):
     look up.
     """
 
-    endpoints: dict[str, tuple[str, ...]]
+    endpoints: Annotated[dict[str, tuple[str, ...]], LOGIN_URL]
 
     @field_validator("endpoints")
     @classmethod
@@ -292,7 +307,7 @@ class SourceAccessConfiguration(ConfigModel):
 
     type: str
     uri: str | None = Field(default=None, alias="URI", validation_alias=AliasChoices("URI", "uri"))
-    secret: dict[str, str] | None = Field(default=None, repr=False)
+    secret: Annotated[dict[str, str] | None, SECRET] = None
 
     @model_validator(mode="after")
     def _check_uri(self) -> SourceAccessConfiguration:
@@ -304,6 +319,13 @@ class SourceAccessConfiguration(ConfigModel):
             if self.secret is not None:
                 raise ValueError("VIRTUAL_HOST: the URI is the virtual host's name, not a Secret")
             return self
+        if self.uri is not None and self.uri.lstrip().startswith(("{", "[")):
+            # The secret's JSON pasted where its address goes: say so without quoting it.
+            raise ValueError(
+                f"{self.type}: URI holds JSON text (not shown: it may be the secret); URI "
+                "names where the secret is (a Secrets Manager ARN, env:NAME or file:PATH), "
+                "the secret itself goes in Secret = { ... }"
+            )
         if self.uri is not None and not self.uri.startswith(_SECRET_SCHEMES):
             arn = ARN.parse(self.uri)
             if arn.service != "secretsmanager":

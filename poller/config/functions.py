@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from poller.config.fields import ConfigModel, in_range
+from poller.config.redaction import LOGIN_URL, SECRET
 
 __all__ = [
     "DEFAULT_MEMORY_MB",
@@ -78,9 +79,13 @@ def expand_header(value: str, environ: dict[str, str] | None = None) -> str:
 
 
 class EnvironmentVariables(ConfigModel):
-    """``Environment = { Variables = { NAME = "value" } }``, as Lambda's function configuration."""
+    """``Environment = { Variables = { NAME = "value" } }``, as Lambda's function configuration.
 
-    variables: dict[str, str] = Field(default_factory=dict)
+    The values are treated as secrets (never printed; the names are): functions commonly get
+    their tokens and passwords this way, and poller cannot tell which values are which.
+    """
+
+    variables: Annotated[dict[str, str], SECRET] = Field(default_factory=dict)
 
     @field_validator("variables")
     @classmethod
@@ -111,9 +116,10 @@ class FunctionConfig(ConfigModel):
     isolation: Literal["process", "thread"] = "process"
     command: tuple[str, ...] | None = None
     runtime_api: str | None = None
-    url: str | None = None
+    url: Annotated[str | None, LOGIN_URL] = None
     #: HTTP targets: extra request headers; ``${NAME}`` is replaced by the worker's variable.
-    headers: dict[str, str] = Field(default_factory=dict)
+    #: The values are secrets (an ``Authorization`` header is the common case): never printed.
+    headers: Annotated[dict[str, str], SECRET] = Field(default_factory=dict)
 
     @field_validator("function_name")
     @classmethod

@@ -4,10 +4,15 @@ Every problem becomes one line of a :class:`~poller.errors.ConfigError` that nam
 value and what is allowed, for example ``mappings[0].BatchSize: 0 is out of range (allowed 1..10000)``.
 A file that cannot be read as TOML text is one :class:`ConfigFileError` (a ConfigError whose
 message is that one line: the file and why).
+
+No problem line quotes a credential: a value refused in a secret field (or in a table holding
+one) is described, not shown, URLs lose their login, and every line is scrubbed of the file's
+secrets (:mod:`poller.config.redaction`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -16,8 +21,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from poller.config.redaction import Scrubber, SensitivePath, sensitive_paths, shown_input
 from poller.config.settings import AwsConfig, PollerConfig, StoreConfig
 from poller.errors import ConfigError
+from poller.sources import registry
 
 __all__ = [
     "ESM_READ_ONLY_FIELDS",
@@ -28,6 +35,7 @@ __all__ = [
     "parse_config",
     "read_config_file",
     "read_text_file",
+    "secret_fields",
 ]
 
 #: Read-only fields that ``aws lambda get-event-source-mapping`` prints and a mapping ignores.
@@ -56,24 +64,32 @@ def _location(loc: Sequence[int | str]) -> str:
     return text
 
 
-def _problems(error: ValidationError, prefix: str = "") -> list[str]:
+@functools.cache
+def secret_fields() -> tuple[SensitivePath, ...]:
+    """Every field of a config file that holds a credential or a URL that may carry a login,
+    found from the markers on the models (each source's own mapping fields included)."""
+    return sensitive_paths(
+        PollerConfig, {("mappings", "*"): [spec.options for spec in registry.SPECS]}
+    )
+
+
+def _problems(error: ValidationError, scrub: Scrubber) -> list[str]:
     lines: list[str] = []
+    paths = secret_fields()
     for item in error.errors(include_url=False):
         where = _location([p for p in item["loc"] if p not in ("function-after",)])
-        if prefix:
-            where = f"{prefix}.{where}" if where and not where.startswith("[") else prefix + where
         message = str(item["msg"]).removeprefix("Value error, ")
         kind = item["type"]
         if kind == "extra_forbidden":
             message = "unknown field (check the spelling against the AWS field names)"
         elif kind == "missing":
             message = "missing; this field is required"
-        elif (
-            "input" in item and kind not in ("value_error",) and not isinstance(item["input"], dict)
-        ):
-            message = f"{item['input']!r}: {message}"
+        elif "input" in item and kind != "value_error":
+            shown, redacted = shown_input(item["loc"], item["input"], paths)
+            if redacted or not isinstance(item["input"], dict):
+                message = f"{shown}: {message}"
         for part in message.split("\n"):
-            lines.append(f"{where}: {part}" if where else part)
+            lines.append(scrub(f"{where}: {part}" if where else part))
     return lines
 
 
@@ -105,7 +121,7 @@ def parse_config(data: Mapping[str, Any], *, require_mappings: bool = False) -> 
     try:
         config = PollerConfig.model_validate(data)
     except ValidationError as error:
-        problems.extend(_problems(error))
+        problems.extend(_problems(error, Scrubber(data, secret_fields())))
     if require_mappings and not data.get("mappings"):
         problems.append(NO_MAPPINGS)
     if problems:

@@ -47,6 +47,7 @@ from poller.config.fields import (
     in_range,
 )
 from poller.config.functions import split_handler
+from poller.config.redaction import redact_text
 from poller.config.resolved import ResolvedMapping
 from poller.config.source_fields import (
     error_detail,
@@ -362,7 +363,8 @@ class MappingConfig(ConfigModel):
         if self.event_source_arn is not None:
             return self.event_source_arn
         assert self.self_managed_event_source is not None
-        return self.source_options.label(self.self_managed_event_source.urls)
+        # The label goes into logs, events and status: never with a login, whatever the source.
+        return redact_text(self.source_options.label(self.self_managed_event_source.urls))
 
     @property
     def mapping_id(self) -> str:

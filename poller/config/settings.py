@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from poller.config.fields import ARN, ConfigModel, in_range
 from poller.config.functions import FunctionConfig
 from poller.config.mapping import MappingConfig
+from poller.config.redaction import LOGIN_URL, SECRET
 from poller.config.regions import check_region
 from poller.config.source_fields import error_detail
 
@@ -48,9 +49,11 @@ class AwsConfig(ConfigModel):
     #: reads event sources in its own region only, and every client poller makes talks to it).
     region: str = Field(default_factory=lambda: _region_from_environment()[0])
     #: ``None`` for real AWS, an URL for an emulator, ``"embedded"`` for an in-process moto server.
-    endpoint_url: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
+    endpoint_url: Annotated[str | None, LOGIN_URL] = None
+    #: Static credentials. The key id is not secret to AWS, but it is redacted like the secret
+    #: key: the two are easily swapped in a file, and a swapped pair would print the secret.
+    access_key_id: Annotated[str | None, SECRET] = None
+    secret_access_key: Annotated[str | None, SECRET] = None
 
     @field_validator("endpoint_url")
     @classmethod
@@ -103,7 +106,7 @@ class StoreConfig(ConfigModel):
 
     model_config = _AS_WRITTEN
 
-    url: str = "sqlite:///./.poller/state.db"
+    url: Annotated[str, LOGIN_URL] = "sqlite:///./.poller/state.db"
     #: DynamoDB: create the table (on-demand, with TTL) when it does not exist.
     create: bool = True
 

@@ -1,7 +1,8 @@
 """The operators' endpoint (``[http] listen``): ``/metrics``, ``/healthz``, ``/readyz``, ``/status``.
 
 It runs on the worker's own event loop (aiohttp), so a probe that gets an answer has shown the
-loop is not stuck. Nothing here blocks: a scrape reads plain integers.
+loop is not stuck. Nothing here blocks: a scrape reads plain integers. Every JSON answer passes
+:func:`~poller.config.redaction.redact_document` (a failure message may quote a URL with a login).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from poller.config.redaction import redact_document
 from poller.errors import ConfigError
 from poller.observability.health import Probe
 from poller.observability.prometheus import CONTENT_TYPE
@@ -92,6 +94,6 @@ class OperatorsEndpoint:
 def _json(status: int, body: Any) -> web.Response:
     return web.Response(
         status=status,
-        body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS, default=str),
+        body=orjson.dumps(redact_document(body), option=orjson.OPT_NON_STR_KEYS, default=str),
         content_type="application/json",
     )

@@ -2,19 +2,22 @@
 
 Every engine line carries ``mapping`` and ``shard`` (and ``batch`` where one exists). Record
 payloads are never logged unless ``[logging] payloads = true``; :func:`redact_payloads` drops the
-keys that could carry them.
+keys that could carry them. Credentials are never logged, whatever the settings:
+:func:`redact_secrets` runs last before rendering, on every line, tracebacks included.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "redact_payloads"]
+from poller.config.redaction import REDACTED, redact_text, secret_key_name
+
+__all__ = ["configure_logging", "redact_payloads", "redact_secrets"]
 
 _PAYLOAD_KEYS = frozenset({"data", "payload", "body", "record_data"})
 
@@ -26,6 +29,43 @@ def redact_payloads(
     for key in _PAYLOAD_KEYS & event_dict.keys():
         event_dict[key] = "<redacted>"
     return event_dict
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor that keeps credentials out of a line: a value under a key naming a
+    credential (``password``, ``token``, ``authorization``...) is replaced, and every string,
+    the event and a formatted traceback included, loses the login of any URL in it.
+
+    Why here and not only at the call sites: a library's exception message may quote the URL it
+    connected to, and a call site cannot know what the message holds.
+    """
+    for key, value in event_dict.items():
+        if value is None:
+            continue
+        if secret_key_name(key) and not isinstance(value, Mapping | list | tuple):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _redacted(value)
+    return event_dict
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED
+            if isinstance(k, str) and secret_key_name(k) and isinstance(v, str | int | float)
+            else _redacted(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    if isinstance(value, BaseException):
+        return redact_text(f"{type(value).__name__}: {value}")
+    return value
 
 
 def configure_logging(
@@ -45,8 +85,12 @@ def configure_logging(
     ]
     if not payloads:
         processors.append(redact_payloads)
+    # Tracebacks are formatted as plain text before the secrets are redacted from them, on the
+    # console too: a pretty formatter (rich) would print the frames' local variables, which may
+    # hold a password, after any processor could see them.
+    processors += [structlog.processors.format_exc_info, redact_secrets]
     if as_json:
-        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        processors.append(structlog.processors.JSONRenderer())
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=out.isatty()))
     structlog.configure(
