@@ -1,0 +1,163 @@
+"""Fetching the records an on-failure record describes, while the source still keeps them.
+
+Kinesis and DynamoDB Streams are read with the source's own calls and record parsing (the same
+:class:`~poller.sources.shards.ShardStreamSource` a worker reads with): an iterator
+AT_SEQUENCE_NUMBER of the range's first record, then GetRecords until past its last. Kafka is
+read with a consumer outside any group, assigned the partition and positioned at the range's
+first offset.
+
+A range is *retained* only when its first record, its last record and at least ``batchSize``
+records in between are still there. A trimmed start shows as an iterator call that fails or a
+first record past the start; such a range is reported with the reason, never cut short
+silently. Records the mapping's filter dropped may lie inside a range, so more records than
+``batchSize`` is normal (the filter drops them again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from botocore.exceptions import BotoCoreError, ClientError
+
+from poller.aws_calls import error_code
+from poller.errors import PollerError
+from poller.records import Record
+from poller.recovery.failure_records import DiscardedRange
+from poller.sources.shards import IteratorStart, ShardStreamSource
+
+__all__ = ["Fetched", "RangeFetcher", "ShardRangeFetcher", "judge"]
+
+#: Reads of one range that return nothing new before it is judged to end there.
+_EMPTY_READS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The records of one range that the source still has, and why it is incomplete if so."""
+
+    records: tuple[Record, ...]
+    #: None when the whole range is retained; else what is missing.
+    missing: str | None = None
+
+
+class RangeFetcher:
+    """Reads a range of one partition (a seam: shards and Kafka each have one)."""
+
+    async def fetch(self, wanted: DiscardedRange) -> Fetched:
+        """The records of ``wanted`` still kept by the source."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release what the fetcher opened."""
+
+
+def judge(wanted: DiscardedRange, records: Sequence[Record]) -> Fetched:
+    """``records`` (in order, inside the range) as a :class:`Fetched`: whole, or what is missing."""
+    found = tuple(records)
+    if not found:
+        return Fetched((), f"none of {wanted.first}..{wanted.last} is left in {wanted.partition}")
+    if found[0].ordinal != wanted.first_ordinal:
+        return Fetched(
+            found,
+            f"trimmed: the range starts at {wanted.first}, the oldest record "
+            f"left in it is {found[0].position}",
+        )
+    if found[-1].ordinal != wanted.last_ordinal:
+        return Fetched(
+            found, f"the range ends at {wanted.last}, the last record found is {found[-1].position}"
+        )
+    if len(found) < wanted.count:
+        return Fetched(found, f"{len(found)} of {wanted.count} records left")
+    return Fetched(found)
+
+
+class ShardRangeFetcher(RangeFetcher):
+    """Kinesis and DynamoDB Streams: the range read through the mapping's shard source."""
+
+    def __init__(self, source: ShardStreamSource[Any]) -> None:
+        self._source = source
+
+    async def fetch(self, wanted: DiscardedRange) -> Fetched:
+        """Iterator AT_SEQUENCE_NUMBER of the first record, then GetRecords past the last."""
+        source, shard = self._source, wanted.partition
+        start = IteratorStart("AT_SEQUENCE_NUMBER", sequence_number=wanted.first)
+        try:
+            # The source's own hooks: its arguments, its error translation, its record parsing.
+            response = await source._call(
+                "get_shard_iterator",
+                "GetShardIterator",
+                shard=shard,
+                **source._iterator_arguments(shard, start),
+            )
+            iterator: str | None = str(response["ShardIterator"])
+            found: list[Record] = []
+            empty = 0
+            while iterator is not None and empty < _EMPTY_READS:
+                response = await source._call(
+                    "get_records",
+                    "GetRecords",
+                    shard=shard,
+                    **source._records_arguments(iterator, source.options.read_limit),
+                )
+                page = source._page(shard, response)
+                iterator = page.next_iterator
+                inside = [r for r in page.records if wanted.covers(r.ordinal)]
+                found += inside
+                if any(r.ordinal >= wanted.last_ordinal for r in page.records):
+                    break
+                empty = 0 if page.records or page.behind_ms > 0 else empty + 1
+                await anyio.sleep(source.min_read_interval)
+        except (ClientError, BotoCoreError, PollerError) as error:
+            code = error_code(error) if isinstance(error, ClientError) else None
+            reason = f"{code}: {error}" if code else str(error)
+            return Fetched((), f"the source refused to read {shard} at {wanted.first} ({reason})")
+        return judge(wanted, found)
+
+
+class KafkaRangeFetcher(RangeFetcher):
+    """Kafka: the offsets read with a consumer of no group (nothing is committed anywhere)."""
+
+    def __init__(self, consumer: Any, to_record: Callable[[str, Any], Record]) -> None:
+        #: A started ``AIOKafkaConsumer`` without a group; this fetcher stops it.
+        self._consumer = consumer
+        self._to_record = to_record
+
+    async def fetch(self, wanted: DiscardedRange) -> Fetched:
+        """Seek to the first offset and read until past the last (or the partition's end)."""
+        from aiokafka import TopicPartition
+
+        consumer = self._consumer
+        topic, _, number = wanted.partition.rpartition("-")
+        await consumer.topics()
+        if int(number) not in (consumer.partitions_for_topic(topic) or ()):
+            return Fetched((), f"the partition {wanted.partition} does not exist")
+        tp = TopicPartition(topic, int(number))
+        consumer.assign([tp])
+        oldest = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        if wanted.first_ordinal < oldest:
+            return Fetched((), f"trimmed: the oldest offset left in {wanted.partition} is {oldest}")
+        if wanted.first_ordinal >= end:
+            return Fetched(
+                (), f"{wanted.partition} ends before offset {wanted.first} (next: {end})"
+            )
+        consumer.seek(tp, wanted.first_ordinal)
+        found: list[Record] = []
+        empty = 0
+        while await consumer.position(tp) < min(end, wanted.last_ordinal + 1):
+            batches = await consumer.getmany(tp, timeout_ms=500)
+            messages = batches.get(tp) or []
+            empty = 0 if messages else empty + 1
+            if empty >= 20:
+                break
+            found += [
+                self._to_record(wanted.partition, m) for m in messages if wanted.covers(m.offset)
+            ]
+        return judge(wanted, found)
+
+    async def aclose(self) -> None:
+        """Stop the consumer."""
+        await self._consumer.stop()
