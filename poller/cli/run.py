@@ -11,7 +11,7 @@ import structlog
 
 from poller.cli.loading import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from poller.config import PollerConfig
-from poller.errors import ConfigError, PollerError, causes
+from poller.errors import ConfigError, causes, failure_fields
 from poller.observability import configure_logging
 from poller.runtime import Worker
 
@@ -39,11 +39,8 @@ def run_command(config: PollerConfig, args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"poller: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    except PollerError as error:
-        log.error("worker failed", error=str(error))
-        return EXIT_FAILED
     except Exception as error:  # a library's own error (no credentials, say): named, no trace
-        log.error("worker failed", error=f"{type(error).__name__}: {error}")
+        log.error("worker failed", **failure_fields(error))
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_OK
@@ -58,9 +55,7 @@ async def _run(worker: Worker, exit_when_idle: float | None) -> None:
         # it cleanly (the first of several, the others are logged).
         found = causes(group)
         for other in found[1:]:
-            structlog.get_logger("poller").error(
-                "worker failed", error=f"{type(other).__name__}: {other}"
-            )
+            structlog.get_logger("poller").error("worker failed", **failure_fields(other))
         raise found[0] from None
 
 

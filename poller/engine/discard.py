@@ -17,6 +17,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from poller.engine.backoff import Backoff
+from poller.engine.failures import RepeatedFailures
 from poller.engine.metrics import MappingCounters
 from poller.records import Record
 
@@ -133,19 +134,20 @@ async def deliver_discard(
         last=records[-1].position,
         invocations=discard.invoke_count,
     )
-    attempt = 0
+    failures = RepeatedFailures(log)  # one line per cause, not per attempt
     while True:
         try:
             await sink.deliver(discard)
+            failures.recovered("on-failure record delivered", batch=discard.request_id)
             return True
         except Exception as error:  # any failure: block and retry, never drop the record
-            attempt += 1
             counters.on_failure_delivery_errors += 1
-            delay = backoff.delay(attempt)
-            log.error(
+            delay = backoff.delay(failures.attempts + 1)
+            failures.failed(
                 "on-failure delivery failed; blocked until it succeeds",
-                error=str(error),
-                attempt=attempt,
+                error,
+                operation="sending to a destination",
+                batch=discard.request_id,
                 retry_in=round(delay, 2),
             )
             with anyio.move_on_after(delay):

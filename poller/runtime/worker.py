@@ -31,7 +31,7 @@ from poller.config.settings import PollerConfig
 from poller.engine.metrics import MappingCounters
 from poller.engine.protocols import MappingRunner
 from poller.engine.state import Store
-from poller.errors import ConfigError, SourceError, causes
+from poller.errors import ConfigError, SourceError, causes, failure_fields
 from poller.functions import FunctionSet
 from poller.observability.cloudwatch import CloudWatchPublisher
 from poller.observability.health import Health
@@ -174,7 +174,7 @@ class Worker:
                 if any(not isinstance(cause, Exception) for cause in found):
                     raise
                 for other in found[1:]:
-                    _log.error("worker failed", error=f"{type(other).__name__}: {other}")
+                    _log.error("worker failed", **failure_fields(other))
                 raise found[0] from None
         except BaseException as error:
             self.health.fail(f"{type(error).__name__}: {error}")
@@ -319,7 +319,8 @@ class Worker:
                 if removed:
                     _log.info("expired idempotency records purged", removed=removed)
             except Exception as error:  # the store may be briefly unavailable; try next time
-                _log.warning("idempotency purge failed", error=str(error))
+                fields = {"operation": "purging idempotency records", **failure_fields(error)}
+                _log.warning("idempotency purge failed", **fields)
             await anyio.sleep(every)
 
     async def _stop_when_idle(self, seconds: float) -> None:

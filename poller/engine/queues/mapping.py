@@ -30,6 +30,7 @@ from anyio.abc import TaskGroup
 
 from poller.engine.backoff import Backoff
 from poller.engine.batching import Batcher
+from poller.engine.failures import RepeatedFailures
 from poller.engine.invocation import InvocationContext
 from poller.engine.protocols import AckQueue, QueueInfo, QueueSource
 from poller.engine.queues.acknowledgement import AckProcessor
@@ -142,6 +143,8 @@ class QueueMappingRunner:
         self._log = structlog.get_logger("poller.engine").bind(
             mapping=mapping.mapping_id, queue=mapping.source_label
         )
+        #: Failed describes, then failed receives of all pollers: logged once per cause.
+        self._failures = RepeatedFailures(self._log)
 
     # --- status ----------------------------------------------------------------------------------
 
@@ -225,17 +228,24 @@ class QueueMappingRunner:
         self._log.info("mapping stopped")
 
     async def _describe(self) -> QueueInfo | None:
-        attempt = 0
+        failures = self._failures
         while not self._stopping.is_set():
             try:
-                return await self.source.describe()
+                info = await self.source.describe()
             except Exception as error:
-                attempt += 1
                 self.counters.polling_errors += 1
-                delay = _DESCRIBE_BACKOFF.delay(attempt)
-                self._log.error("cannot read the queue", error=str(error), retry_in=round(delay, 2))
+                delay = _DESCRIBE_BACKOFF.delay(failures.attempts + 1)
+                failures.failed(
+                    "cannot read the queue",
+                    error,
+                    operation="describing the queue",
+                    retry_in=round(delay, 2),
+                )
                 with anyio.move_on_after(delay):
                     await self._stopping.wait()
+                continue
+            failures.recovered("queue answered again")
+            return info
         return None
 
     def _check_timeouts(self, info: QueueInfo) -> None:
@@ -297,12 +307,19 @@ class QueueMappingRunner:
                 try:
                     with self._cancelled_by_stop():
                         await batcher.gather()
+                    if failures:
+                        self._failures.recovered("receiving again")
                     failures = 0
                 except Exception as error:
                     failures += 1
                     self.counters.polling_errors += 1
                     delay = _RECEIVE_BACKOFF.delay(failures)
-                    self._log.error("receive failed", error=str(error), retry_in=round(delay, 2))
+                    self._failures.failed(
+                        "receive failed",
+                        error,
+                        operation="receiving messages",
+                        retry_in=round(delay, 2),
+                    )
                     await self._release_unprocessed(processor, batcher.take_all())
                     with self._cancelled_by_stop():
                         await anyio.sleep(delay)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
+from poller.engine.failures import RepeatedFailures
 from poller.engine.leases import Lease, LeaseLost, LeaseStore
 from poller.engine.protocols import (
     PartitionInfo,
@@ -40,6 +41,7 @@ from poller.engine.protocols import (
     StartAt,
 )
 from poller.engine.state import Checkpoint, Store
+from poller.errors import during, failure_fields
 
 __all__ = ["FencedCheckpoints", "LeaseCoordinator", "LeaseSettings", "LeasedSource"]
 
@@ -253,7 +255,7 @@ class LeaseCoordinator:
         """Say that leases could not be released (they expire after the lease duration)."""
         self._log.warning(
             "leases not released; other workers take them once they expire",
-            error=f"{type(error).__name__}: {error}",
+            **failure_fields(error),
             leases=sorted(self.held),
         )
 
@@ -277,27 +279,28 @@ class LeaseCoordinator:
         # hair), and the takeover would wait another half duration. KCL adds 25 ms the same way.
         take_every = self.settings.duration / 2 + _EPSILON
         next_take = next_renew = self._clock()
-        failures = 0
+        failures = RepeatedFailures(self._log)
         while True:
             now = self._clock()
             try:
                 if now >= next_take:
-                    await self.take()
+                    with during("taking leases"):
+                        await self.take()
                     next_take = _next_tick(next_take, take_every, now)
                 if now >= next_renew:
-                    await self.renew()
+                    with during("renewing leases"):
+                        await self.renew()
                     next_renew = _next_tick(next_renew, renew_every, now)
-                failures = 0
+                failures.recovered("lease store answers again")
             except Exception as error:
                 # The store is unreachable: keep trying. Leases not renewed for the duration are
                 # taken by others, and this worker's fenced checkpoint writes then fail, so its
                 # partitions stop: nothing is settled twice.
-                failures += 1
-                delay = min(renew_every, 0.1 * 2 ** min(failures, 8))
-                self._log.warning(
+                delay = min(renew_every, 0.1 * 2 ** min(failures.attempts + 1, 8))
+                failures.failed(
                     "lease store unreachable; retrying",
-                    error=f"{type(error).__name__}: {error}",
-                    attempt=failures,
+                    error,
+                    level="warning",
                     retry_in=round(delay, 2),
                 )
                 await anyio.sleep(delay)

@@ -6,6 +6,11 @@ has aged out and does not block. Partitions are listed again every ``discovery_i
 as one finishes, so children start without waiting. Shards known at the first listing start at the
 mapping's StartingPosition; shards that appear later start at TRIM_HORIZON so nothing written to them
 is skipped. A partition with a checkpoint always resumes after it.
+
+A partition whose runner fails (its store cannot be written, say) starts again from its checkpoint
+at a later listing, no sooner than a backoff that grows with its failures in a row. Its failure is
+logged once per distinct cause, naming the error and the operation that failed
+(:mod:`poller.engine.failures`), and status shows it until the partition moves again.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from anyio.abc import TaskGroup
 
 from poller.config.fields import StartingPosition
 from poller.engine.backoff import Backoff
+from poller.engine.failures import RepeatedFailures
 from poller.engine.invocation import InvocationContext
 from poller.engine.leases import LeaseLost
 from poller.engine.protocols import (
@@ -36,6 +42,8 @@ from poller.engine.streams.partition import PartitionRunner
 __all__ = ["StreamMappingRunner"]
 
 _LIST_ERROR_BACKOFF = Backoff(1.0, 60.0)
+#: How long a partition that failed waits, at least, before it starts again.
+_RESTART_BACKOFF = Backoff(1.0, 60.0)
 
 
 class StreamMappingRunner:
@@ -63,6 +71,10 @@ class StreamMappingRunner:
         self._finished: set[str] = set()
         #: Partitions whose runner failed and has not been started again yet.
         self._crashed: set[str] = set()
+        #: Per partition: its failures in a row (logged once per cause), until it moves again.
+        self._failures: dict[str, RepeatedFailures] = {}
+        #: Per crashed partition: the earliest time (anyio clock) it may start again.
+        self._restart_at: dict[str, float] = {}
         self._listed_once = False
         self._initial: set[str] | None = None
         self._stopping = anyio.Event()
@@ -71,6 +83,7 @@ class StreamMappingRunner:
         #: Set when :meth:`run` has returned (every partition stopped).
         self.done = anyio.Event()
         self._log = structlog.get_logger("poller.engine").bind(mapping=self.mapping.mapping_id)
+        self._listing_failures = RepeatedFailures(self._log)
 
     # --- status ----------------------------------------------------------------------------------
 
@@ -102,7 +115,9 @@ class StreamMappingRunner:
 
     def status(self) -> dict[str, Any]:
         """Per partition: checkpoint, idle and blocked flags, lag, whether a batch is in the
-        handler, since when a failing batch blocks it and its attempt; and the counters."""
+        handler, since when a failing batch blocks it and its attempt; the last failure of each
+        partition that failed and has not moved since (``failing_partitions``: error, type,
+        operation, attempts, since, and whether it is waiting to start again); the counters."""
         source = self._source
         trimming = source if isinstance(source, ReportsTrimming) else None
         leases = source.coordinator if isinstance(source, LeasedSource) else None
@@ -131,6 +146,7 @@ class StreamMappingRunner:
                 for pid, p in self._running.items()
             },
             "finished_partitions": sorted(self._finished),
+            "failing_partitions": self._failing_partitions(),
             "metrics": {
                 **self.counters.snapshot(),
                 # Times the service had trimmed unread records (DynamoDB Streams keeps 24 h):
@@ -144,6 +160,16 @@ class StreamMappingRunner:
                 for t in (trimming.trimmed_ranges if trimming else ())
             ],
         }
+
+    def _failing_partitions(self) -> dict[str, dict[str, Any]]:
+        failing: dict[str, dict[str, Any]] = {}
+        for partition, failures in self._failures.items():
+            runner = self._running.get(partition)
+            report = failures.last
+            if report is None or (runner is not None and runner.moved):
+                continue
+            failing[partition] = {**report.as_dict(), "restarting": partition in self._crashed}
+        return failing
 
     def stop(self) -> None:
         """Stop fetching; in-flight batches finish, then :meth:`run` returns."""
@@ -186,22 +212,23 @@ class StreamMappingRunner:
     async def _run_partitions(self) -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(self._watch_source)
-            failures = 0
             while not self._stopping.is_set():
                 self._wake = anyio.Event()
                 try:
                     partitions = await self._source.list_partitions()
                 except Exception as error:
-                    failures += 1
                     self.counters.polling_errors += 1
-                    delay = _LIST_ERROR_BACKOFF.delay(failures)
-                    self._log.error(
-                        "cannot list partitions", error=str(error), retry_in=round(delay, 2)
+                    delay = _LIST_ERROR_BACKOFF.delay(self._listing_failures.attempts + 1)
+                    self._listing_failures.failed(
+                        "cannot list partitions",
+                        error,
+                        operation="listing partitions",
+                        retry_in=round(delay, 2),
                     )
                     with anyio.move_on_after(delay):
                         await self._stopping.wait()
                     continue
-                failures = 0
+                self._listing_failures.recovered("partitions listed again")
                 await self._start_ready(partitions, group)
                 self._listed_once = True
                 self.counters.iterator_age_ms = max(
@@ -225,7 +252,7 @@ class StreamMappingRunner:
             if info.id in self._finished or info.id in self._running:
                 continue
             waiting_for = [p for p in info.parents if p in known and p not in self._finished]
-            if waiting_for:
+            if waiting_for or self._restart_at.get(info.id, 0.0) > anyio.current_time():
                 continue
             position = (
                 self.mapping.starting_position
@@ -243,6 +270,7 @@ class StreamMappingRunner:
             )
             self._running[info.id] = runner
             self._crashed.discard(info.id)
+            self._restart_at.pop(info.id, None)
             group.start_soon(self._run_partition, runner)
 
     async def _run_partition(self, runner: PartitionRunner) -> None:
@@ -262,14 +290,23 @@ class StreamMappingRunner:
                 crashed = True
                 self._crashed.add(partition)
                 # A store or source failure outside the read loop: the partition is started
-                # again from its checkpoint at the next listing; nothing was settled past it.
-                self._log.error(
-                    "partition crashed; restarting at next listing",
+                # again from its checkpoint at a later listing; nothing was settled past it.
+                failures = self._failures.setdefault(partition, RepeatedFailures(self._log))
+                if runner.moved:  # it worked since its last failure: this one starts afresh
+                    failures.recovered()
+                delay = _RESTART_BACKOFF.delay(failures.attempts + 1)
+                self._restart_at[partition] = anyio.current_time() + delay
+                failures.failed(
+                    "partition failed; restarting from its checkpoint",
+                    error,
                     shard=partition,
-                    error=f"{type(error).__name__}: {error}",
+                    restart_in=round(delay, 2),
                 )
         finally:
             self._running.pop(partition, None)
+        if not crashed:
+            self._failures.pop(partition, None)
+            self._restart_at.pop(partition, None)
         if finished:
             self._finished.add(partition)
         if finished or (runner.revoked and not crashed):

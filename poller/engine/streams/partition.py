@@ -37,6 +37,7 @@ from poller.config.fields import StartingPosition
 from poller.engine.backoff import Backoff
 from poller.engine.batching import Batcher, StreamFeed
 from poller.engine.cutoff import CLOCK_SKEW_ALLOWANCE, ArrivalCutoff
+from poller.engine.failures import RepeatedFailures
 from poller.engine.invocation import (
     InvocationContext,
     RecordFilter,
@@ -48,6 +49,7 @@ from poller.engine.streams.watch import LaneWatch, WatchedTarget, WatchedTimedTa
 from poller.engine.streams.watermark import Watermark
 from poller.engine.streams.windows import IDLE_WAIT, WindowedLane, WindowKeeper
 from poller.engine.windows import tumbling_window_seconds
+from poller.errors import during
 from poller.records import Record
 
 __all__ = ["PartitionRunner"]
@@ -85,6 +87,7 @@ class PartitionRunner:
         self._checkpoint: Checkpoint | None = None
         self._fetched = 0
         self._settled = 0
+        self._moved = False
         self._in_flight = 0
         self._caught_up = False
         self._ended = False
@@ -102,6 +105,8 @@ class PartitionRunner:
         self._log = structlog.get_logger("poller.engine").bind(
             mapping=self._mapping.mapping_id, shard=partition.id
         )
+        #: Failed reads in a row (and reader openings), logged once per cause.
+        self._read_failures = RepeatedFailures(self._log)
 
     # --- status ----------------------------------------------------------------------------------
 
@@ -114,6 +119,11 @@ class PartitionRunner:
     def checkpoint(self) -> Checkpoint | None:
         """The last checkpoint written (or loaded) for this partition."""
         return self._checkpoint
+
+    @property
+    def moved(self) -> bool:
+        """True once this runner stored a checkpoint past the one it started from."""
+        return self._moved
 
     @property
     def blocked(self) -> bool:
@@ -144,7 +154,8 @@ class PartitionRunner:
     async def run(self) -> bool:
         """Process the partition; True when it ended and is fully checkpointed as finished."""
         mapping_id = self._mapping.mapping_id
-        checkpoint = await self._store.get_checkpoint(mapping_id, self.partition.id)
+        with during("reading the checkpoint"):
+            checkpoint = await self._store.get_checkpoint(mapping_id, self.partition.id)
         self._checkpoint = checkpoint
         if checkpoint is not None and checkpoint.finished:
             return True
@@ -163,7 +174,7 @@ class PartitionRunner:
             # Remember when this shard started at LATEST: if the worker stops before a record
             # settles, the next start resumes from here instead of skipping to a new LATEST.
             marker = Checkpoint(position="", ordinal=0, opened_at=self._context.clock())
-            await self._store.put_checkpoint(self._mapping.mapping_id, self.partition.id, marker)
+            await self._put_checkpoint(marker)
             self._checkpoint = marker
         send, receive = anyio.create_memory_object_stream[Sequence[Record]](max_buffer_size=1)
         fetching = anyio.CancelScope()
@@ -197,19 +208,24 @@ class PartitionRunner:
         return StartAt(self._starting_position, timestamp=self._mapping.starting_position_timestamp)
 
     async def _open_reader(self, start: StartAt) -> PartitionReader | None:
-        attempt = 0
+        failures = self._read_failures
         while not self._stopping.is_set():
             try:
-                return await self._source.open_reader(self.partition, start)
+                reader = await self._source.open_reader(self.partition, start)
             except Exception as error:
-                attempt += 1
                 self._counters.polling_errors += 1
-                delay = _READ_ERROR_BACKOFF.delay(attempt)
-                self._log.error(
-                    "cannot open partition reader", error=str(error), retry_in=round(delay, 2)
+                delay = _READ_ERROR_BACKOFF.delay(failures.attempts + 1)
+                failures.failed(
+                    "cannot open partition reader",
+                    error,
+                    operation="opening the partition reader",
+                    retry_in=round(delay, 2),
                 )
                 with anyio.move_on_after(delay):
                     await self._stopping.wait()
+                continue
+            failures.recovered()
+            return reader
         return None
 
     async def _finish(self) -> None:
@@ -219,7 +235,8 @@ class PartitionRunner:
             ordinal=last.ordinal if last else 0,
             finished=True,
         )
-        await self._store.put_checkpoint(self._mapping.mapping_id, self.partition.id, finished)
+        await self._put_checkpoint(finished)
+        self._moved = True
         self._checkpoint = finished
         self._log.info("partition finished", last_position=finished.position or None)
 
@@ -247,7 +264,7 @@ class PartitionRunner:
     ) -> None:
         min_interval = self._source.min_read_interval
         next_read = 0.0
-        failures = 0
+        failures = self._read_failures
         while not self._stop.is_set():
             wait = next_read - anyio.current_time()
             if wait > 0:
@@ -256,13 +273,14 @@ class PartitionRunner:
             try:
                 result = await reader.read()
             except Exception as error:
-                failures += 1
                 self._counters.polling_errors += 1
-                delay = _READ_ERROR_BACKOFF.delay(failures)
-                self._log.error("read failed", error=str(error), retry_in=round(delay, 2))
+                delay = _READ_ERROR_BACKOFF.delay(failures.attempts + 1)
+                failures.failed(
+                    "read failed", error, operation="reading records", retry_in=round(delay, 2)
+                )
                 next_read = anyio.current_time() + delay
                 continue
-            failures = 0
+            failures.recovered("reading records again")
             if result.revoked:
                 # Lanes see the stop before the buffer closes, so no new batch is cut; what was
                 # read and not settled is read again by the partition's next owner.
@@ -411,7 +429,8 @@ class PartitionRunner:
         if current is not None and current.ordinal >= checkpoint.ordinal and current.position:
             return
         self._checkpoint = checkpoint
-        await self._store.put_checkpoint(self._mapping.mapping_id, self.partition.id, checkpoint)
+        await self._put_checkpoint(checkpoint)
+        self._moved = True
 
     async def _write_window(self) -> None:
         """Store the window's change (closed, or state reset) at the current checkpoint."""
@@ -423,6 +442,9 @@ class PartitionRunner:
             window_start=windows.start,
             window_state=None if windows.start is None else windows.text,
         )
-        await self._store.put_checkpoint(
-            self._mapping.mapping_id, self.partition.id, self._checkpoint
-        )
+        await self._put_checkpoint(self._checkpoint)
+
+    async def _put_checkpoint(self, checkpoint: Checkpoint) -> None:
+        with during("writing a checkpoint"):
+            mapping_id, partition = self._mapping.mapping_id, self.partition.id
+            await self._store.put_checkpoint(mapping_id, partition, checkpoint)

@@ -43,6 +43,7 @@ from poller.engine.discard import (
 )
 from poller.engine.invocation import InvocationContext, invoke
 from poller.engine.outcome import Failed, Outcome, PartiallyFailed, Succeeded
+from poller.errors import during
 from poller.records import Record, TumblingWindow
 
 __all__ = ["BatchProcessor", "Settle"]
@@ -189,9 +190,10 @@ class BatchProcessor:
         """Drop records the idempotency store knows succeeded; False when none are left."""
         assert self._idempotency is not None
         positions = [r.position for r in segment.records]
-        known = await self._idempotency.succeeded_among(
-            self._mapping.mapping_id, self._partition, positions
-        )
+        with during("reading idempotency records"):
+            known = await self._idempotency.succeeded_among(
+                self._mapping.mapping_id, self._partition, positions
+            )
         if known:
             skipped = [r for r in segment.records if r.position in known]
             segment.records = [r for r in segment.records if r.position not in known]
@@ -215,23 +217,25 @@ class BatchProcessor:
     async def _invoke(self, segment: _Segment) -> Outcome:
         segment.invocations += 1
         window = self._window
-        outcome, segment.last_request_id = await invoke(
-            self._context,
-            self._partition,
-            segment.records,
-            attempt=segment.invocations,
-            window=None if window is None else window.current(),
-        )
+        with during("invoking the function"):
+            outcome, segment.last_request_id = await invoke(
+                self._context,
+                self._partition,
+                segment.records,
+                attempt=segment.invocations,
+                window=None if window is None else window.current(),
+            )
         return outcome
 
     async def _succeeded(self, records: Sequence[Record]) -> None:
         if self._idempotency is not None:
-            await self._idempotency.remember_succeeded(
-                self._mapping.mapping_id,
-                self._partition,
-                [r.position for r in records],
-                self._clock() + self._mapping.idempotency_ttl,
-            )
+            with during("writing idempotency records"):
+                await self._idempotency.remember_succeeded(
+                    self._mapping.mapping_id,
+                    self._partition,
+                    [r.position for r in records],
+                    self._clock() + self._mapping.idempotency_ttl,
+                )
         await self._settle(records, True)
 
     async def _partially_failed(self, segment: _Segment, outcome: PartiallyFailed) -> bool:
