@@ -23,7 +23,7 @@ Both sides build their own client inside the timed part and use the same client 
 (``poller.aws.AwsClients``). Each measurement runs 3 times, alternating, and the medians are
 reported; the ratio is taken within this run, so the machine's load cancels out as far as it can.
 
-Run ``python benchmarks/dynamodb_streams.py``; results also go to
+Run ``python benchmarks/dynamodb_streams.py`` (``--quick``: 1,000 changes, one run); results go to
 ``benchmarks/results/dynamodb_streams.json``.
 """
 
@@ -40,6 +40,7 @@ from _common import (
     Timing,
     aws_config,
     moto_server,
+    parse_args_quick,
     print_rows_against_raw,
     read_poller,
     rows_against_raw,
@@ -172,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 1000])
-    args = parser.parse_args(argv)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 100, 1000])
+    args = parse_args_quick(parser, argv, {"records": 1_000, "repeats": 1})
     configure_logging(level="warning", stream=sys.stderr)
 
     with moto_server() as endpoint:

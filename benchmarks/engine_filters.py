@@ -13,7 +13,8 @@ BatchSize 100 and a typed no-op handler, until every shard's checkpoint reaches 
   hand-overs as *no filter*, so the difference between the two is the filter's own price.
 
 Records per second count every record read (handed over or filtered). Medians of ``--repeats``.
-Run ``python benchmarks/engine_filters.py``; JSON goes to benchmarks/results/engine_filters.json.
+Run ``python benchmarks/engine_filters.py`` (``--quick``: 16 shards x 2,000, one run); JSON goes to
+benchmarks/results/engine_filters.json.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-from _common import StampingStore, Timing, median, print_table, timed, write_results
+from _common import (
+    StampingStore,
+    Timing,
+    median,
+    parse_args_quick,
+    print_table,
+    timed,
+    write_results,
+)
 from engine import (
     IDLE_POLL_BUSY,
     SETTLE_TIMEOUT,
@@ -118,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=int, default=64)
     parser.add_argument("--records-per-shard", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    quick = {"shards": 16, "records_per_shard": 2000, "repeats": 1}
+    args = parse_args_quick(parser, argv, quick)
     configure_logging(level="warning", stream=sys.stderr)
     partitions = make_partitions(args.shards, args.records_per_shard)
     total = args.shards * args.records_per_shard
@@ -167,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results(
         "engine_filters",
         {
-            "config": {"shards": args.shards, "records_per_shard": args.records_per_shard},
+            "config": {
+                "shards": args.shards,
+                "records_per_shard": args.records_per_shard,
+                "repeats": args.repeats,
+            },
             "results": results,
         },
     )

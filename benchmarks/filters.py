@@ -19,7 +19,7 @@ What runs:
 * Every variant makes one pass over all records per repetition; the variants alternate within
   each repetition so a noisy machine slows them alike, and the table shows medians.
 
-Run ``python benchmarks/filters.py`` (``--records``, ``--repeats``). Results are also written to
+Run ``python benchmarks/filters.py`` (``--records``, ``--repeats``, ``--quick``). Results are also written to
 ``benchmarks/results/filters.json``.
 """
 
@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from _common import median, print_table, write_results
+from _common import median, parse_args_quick, print_table, write_results
 
 from poller.filtering import FilterSet, compile_filters, decode_payload
 
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=9)
-    args = parser.parse_args(argv)
+    args = parse_args_quick(parser, argv, {"records": 5_000, "repeats": 3})
 
     bodies, records = make_records(args.records)
     documents = [

@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from _common import StampingStore, median, print_table, write_results
+from _common import StampingStore, median, parse_args_quick, print_table, write_results
 
 from poller.config import parse_config
 from poller.engine.invocation import FunctionIdentity, Invocation
@@ -660,7 +660,6 @@ def print_worker_rows(title: str, rows: Sequence[dict[str, Any]], ratio_key: str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run (small sizes)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds")
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--records-per-shard", type=int, default=20_000)
@@ -678,13 +677,14 @@ def main(argv: list[str] | None = None) -> int:
         default=["throughput", "latency", "cpu", "http"],
         choices=["throughput", "latency", "cpu", "http"],
     )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.repeats = 1
-        args.records_per_shard = 2_000
-        args.invocations = 100
-        args.cpu_invocations_per_shard = 10
-        args.http_records_per_shard = 500
+    quick = {
+        "repeats": 1,
+        "records_per_shard": 2_000,
+        "invocations": 100,
+        "cpu_invocations_per_shard": 10,
+        "http_records_per_shard": 500,
+    }
+    args = parse_args_quick(parser, argv, quick)
     configure_logging(level="warning", stream=sys.stderr)
 
     iterations = calibrate(CPU_HANDLER_SECONDS)

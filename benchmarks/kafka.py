@@ -33,7 +33,7 @@ poller lambda, raw, ...), ``--repeats`` times (3); best and median are reported,
 are taken within this run. ``--profile`` adds one more typed poller run under cProfile and prints
 where its time went.
 
-Run ``python benchmarks/kafka.py`` (``--records 20000`` for a quick run); results also go to
+Run ``python benchmarks/kafka.py`` (``--quick``: 20,000 records, one run); results also go to
 ``benchmarks/results/kafka.json``.
 """
 
@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from _common import kafka_server, median, print_table, write_results
+from _common import kafka_server, median, parse_args_quick, print_table, write_results
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get(ENV_BOOTSTRAP),
         help=f"use this broker (host:port) instead of starting tansu (env {ENV_BOOTSTRAP})",
     )
-    args = parser.parse_args(argv)
+    args = parse_args_quick(parser, argv, {"records": 20_000, "repeats": 1})
     configure_logging(level="warning", stream=sys.stderr)
 
     with kafka_server(args.bootstrap) as bootstrap:

@@ -49,7 +49,8 @@ they send, and ``/proc``. ``--only`` picks the parts to run.
    CPU seconds of each, sampled from ``/proc`` while the run waits, are reported as a share of
    the wall time (1.0 = one core busy throughout), over the whole run and over the reading span.
 
-Run ``python benchmarks/leases.py`` (about 5 minutes); JSON goes to benchmarks/results/leases.json
+Run ``python benchmarks/leases.py`` (about 5 minutes; ``--quick``: failover and rebalance at
+``lease_duration_seconds`` 3 only, one run); JSON goes to benchmarks/results/leases.json
 (only the parts that ran).
 """
 
@@ -76,7 +77,16 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import anyio
-from _common import ACCESS_KEY, REGION, SECRET_KEY, median, moto_process, print_table, write_results
+from _common import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    median,
+    moto_process,
+    parse_args_quick,
+    print_table,
+    write_results,
+)
 from aiobotocore.session import get_session
 from aiohttp import web
 from multidict import CIMultiDict
@@ -817,7 +827,7 @@ def print_throughput(throughput: dict[str, Any]) -> None:
     )
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--durations", type=float, nargs="+", default=[10.0, 3.0])
@@ -832,7 +842,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=3, help="throughput: against 1")
     parser.add_argument("--throughput-duration", type=float, default=10.0)
     parser.add_argument("--time-limit", type=float, default=120.0, help="throughput: per run")
-    return parser.parse_args()
+    return parse_args_quick(parser, argv, {"only": ["failover"], "durations": [3.0], "repeats": 1})
 
 
 def main() -> int:
@@ -840,6 +850,7 @@ def main() -> int:
     started = time.perf_counter()
     results = anyio.run(main_async, args)
     results["run_s"] = time.perf_counter() - started
+    results["repeats"] = args.repeats
     if "durations" in results:
         print_failover(results["durations"])
     if "cost" in results:
