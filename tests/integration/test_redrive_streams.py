@@ -14,10 +14,16 @@ import pytest
 from poller.config import parse_config
 from poller.runtime.worker import Worker
 from tests.kit import run_until_idle
-from tests.kit.aws import create_stream, moto_clients
+from tests.kit.aws import create_stream, create_table_with_stream, moto_clients
 from tests.kit.configs import moto_aws
 from tests.kit.names import ACCOUNT, REGION, new_id
-from tests.kit.redrive_kit import KINESIS_TEXTS, FlakyHandler, redrive, write_config
+from tests.kit.redrive_kit import (
+    DYNAMODB_TEXTS,
+    KINESIS_TEXTS,
+    FlakyHandler,
+    redrive,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +142,174 @@ async def test_kinesis_records_redriven_from_sqs_after_the_handler_is_fixed(
         assert [b["requestContext"]["functionArn"] for b in left] == [
             other["requestContext"]["functionArn"]
         ]
+
+
+def _kinesis_failure(
+    stream_arn: str, function_arn: str, shard: str, first: str, last: str, size: int
+) -> dict[str, Any]:
+    """An on-failure record as a Kinesis mapping writes it."""
+    return {
+        "requestContext": {
+            "requestId": new_id(),
+            "functionArn": function_arn,
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 1,
+        },
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "version": "1.0",
+        "timestamp": "2026-12-01T10:00:00.000Z",
+        "KinesisBatchInfo": {
+            "shardId": shard,
+            "startSequenceNumber": first,
+            "endSequenceNumber": last,
+            "approximateArrivalOfFirstRecord": "2026-12-01T10:00:00.000Z",
+            "approximateArrivalOfLastRecord": "2026-12-01T10:00:00.000Z",
+            "batchSize": size,
+            "streamArn": stream_arn,
+        },
+    }
+
+
+async def test_ranges_no_longer_retained_and_malformed_records_are_listed_and_kept(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """moto never trims a stream, so the ranges that are gone are a shard that does not exist
+    and sequence numbers past the shard's last record."""
+    uuid = new_id()
+    handler = FlakyHandler(tmp_path, f"gone_{uuid[:8]}", monkeypatch, KINESIS_TEXTS)
+    async with moto_clients(moto_endpoint, "kinesis", "sqs") as (kinesis, sqs):
+        stream_arn = await create_stream(kinesis, f"gone-{uuid}")
+        queue_url = (await sqs.create_queue(QueueName=f"gone-dlq-{uuid}"))["QueueUrl"]
+        config = _config(moto_endpoint, {"UUID": uuid, "EventSourceArn": stream_arn}, handler)
+        path = write_config(tmp_path / "config.toml", config)
+        for text in ("a-0", "a-1", "a-2"):
+            await kinesis.put_record(StreamARN=stream_arn, Data=text.encode(), PartitionKey="k")
+        shard = "shardId-000000000000"
+        function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:redriven"
+        for body in (
+            _kinesis_failure(stream_arn, function_arn, shard, "2", "3", 2),
+            _kinesis_failure(stream_arn, function_arn, "shardId-000000000099", "1", "2", 2),
+            _kinesis_failure(stream_arn, function_arn, shard, "900", "901", 2),
+            _kinesis_failure(stream_arn, function_arn, shard, "3", "5", 3),
+        ):
+            await sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+        await sqs.send_message(QueueUrl=queue_url, MessageBody="not an on-failure record")
+
+        code, out, _ = await redrive(capsys, path, "--mapping", uuid, "--from", queue_url, "--json")
+        assert code == 1, out
+        report = json.loads(out)
+        by_range = {
+            (r["partition"], r["first"]): (r["fate"], r["retained"], r["removed"])
+            for r in report["records"]
+        }
+        assert by_range == {
+            (shard, "2"): ("redriven", 2, True),
+            ("shardId-000000000099", "1"): ("not retained", 0, False),
+            (shard, "900"): ("not retained", 0, False),
+            (shard, "3"): ("not retained", 1, False),
+            (None, None): ("malformed", None, False),
+        }, report
+        assert handler.texts() == ["a-1", "a-2"]
+        bodies = await _queue_bodies(sqs, queue_url)
+        assert len(bodies) == 4, "the kept records must stay in the queue"
+        assert {"raw": "not an on-failure record"} in bodies
+
+
+async def _put_items(dynamodb: Any, table: str, keys: list[str]) -> None:
+    for key in keys:
+        await dynamodb.put_item(TableName=table, Item={"pk": {"S": key}, "sk": {"N": "1"}})
+
+
+async def test_dynamodb_records_redriven_from_s3_objects(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    uuid = new_id()
+    handler = FlakyHandler(tmp_path, f"ddb_{uuid[:8]}", monkeypatch, DYNAMODB_TEXTS)
+    async with moto_clients(moto_endpoint, "dynamodb", "s3") as (dynamodb, s3):
+        table = f"redrive-{uuid}"
+        stream_arn = await create_table_with_stream(dynamodb, table)
+        bucket = f"redrive-{uuid[:8]}"
+        await s3.create_bucket(Bucket=bucket)
+        data = {
+            "UUID": uuid,
+            "EventSourceArn": stream_arn,
+            "DestinationConfig": {"OnFailure": {"Destination": f"arn:aws:s3:::{bucket}"}},
+        }
+        config = _config(moto_endpoint, data, handler)
+        path = write_config(tmp_path / "config.toml", config)
+        await _put_items(dynamodb, table, ["ok-0", "bad-1", "ok-2", "ok-3"])
+        await run_until_idle(Worker(parse_config(config)))
+
+        async def keys() -> list[str]:
+            listed = await s3.list_objects_v2(Bucket=bucket)
+            return sorted(item["Key"] for item in listed.get("Contents") or ())
+
+        (discarded,) = await keys()
+        assert discarded.startswith(f"aws/lambda/{uuid}/")
+        # An object of another mapping's, outside the mapping's prefix, is not even listed.
+        await s3.put_object(Bucket=bucket, Key="aws/lambda/other/x", Body=b"{}")
+
+        handler.fix()
+        seen = len(handler.texts())
+        code, out, _ = await redrive(capsys, path, "--mapping", uuid)
+        assert code == 0, out
+        assert "redriven 2 records" in out and f"s3://{bucket}/{discarded}" in out, out
+        assert handler.texts()[seen:] == ["ok-0", "bad-1"]
+        assert await keys() == ["aws/lambda/other/x"], "the redriven object must be deleted"
+
+        code, out, _ = await redrive(capsys, path, "--mapping", uuid, "--json")
+        assert code == 0 and json.loads(out)["records"] == [], out
+
+
+async def test_dynamodb_records_redriven_through_queues_subscribed_to_an_sns_topic(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """One queue gets SNS's envelope, the other raw messages: both are read; with two queues
+    subscribed, which one to read is the operator's choice (``--from``)."""
+    uuid = new_id()
+    handler = FlakyHandler(tmp_path, f"sns_{uuid[:8]}", monkeypatch, DYNAMODB_TEXTS)
+    async with moto_clients(moto_endpoint, "dynamodb", "sns", "sqs") as (dynamodb, sns, sqs):
+        table = f"redrive-sns-{uuid}"
+        stream_arn = await create_table_with_stream(dynamodb, table)
+        topic_arn = (await sns.create_topic(Name=f"redrive-{uuid}"))["TopicArn"]
+        queues = {}
+        for raw in (False, True):
+            name = f"redrive-sns-{'raw' if raw else 'env'}-{uuid}"
+            url = (await sqs.create_queue(QueueName=name))["QueueUrl"]
+            arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+            attributes = {"RawMessageDelivery": "true"} if raw else {}
+            await sns.subscribe(
+                TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes=attributes
+            )
+            queues[raw] = (url, arn)
+        data = {
+            "UUID": uuid,
+            "EventSourceArn": stream_arn,
+            "DestinationConfig": {"OnFailure": {"Destination": topic_arn}},
+        }
+        config = _config(moto_endpoint, data, handler)
+        path = write_config(tmp_path / "config.toml", config)
+        await _put_items(dynamodb, table, ["bad-0", "ok-1"])
+        await run_until_idle(Worker(parse_config(config)))
+
+        code, _, err = await redrive(capsys, path, "--mapping", uuid, "--dry-run")
+        assert code == 2 and "--from" in err and queues[True][1] in err, err
+
+        handler.fix()
+        for raw in (False, True):
+            code, out, _ = await redrive(
+                capsys, path, "--mapping", uuid, "--from", queues[raw][1], "--json"
+            )
+            assert code == 0, out
+            (record,) = json.loads(out)["records"]
+            assert (record["fate"], record["retained"], record["removed"]) == (
+                "redriven",
+                2,
+                True,
+            ), record
+            assert await _queue_bodies(sqs, queues[raw][0]) == []
+        assert handler.texts()[-4:] == ["bad-0", "ok-1", "bad-0", "ok-1"]
