@@ -12,6 +12,8 @@ end) and by hand::
 Every server listens on 127.0.0.1 only, on a free port, and is stopped by its PID. The brokers
 keep their data in a private directory under .servers/ and can be stopped and started again on
 the same port with that data (:func:`restart`), so tests can take a broker away mid-run.
+Given :class:`TlsFiles`, RabbitMQ and ActiveMQ also open a TLS listener (``amqps``,
+``stomp+ssl``) that requires a client certificate signed by the same CA.
 Missing Debian packages are installed with apt-get (as root). The tests use servers that already
 run instead when POLLER_TEST_MOTO_URL, POLLER_TEST_KAFKA_BOOTSTRAP, POLLER_TEST_RABBITMQ_URL or
 POLLER_TEST_ACTIVEMQ_URL name them (tests/conftest.py; README, Quick start).
@@ -54,6 +56,18 @@ class RunningServer:
     #: A helper process stopped with the server (RabbitMQ's private epmd) and its port.
     helper_pid: int = 0
     helper_port: int = 0
+    #: Brokers started with :class:`TlsFiles`: the port of their TLS listener.
+    tls_port: int = 0
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a broker's TLS listener: the CA it trusts client certificates from, and its
+    own certificate and (unencrypted) key. The listener requires a client certificate."""
+
+    ca: str
+    certificate: str
+    key: str
 
 
 def free_port() -> int:
@@ -415,14 +429,53 @@ def _rabbitmq_env(data: Path, port: int, epmd_port: int) -> dict[str, str]:
     }
 
 
+def _saved_tls(data: Path, tls: TlsFiles | None, keep_data: bool) -> tuple[TlsFiles | None, int]:
+    """The TLS files and port of a broker's listener: kept in its directory, so a restart on
+    the same data (``keep_data``) opens the same TLS listener again."""
+    saved = data / "tls.json"
+    if tls is None and keep_data and saved.exists():
+        kept = json.loads(saved.read_text())
+        return TlsFiles(**kept["files"]), int(kept["port"])
+    if tls is None:
+        return None, 0
+    port = free_port()
+    saved.write_text(json.dumps({"files": asdict(tls), "port": port}))
+    return tls, port
+
+
+def _rabbitmq_tls_conf(tls: TlsFiles, port: int) -> str:
+    """rabbitmq.conf lines of an amqps listener that requires a client certificate."""
+    return (
+        f"listeners.ssl.default = 127.0.0.1:{port}\n"
+        f"ssl_options.cacertfile = {tls.ca}\n"
+        f"ssl_options.certfile = {tls.certificate}\n"
+        f"ssl_options.keyfile = {tls.key}\n"
+        "ssl_options.verify = verify_peer\n"
+        "ssl_options.fail_if_no_peer_cert = true\n"
+    )
+
+
+def _tcp_probe(port: int) -> None:
+    """The port accepts connections (a TLS listener: no handshake without a client certificate)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
 def start_rabbitmq(
-    timeout: float = 90.0, *, port: int | None = None, keep_data: bool = False
+    timeout: float = 90.0,
+    *,
+    port: int | None = None,
+    keep_data: bool = False,
+    tls: TlsFiles | None = None,
+    name: str = "rabbitmq",
 ) -> RunningServer:
     """RabbitMQ on loopback, its node, data and logs in .servers/rabbitmq-PORT.
 
     A private epmd (on its own port) is started first and stopped with the node, so nothing is
     left behind and no system-wide RabbitMQ or epmd is touched. ``keep_data`` starts again on
     the data of an earlier run on the same port (durable queues and persistent messages).
+    ``tls`` adds an amqps listener (``tls_port``) that requires a client certificate; ``name``
+    tells a second broker's state file from the first's.
     """
     ensure_package("rabbitmq")
     port = port or free_port()
@@ -430,9 +483,11 @@ def start_rabbitmq(
     if not keep_data:
         shutil.rmtree(data, ignore_errors=True)
     (data / "log").mkdir(parents=True, exist_ok=True)
+    tls, tls_port = _saved_tls(data, tls, keep_data)
     (data / "enabled_plugins").write_text("[].\n")
     (data / "rabbitmq.conf").write_text(
         f"loopback_users = none\nlisteners.tcp.default = 127.0.0.1:{port}\n"
+        + (_rabbitmq_tls_conf(tls, tls_port) if tls else "")
     )
     (data / "rabbitmq-env.conf").write_text("")
     (data / "advanced.config").write_text("[].\n")
@@ -455,14 +510,20 @@ def start_rabbitmq(
             cwd=data,
             start_new_session=True,
         )
+
+    def probe() -> None:
+        _amqp_probe(port)
+        if tls_port:
+            _tcp_probe(tls_port)
+
     try:
-        _wait_protocol("rabbitmq", lambda: _amqp_probe(port), time.monotonic() + timeout, proc, log)
+        _wait_protocol(name, probe, time.monotonic() + timeout, proc, log)
     except Exception:
         _kill(proc.pid)
         _kill(epmd.pid)
         raise
     server = RunningServer(
-        "rabbitmq",
+        name,
         proc.pid,
         f"amqp://guest:guest@127.0.0.1:{port}/",
         str(log),
@@ -470,9 +531,25 @@ def start_rabbitmq(
         port=port,
         helper_pid=epmd.pid,
         helper_port=epmd_port,
+        tls_port=tls_port,
     )
-    (STATE_DIR / "rabbitmq.json").write_text(json.dumps(asdict(server)))
+    (STATE_DIR / f"{name}.json").write_text(json.dumps(asdict(server)))
     return server
+
+
+def rabbitmq_add_vhost(server: RunningServer, vhost: str, user: str = "guest") -> None:
+    """Create a virtual host on a broker started here and give ``user`` all rights in it."""
+    env = _rabbitmq_env(Path(server.data_dir), server.port, server.helper_port)
+    ctl = str(_RABBITMQ_HOME / "rabbitmqctl")
+    for command in (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
+        result = subprocess.run(
+            [ctl, *command], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"rabbitmqctl {' '.join(command)} failed (exit {result.returncode}): "
+                f"{(result.stdout + result.stderr).strip()[-500:]}"
+            )
 
 
 def _stop_rabbitmq(server: RunningServer) -> None:
@@ -526,21 +603,75 @@ _ACTIVEMQ_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
         <tempUsage><tempUsage limit="256 mb"/></tempUsage>
       </systemUsage>
     </systemUsage>
-    <transportConnectors>
+@SSL_CONTEXT@    <transportConnectors>
       <transportConnector name="stomp" uri="stomp://127.0.0.1:@PORT@"/>
-    </transportConnectors>
+@TLS_CONNECTOR@    </transportConnectors>
   </broker>
 </beans>
 """
 
 
+#: The password of the Java key and trust stores made for a TLS ActiveMQ (test material only).
+_STORE_PASSWORD = "poller-tests"
+
+
+def _java_stores(tls: TlsFiles, conf: Path) -> tuple[Path, Path]:
+    """A PKCS#12 key store (the broker's certificate and key, by openssl) and trust store (the
+    CA, by keytool: Java trusts only entries keytool marks as trusted) made from the PEM files."""
+    keystore, truststore = conf / "broker.p12", conf / "trust.p12"
+    keystore.unlink(missing_ok=True)
+    truststore.unlink(missing_ok=True)
+    password = _STORE_PASSWORD
+    commands = [
+        ["openssl", "pkcs12", "-export", "-in", tls.certificate, "-inkey", tls.key,
+         "-name", "broker", "-out", str(keystore), "-passout", f"pass:{password}"],
+        ["keytool", "-importcert", "-noprompt", "-alias", "ca", "-file", tls.ca,
+         "-keystore", str(truststore), "-storetype", "PKCS12", "-storepass", password],
+    ]  # fmt: skip
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{command[0]} failed (exit {result.returncode}): "
+                f"{(result.stdout + result.stderr).strip()[-500:]}"
+            )
+    return keystore, truststore
+
+
+def _activemq_tls_xml(tls: TlsFiles | None, tls_port: int, conf: Path) -> tuple[str, str]:
+    """The ``sslContext`` element and the ``stomp+ssl`` connector (client certificate required)."""
+    if tls is None:
+        return "", ""
+    keystore, truststore = _java_stores(tls, conf)
+    password = _STORE_PASSWORD
+    context = (
+        "    <sslContext>\n"
+        f'      <sslContext keyStore="file:{keystore}" keyStorePassword="{password}" '
+        f'keyStoreType="PKCS12" trustStore="file:{truststore}" '
+        f'trustStorePassword="{password}" trustStoreType="PKCS12"/>\n'
+        "    </sslContext>\n"
+    )
+    connector = (
+        '      <transportConnector name="stomp+ssl" '
+        f'uri="stomp+ssl://127.0.0.1:{tls_port}?transport.needClientAuth=true"/>\n'
+    )
+    return context, connector
+
+
 def start_activemq(
-    timeout: float = 60.0, *, port: int | None = None, keep_data: bool = False
+    timeout: float = 60.0,
+    *,
+    port: int | None = None,
+    keep_data: bool = False,
+    tls: TlsFiles | None = None,
+    name: str = "activemq",
 ) -> RunningServer:
     """ActiveMQ (STOMP only) on loopback, its config and KahaDB store in .servers/activemq-PORT.
 
     The Debian wrapper forces its own base dir and a 512 MB heap, so the jar runs directly with
     a small heap. ``keep_data`` starts again on the store of an earlier run on the same port.
+    ``tls`` adds a stomp+ssl connector (``tls_port``) that requires a client certificate;
+    ``name`` tells a second broker's state file from the first's.
     """
     ensure_package("activemq")
     port = port or free_port()
@@ -550,7 +681,14 @@ def start_activemq(
     conf = base / "conf"
     for path in (conf, base / "data", base / "tmp"):
         path.mkdir(parents=True, exist_ok=True)
-    config = _ACTIVEMQ_XML.replace("@DATA@", str(base / "data")).replace("@PORT@", str(port))
+    tls, tls_port = _saved_tls(base, tls, keep_data)
+    ssl_context, tls_connector = _activemq_tls_xml(tls, tls_port, conf)
+    config = (
+        _ACTIVEMQ_XML.replace("@DATA@", str(base / "data"))
+        .replace("@PORT@", str(port))
+        .replace("@SSL_CONTEXT@", ssl_context)
+        .replace("@TLS_CONNECTOR@", tls_connector)
+    )
     (conf / "activemq.xml").write_text(config)
     # ActiveMQ 5.17 logs through log4j 1.x: warnings and errors to the server log.
     (conf / "log4j.properties").write_text(
@@ -583,26 +721,31 @@ def start_activemq(
             cwd=base,
             start_new_session=True,
         )
+
+    def probe() -> None:
+        _stomp_probe(port)
+        if tls_port:
+            _tcp_probe(tls_port)
+
     try:
-        _wait_protocol(
-            "activemq", lambda: _stomp_probe(port), time.monotonic() + timeout, proc, log
-        )
+        _wait_protocol(name, probe, time.monotonic() + timeout, proc, log)
     except Exception:
         _kill(proc.pid)
         raise
     server = RunningServer(
-        "activemq", proc.pid, f"stomp://admin:admin@127.0.0.1:{port}", str(log),
-        data_dir=str(base), port=port,
+        name, proc.pid, f"stomp://admin:admin@127.0.0.1:{port}", str(log),
+        data_dir=str(base), port=port, tls_port=tls_port,
     )  # fmt: skip
-    (STATE_DIR / "activemq.json").write_text(json.dumps(asdict(server)))
+    (STATE_DIR / f"{name}.json").write_text(json.dumps(asdict(server)))
     return server
 
 
 def restart(server: RunningServer) -> RunningServer:
     """Stop a broker and start it again on the same port with the same data."""
     stop(server, forget=False)
-    starter = {"rabbitmq": start_rabbitmq, "activemq": start_activemq}[server.name]
-    return starter(port=server.port, keep_data=True)
+    kind = "rabbitmq" if server.name.startswith("rabbitmq") else "activemq"
+    starter = {"rabbitmq": start_rabbitmq, "activemq": start_activemq}[kind]
+    return starter(port=server.port, keep_data=True, name=server.name)
 
 
 STARTERS: dict[str, Callable[[], RunningServer]] = {
@@ -636,7 +779,7 @@ def stop(server: RunningServer, *, forget: bool = True) -> None:
 
     ``forget`` also deletes its state file and private directory; a restart keeps them.
     """
-    if server.name == "rabbitmq":
+    if server.name.startswith("rabbitmq"):
         _stop_rabbitmq(server)
     else:
         _kill(server.pid)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.util
 import os
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.kit.tls import ServerTls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +44,9 @@ def _servers_module():  # type: ignore[no-untyped-def]
 #: The first fixture a test uses, in this order, names its group; moto is cheap and not grouped.
 _SERVER_GROUPS = (
     ("activemq_broker", "activemq"),
+    ("activemq_tls_broker", "activemq"),
     ("rabbitmq_broker", "rabbitmq"),
+    ("rabbitmq_tls_broker", "rabbitmq"),
     ("kafka_bootstrap", "kafka"),
 )
 
@@ -157,6 +165,65 @@ def activemq_broker() -> Iterator[BrokerServer]:
 def activemq_url(activemq_broker: BrokerServer) -> str:
     """``stomp://127.0.0.1:PORT`` of the run's ActiveMQ (no login needed)."""
     return activemq_broker.url
+
+
+@dataclass(frozen=True)
+class TlsBroker:
+    """A broker with a TLS listener that requires a client certificate, started for the run.
+
+    ``url`` reaches the TLS listener by ``localhost``, the one name its certificate holds (so
+    ``127.0.0.1`` is a hostname mismatch); ``plain_url`` is its plaintext listener, for the
+    admin helpers. ``tls`` holds the broker's CA and a client certificate it signed.
+    """
+
+    url: str
+    plain_url: str
+    port: int
+    tls: ServerTls
+    #: RabbitMQ: a virtual host made for the run (guest may use it).
+    vhost: str = ""
+
+
+@contextlib.contextmanager
+def _tls_broker(name: str, scheme: str, directory: Path) -> Iterator[tuple[Any, TlsBroker]]:
+    servers = _servers_module()
+    tls = ServerTls.create(directory, f"{name}-tls")
+    files = servers.TlsFiles(str(tls.ca_file), str(tls.certificate_file), str(tls.key_file))
+    server = getattr(servers, f"start_{name}")(tls=files, name=f"{name}-tls")
+    broker = TlsBroker(
+        f"{scheme}://localhost:{server.tls_port}",
+        server.endpoint.replace("guest:guest@", "").replace("admin:admin@", "").rstrip("/"),
+        server.tls_port,
+        tls,
+    )
+    try:
+        yield server, broker
+    finally:
+        servers.stop(server)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
+    """A second RabbitMQ with an amqps listener (client certificate required) and a virtual
+    host, started once per run when a test asks for it; skipped with POLLER_TEST_RABBITMQ_URL."""
+    if os.environ.get("POLLER_TEST_RABBITMQ_URL"):
+        pytest.skip("the TLS broker is started by the tests (POLLER_TEST_RABBITMQ_URL is set)")
+    directory = tmp_path_factory.mktemp("rabbitmq-tls")
+    with _tls_broker("rabbitmq", "amqps", directory) as (server, broker):
+        vhost = "poller-tls"
+        _servers_module().rabbitmq_add_vhost(server, vhost)
+        yield dataclasses.replace(broker, vhost=vhost)
+
+
+@pytest.fixture(scope="session")
+def activemq_tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
+    """A second ActiveMQ with a stomp+ssl connector (client certificate required), started once
+    per run when a test asks for it; skipped with POLLER_TEST_ACTIVEMQ_URL."""
+    if os.environ.get("POLLER_TEST_ACTIVEMQ_URL"):
+        pytest.skip("the TLS broker is started by the tests (POLLER_TEST_ACTIVEMQ_URL is set)")
+    directory = tmp_path_factory.mktemp("activemq-tls")
+    with _tls_broker("activemq", "stomp+ssl", directory) as (_server, broker):
+        yield broker
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ any more: settling them reports them as failed, and ActiveMQ hands them out agai
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +41,7 @@ from poller.errors import SourceError
 from poller.records import Record
 from poller.sources.activemq.codec import MESSAGE_BASE_BYTES, ActiveMqCodec
 from poller.sources.activemq.records import ActiveMqDelivery, ActiveMqRecord
+from poller.sources.credentials import diagnose_tls, tls_context, tls_failure
 from poller.sources.mq.base import BrokerSource
 from poller.sources.mq.endpoints import broker_endpoints, broker_login
 
@@ -108,20 +110,29 @@ class ActiveMqSource(BrokerSource[ActiveMqRecord]):
                         login.password if login else "",
                     )
                 )
+            access = self.mapping.source_access
+            tls = await tls_context(access, self._clients) if endpoints[0].tls else None
             ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._closing = asyncio.Event()
-            self._task = asyncio.create_task(
-                self._run_client(servers, endpoints[0].tls, ready, self._closing)
-            )
+            self._task = asyncio.create_task(self._run_client(servers, tls, ready, self._closing))
             try:
                 with anyio.fail_after(self._connect_timeout * 2):
                     await ready
             except Exception as error:
                 await self._stop_client()
                 shown = ", ".join(str(e) for e in endpoints)
+                client_certificate = any(a.type == "CLIENT_CERTIFICATE_TLS_AUTH" for a in access)
+                cause = tls_failure(error, client_certificate=client_certificate)
+                if cause is None and tls is not None:
+                    # The broker's alert may be lost under a reset: a handshake of our own.
+                    first = endpoints[0]
+                    cause = await diagnose_tls(
+                        first.host, first.port, tls, client_certificate=client_certificate
+                    )
                 raise SourceError(
-                    f"Cannot connect to ActiveMQ for {self.mapping.source_label} ({shown}): "
-                    f"{type(error).__name__}: {error}"
+                    f"Cannot connect to ActiveMQ at {shown} for mapping {self.mapping.mapping_id} "
+                    f"({self.mapping.source_label}): "
+                    + (cause or f"{type(error).__name__}: {error}")
                 ) from error
             self._log.info(
                 "connected", endpoints=[str(e) for e in endpoints], prefetch=self.prefetch
@@ -130,7 +141,7 @@ class ActiveMqSource(BrokerSource[ActiveMqRecord]):
     async def _run_client(
         self,
         servers: list[stompman.ConnectionParameters],
-        tls: bool,
+        tls: ssl.SSLContext | None,
         ready: asyncio.Future[None],
         closing: asyncio.Event,
     ) -> None:
@@ -138,7 +149,7 @@ class ActiveMqSource(BrokerSource[ActiveMqRecord]):
         try:
             async with stompman.Client(
                 servers,
-                ssl=True if tls else None,
+                ssl=tls,
                 connect_timeout=int(self._connect_timeout),
                 connect_retry_attempts=3,
                 # Once connected, keep reconnecting for as long as the broker is away.

@@ -9,18 +9,12 @@ as a local cluster usually is. Nothing here imports the Kafka client.
 from __future__ import annotations
 
 import ssl
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poller.config.resolved import ResolvedMapping
 from poller.errors import SourceError
-from poller.sources.credentials import (
-    read_basic_auth,
-    read_client_certificate,
-    read_root_certificate,
-)
+from poller.sources.credentials import read_basic_auth, tls_context
 
 if TYPE_CHECKING:
     from poller.aws import AwsClients
@@ -73,18 +67,7 @@ async def kafka_connection(mapping: ResolvedMapping, clients: AwsClients | None)
     root_ca = access.get("SERVER_ROOT_CA_CERTIFICATE")
     servers = mapping.endpoints or await _msk_bootstrap(mapping, clients, sasl_type, client_cert)
     tls = sasl_type is not None or client_cert is not None or root_ca is not None
-    context: ssl.SSLContext | None = None
-    if tls:
-        cadata = await read_root_certificate(root_ca, clients) if root_ca else None
-        context = ssl.create_default_context(cadata=cadata)
-        if client_cert is not None:
-            certificate = await read_client_certificate(client_cert, clients)
-            _load_client_certificate(
-                context,
-                certificate.certificate,
-                certificate.private_key,
-                certificate.private_key_password,
-            )
+    context = await tls_context(mapping.source_access, clients) if tls else None
     if sasl_type is not None:
         auth = await read_basic_auth(access[sasl_type], clients)
         return KafkaConnection(
@@ -96,25 +79,6 @@ async def kafka_connection(mapping: ResolvedMapping, clients: AwsClients | None)
             context,
         )
     return KafkaConnection(tuple(servers), "SSL" if tls else "PLAINTEXT", ssl_context=context)
-
-
-def _load_client_certificate(
-    context: ssl.SSLContext, certificate: str, key: str, password: str | None
-) -> None:
-    # ``ssl`` loads certificates from files only: write them to a private directory that is
-    # removed as soon as they are loaded.
-    with tempfile.TemporaryDirectory(prefix="poller-tls-") as directory:
-        cert_path, key_path = Path(directory) / "cert.pem", Path(directory) / "key.pem"
-        cert_path.write_text(certificate)
-        key_path.write_text(key)
-        key_path.chmod(0o600)
-        try:
-            context.load_cert_chain(cert_path, key_path, password=password)
-        except (ssl.SSLError, ValueError) as error:
-            raise SourceError(
-                f"SourceAccessConfigurations CLIENT_CERTIFICATE_TLS_AUTH: cannot load the "
-                f"certificate and key ({error})"
-            ) from None
 
 
 async def _msk_bootstrap(

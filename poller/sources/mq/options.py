@@ -21,6 +21,8 @@ __all__ = ["AMQP_SCHEMES", "STOMP_SCHEMES", "MqMappingOptions", "MqSettings", "c
 
 AMQP_SCHEMES = ("amqp", "amqps")
 STOMP_SCHEMES = ("stomp", "stomp+ssl")
+#: Access types that configure TLS (poller's own for MQ): only TLS URLs can use them.
+_TLS_ACCESS_TYPES = ("SERVER_ROOT_CA_CERTIFICATE", "CLIENT_CERTIFICATE_TLS_AUTH")
 #: Amazon MQ's default ``maximumRedeliveries``.
 _DEFAULT_REDELIVERIES = 6
 
@@ -61,6 +63,13 @@ class MqMappingOptions(SourceOptions):
         vhost = any(a.type == "VIRTUAL_HOST" for a in mapping.source_access_configurations)
         if vhost and any(url.startswith(STOMP_SCHEMES) for url in urls):
             problems.append("SourceAccessConfigurations: VIRTUAL_HOST applies to RabbitMQ only")
+        plaintext = [url for url in urls if not url.startswith(("amqps://", "stomp+ssl://"))]
+        for entry in mapping.source_access_configurations:
+            if entry.type in _TLS_ACCESS_TYPES and plaintext:
+                problems.append(
+                    f"SourceAccessConfigurations: {entry.type} needs amqps:// or stomp+ssl:// "
+                    f"broker URLs, not {plaintext[0].partition('://')[0]}://"
+                )
         return problems
 
     def label(self, endpoints: tuple[str, ...]) -> str:

@@ -81,6 +81,12 @@ SPEC = SourceSpec(
     arn=ArnPattern("mq", "Amazon MQ broker"),
     endpoints=EndpointsKey("MQ_BROKER_URLS", check_broker_urls),
     unsupported=STREAM_ONLY_FIELDS,
-    access_types=("BASIC_AUTH", "VIRTUAL_HOST"),
+    # AWS's two, and poller's own TLS pair for brokers with a private CA or client certificates.
+    access_types=(
+        "BASIC_AUTH",
+        "VIRTUAL_HOST",
+        "SERVER_ROOT_CA_CERTIFICATE",
+        "CLIENT_CERTIFICATE_TLS_AUTH",
+    ),
     extra=_extra,
 )

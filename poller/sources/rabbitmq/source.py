@@ -40,6 +40,7 @@ from aiormq.abc import DeliveredMessage
 from poller.engine.protocols import QueueInfo
 from poller.errors import SourceError, SourceNotFoundError
 from poller.records import Record
+from poller.sources.credentials import diagnose_tls, tls_context, tls_failure
 from poller.sources.mq.base import BrokerSource
 from poller.sources.mq.endpoints import (
     BrokerEndpoint,
@@ -115,18 +116,35 @@ class RabbitMqSource(BrokerSource[RabbitMqRecord]):
                 try:
                     await self._connect(endpoint)
                     return
-                except SourceNotFoundError:
-                    raise
+                except SourceError:
+                    raise  # a missing queue, an unreadable secret: no other endpoint helps
                 except Exception as error:
-                    errors.append(f"{endpoint}: {type(error).__name__}: {error}")
+                    errors.append(f"{endpoint}: {await self._connect_failure(endpoint, error)}")
                     await self._drop_connection()
             raise SourceError(
-                f"Cannot connect to RabbitMQ for {self.mapping.source_label}: " + "; ".join(errors)
+                f"Cannot connect to RabbitMQ for mapping {self.mapping.mapping_id} "
+                f"({self.mapping.source_label}): " + "; ".join(errors)
             )
+
+    async def _connect_failure(self, endpoint: BrokerEndpoint, error: Exception) -> str:
+        """Why a connection attempt failed: a TLS failure in words (found by a handshake of
+        our own when the client library saw only a reset), else the error itself."""
+        access = self.mapping.source_access
+        client_certificate = any(a.type == "CLIENT_CERTIFICATE_TLS_AUTH" for a in access)
+        cause = tls_failure(error, client_certificate=client_certificate)
+        if cause is None and endpoint.tls:
+            context = await tls_context(access, self._clients)
+            cause = await diagnose_tls(
+                endpoint.host, endpoint.port, context, client_certificate=client_certificate
+            )
+        return cause or f"{type(error).__name__}: {error}"
 
     async def _connect(self, endpoint: BrokerEndpoint) -> None:
         login = await broker_login(self.mapping, self._clients, endpoint)
         self.vhost = virtual_host(self.mapping, endpoint)
+        context = (
+            await tls_context(self.mapping.source_access, self._clients) if endpoint.tls else None
+        )
         # The URL is built from parts, so credentials from a secret never pass through a log.
         connection = await aio_pika.connect(
             host=endpoint.host,
@@ -135,6 +153,7 @@ class RabbitMqSource(BrokerSource[RabbitMqRecord]):
             password=login.password if login else "guest",
             virtualhost=self.vhost,
             ssl=endpoint.tls,
+            ssl_context=context,
             timeout=self._connect_timeout,
             client_properties={"connection_name": f"poller {self.mapping.mapping_id}"},
         )

@@ -1,0 +1,183 @@
+"""Certificates made for the tests: a private CA, server and client certificates it signs.
+
+The TLS tests need brokers whose certificates a client can check (or fail to check) for real:
+a CA the client trusts or not, a server certificate valid for ``localhost`` only (so connecting
+by ``127.0.0.1`` is a hostname mismatch), an expired one, client certificates signed by the
+broker's CA or by another. Keys are EC P-256: quick to make on a loaded machine, and every
+broker here (Erlang's ssl, Java's JSSE, Python's ssl) takes them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["CertificateAuthority", "IssuedCertificate", "ServerTls"]
+
+_ONE_DAY = datetime.timedelta(days=1)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "poller tests"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey, password: str | None = None) -> str:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password.encode())
+        if password
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    ).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """A certificate and its private key, as PEM text (the shapes Lambda's secrets hold)."""
+
+    certificate: str
+    key: ec.EllipticCurvePrivateKey = field(repr=False)
+
+    def private_key(self, password: str | None = None) -> str:
+        """The key as PKCS#8 PEM, encrypted with ``password`` when given."""
+        return _pem_key(self.key, password)
+
+    def secret(self, password: str | None = None) -> dict[str, str]:
+        """A CLIENT_CERTIFICATE_TLS_AUTH secret: certificate, key and the key's password."""
+        secret = {"certificate": self.certificate, "privateKey": self.private_key(password)}
+        if password:
+            secret["privateKeyPassword"] = password
+        return secret
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateAuthority:
+    """A self-signed CA that issues the tests' server and client certificates."""
+
+    name: str
+    certificate: str
+    key: ec.EllipticCurvePrivateKey = field(repr=False)
+
+    @classmethod
+    def create(cls, name: str) -> CertificateAuthority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(_name(name))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _ONE_DAY)
+            .not_valid_after(now + 30 * _ONE_DAY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(name, certificate.public_bytes(serialization.Encoding.PEM).decode(), key)
+
+    def secret(self) -> dict[str, str]:
+        """A SERVER_ROOT_CA_CERTIFICATE secret trusting this CA."""
+        return {"certificate": self.certificate}
+
+    def issue(
+        self,
+        common_name: str,
+        *,
+        dns_names: Sequence[str] = (),
+        ip_addresses: Sequence[str] = (),
+        client: bool = False,
+        expired: bool = False,
+    ) -> IssuedCertificate:
+        """A leaf certificate: for a server (``dns_names``/``ip_addresses`` as its subject
+        alternative names) or, with ``client``, for TLS client authentication. ``expired``
+        makes one whose validity ended yesterday."""
+        issuer = x509.load_pem_x509_certificate(self.certificate.encode())
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        start, end = (
+            (now - 10 * _ONE_DAY, now - _ONE_DAY)
+            if expired
+            else (now - _ONE_DAY, now + 30 * _ONE_DAY)
+        )
+        names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common_name))
+            .issuer_name(issuer.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
+            )
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        certificate = builder.sign(self.key, hashes.SHA256())
+        return IssuedCertificate(certificate.public_bytes(serialization.Encoding.PEM).decode(), key)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """A broker's TLS material written to a directory: what scripts/servers.py's ``TlsFiles``
+    points at, plus the CA and a client certificate the tests log in with."""
+
+    authority: CertificateAuthority
+    server: IssuedCertificate
+    client: IssuedCertificate
+    ca_file: Path
+    certificate_file: Path
+    key_file: Path
+
+    @classmethod
+    def create(cls, directory: Path, name: str) -> ServerTls:
+        """A CA named ``name``, a server certificate for ``localhost`` only and a client
+        certificate, the server's files in ``directory`` (created, private)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        authority = CertificateAuthority.create(f"{name} test CA")
+        server = authority.issue(name, dns_names=["localhost"])
+        client = authority.issue("poller-client", client=True)
+        ca_file, certificate_file, key_file = (
+            directory / "ca.pem",
+            directory / "server.pem",
+            directory / "server.key",
+        )
+        ca_file.write_text(authority.certificate)
+        certificate_file.write_text(server.certificate)
+        key_file.write_text(server.private_key())
+        key_file.chmod(0o600)
+        return cls(authority, server, client, ca_file, certificate_file, key_file)
