@@ -134,7 +134,9 @@ class Report:
         elif not self.charts:
             lines.append("_Chart not drawn (`--no-charts`)._")
         else:
-            draw(path, f"poller benchmarks, {self._date_range()}")
+            quick = any(r.quick for r in self.results.values())
+            note = f"poller benchmarks, {self._date_range()}"
+            draw(path, note + ("; QUICK RUN: reduced sizes, not for comparison" if quick else ""))
             self.drawn.append(path.name)
             lines.append(f"![{title}]({path.name})")
             if missing:
