@@ -11,9 +11,7 @@ calls first, and what it logs when that fails).
 from __future__ import annotations
 
 import base64
-import ssl
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -33,7 +31,7 @@ from tests.kit import (
     wait_until,
     worker_config,
 )
-from tests.kit.tls import CertificateAuthority
+from tests.kit.tls import CertificateAuthority, handshake_only_listener
 
 pytestmark = pytest.mark.integration
 
@@ -196,38 +194,15 @@ async def test_the_broker_refuses_a_client_certificate_its_ca_did_not_sign(
     assert "the broker refused the client certificate" in message, message
 
 
-async def test_an_expired_broker_certificate_is_refused(tmp_path: Path, unique_name: str) -> None:
-    """The broker's side of an expired certificate is only its handshake, so a plain TLS
-    listener with one stands in for the broker here: the client must stop at the handshake."""
+async def test_an_expired_broker_certificate_is_refused(unique_name: str) -> None:
+    """Only the handshake matters here, so a plain TLS listener with an expired certificate
+    stands in for the broker: the client must stop at the handshake, saying why."""
     authority = CertificateAuthority.create("expiry CA")
     expired = authority.issue("localhost", dns_names=["localhost"], expired=True)
-    (tmp_path / "cert.pem").write_text(expired.certificate)
-    (tmp_path / "key.pem").write_text(expired.private_key())
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-
-    async def handshake(stream: anyio.abc.SocketStream) -> None:
-        async with stream:
-            try:
-                tls = await anyio.streams.tls.TLSStream.wrap(
-                    stream, server_side=True, ssl_context=context
-                )
-                await tls.receive()
-            except Exception:
-                pass  # the client gives up during the handshake: that is the point
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(listener.serve, handshake)
-        try:
-            message = await refusal(
-                f"amqps://localhost:{port}",
-                unique_name,
-                SERVER_ROOT_CA_CERTIFICATE=authority.secret(),
-            )
-        finally:
-            group.cancel_scope.cancel()
+    async with handshake_only_listener(expired) as port:
+        message = await refusal(
+            f"amqps://localhost:{port}", unique_name, SERVER_ROOT_CA_CERTIFICATE=authority.secret()
+        )
     assert "the broker's certificate could not be verified: certificate has expired" in message
 
 

@@ -9,18 +9,24 @@ broker here (Erlang's ssl, Java's JSSE, Python's ssl) takes them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
-from collections.abc import Sequence
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSStream
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CertificateAuthority", "IssuedCertificate", "ServerTls"]
+__all__ = ["CertificateAuthority", "IssuedCertificate", "ServerTls", "handshake_only_listener"]
 
 _ONE_DAY = datetime.timedelta(days=1)
 
@@ -181,3 +187,30 @@ class ServerTls:
         key_file.write_text(server.private_key())
         key_file.chmod(0o600)
         return cls(authority, server, client, ca_file, certificate_file, key_file)
+
+
+@contextlib.asynccontextmanager
+async def handshake_only_listener(certificate: IssuedCertificate) -> AsyncIterator[int]:
+    """A TLS listener on loopback that presents ``certificate`` and does nothing else; yields
+    its port. It stands in for a broker where only the handshake matters (an expired broker
+    certificate is refused before any broker protocol is spoken)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory(prefix="poller-test-tls-") as directory:
+        cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+        cert.write_text(certificate.certificate)
+        key.write_text(certificate.private_key())
+        context.load_cert_chain(cert, key)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+
+    async def handshake(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            with contextlib.suppress(Exception):  # the client gives up mid-handshake
+                tls = await TLSStream.wrap(stream, server_side=True, ssl_context=context)
+                await tls.receive()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(listener.serve, handshake)
+        try:
+            yield int(listener.extra(anyio.abc.SocketAttribute.local_port))
+        finally:
+            group.cancel_scope.cancel()
