@@ -50,10 +50,14 @@ class FailureInbox(Protocol):
         ...
 
     async def settle(
-        self, removed: Sequence[FailureRecord], kept: Sequence[FailureRecord]
+        self,
+        removed: Sequence[FailureRecord],
+        kept: Sequence[FailureRecord],
+        foreign: Sequence[FailureRecord],
     ) -> dict[str, str]:
-        """Remove ``removed``, leave ``kept`` as they were; a problem per record not removed,
-        by its ``where`` (or by :attr:`description` when nothing could be removed)."""
+        """Remove ``removed``; leave ``kept`` (this mapping's) and ``foreign`` (other mappings')
+        as they were. A problem per record not removed, by its ``where`` (or by
+        :attr:`description` when nothing could be removed)."""
         ...
 
     async def aclose(self) -> None:
@@ -116,9 +120,12 @@ class SqsInbox:
         return []
 
     async def settle(
-        self, removed: Sequence[FailureRecord], kept: Sequence[FailureRecord]
+        self,
+        removed: Sequence[FailureRecord],
+        kept: Sequence[FailureRecord],
+        foreign: Sequence[FailureRecord],
     ) -> dict[str, str]:
-        """Delete ``removed``; make ``kept`` visible again now."""
+        """Delete ``removed``; make ``kept`` and ``foreign`` visible again now."""
         client, url = await self._client_and_url()
         problems: dict[str, str] = {}
         for chunk in _chunks(removed):
@@ -130,7 +137,7 @@ class SqsInbox:
                 where = chunk[int(failure["Id"])].where
                 cause = failure.get("Message") or failure.get("Code")
                 problems[where] = f"{where}: not deleted ({cause})"
-        for chunk in _chunks(kept):
+        for chunk in _chunks([*kept, *foreign]):
             response = await client.change_message_visibility_batch(
                 QueueUrl=url,
                 Entries=[
@@ -188,9 +195,12 @@ class S3Inbox:
         return []
 
     async def settle(
-        self, removed: Sequence[FailureRecord], kept: Sequence[FailureRecord]
+        self,
+        removed: Sequence[FailureRecord],
+        kept: Sequence[FailureRecord],
+        foreign: Sequence[FailureRecord],
     ) -> dict[str, str]:
-        """Delete the objects of ``removed``; ``kept`` stay untouched."""
+        """Delete the objects of ``removed``; the others stay untouched."""
         client = await self._clients.client("s3")
         problems: dict[str, str] = {}
         for record in removed:

@@ -32,6 +32,8 @@ __all__ = ["Fetched", "RangeFetcher", "ShardRangeFetcher", "judge"]
 
 #: Reads of one range that return nothing new before it is judged to end there.
 _EMPTY_READS = 3
+#: How long one Kafka fetch waits for records.
+_KAFKA_WAIT_MS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,22 +139,17 @@ class KafkaRangeFetcher(RangeFetcher):
         tp = TopicPartition(topic, int(number))
         consumer.assign([tp])
         oldest = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
         if wanted.first_ordinal < oldest:
             return Fetched((), f"trimmed: the oldest offset left in {wanted.partition} is {oldest}")
-        if wanted.first_ordinal >= end:
-            return Fetched(
-                (), f"{wanted.partition} ends before offset {wanted.first} (next: {end})"
-            )
         consumer.seek(tp, wanted.first_ordinal)
         found: list[Record] = []
         empty = 0
-        while await consumer.position(tp) < min(end, wanted.last_ordinal + 1):
-            batches = await consumer.getmany(tp, timeout_ms=500)
+        # Read until past the last offset, or until the partition has nothing more (its end
+        # offset is not asked for: some brokers answer it per produced batch, not per record).
+        while empty < _EMPTY_READS and await consumer.position(tp) <= wanted.last_ordinal:
+            batches = await consumer.getmany(tp, timeout_ms=_KAFKA_WAIT_MS)
             messages = batches.get(tp) or []
             empty = 0 if messages else empty + 1
-            if empty >= 20:
-                break
             found += [
                 self._to_record(wanted.partition, m) for m in messages if wanted.covers(m.offset)
             ]

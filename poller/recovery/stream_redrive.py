@@ -171,7 +171,7 @@ async def redrive_stream(
         if fetched.missing is not None:
             entry.fate, entry.detail = Fate.NOT_RETAINED, fetched.missing
     candidates = [e for e in report.entries if e.range is not None and e.fate == Fate.NOT_RUN]
-    kept = [e.record for e in report.entries if e.fate != Fate.NOT_RUN]
+    kept = [e.record for e in report.entries if e.fate not in (Fate.NOT_RUN, Fate.OTHER_MAPPING)]
     held = {id(r) for r in inbox.held_back(kept)}
     for entry in candidates:
         if id(entry.record) in held:
@@ -186,8 +186,13 @@ async def redrive_stream(
         await _hand_over(mapping, identity, plan, opened, clients, ready)
     removed = [e for e in report.entries if e.removable and not dry_run]
     removed_ids = {id(e) for e in removed}
-    kept_records = [e.record for e in report.entries if id(e) not in removed_ids]
-    failures = await inbox.settle([e.record for e in removed], kept_records)
+    foreign = [e.record for e in report.entries if e.fate == Fate.OTHER_MAPPING]
+    kept_records = [
+        e.record
+        for e in report.entries
+        if id(e) not in removed_ids and e.fate != Fate.OTHER_MAPPING
+    ]
+    failures = await inbox.settle([e.record for e in removed], kept_records, foreign)
     report.problems += list(failures.values())
     for entry in removed:
         entry.removed = entry.record.where not in failures and inbox.description not in failures

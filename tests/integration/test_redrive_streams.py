@@ -13,12 +13,22 @@ import pytest
 
 from poller.config import parse_config
 from poller.runtime.worker import Worker
+from poller.sources.kafka.destination import FAILURE_HEADER
+from tests.integration.kafka_helpers import (
+    committed,
+    create_topic,
+    kafka_mapping,
+    produce,
+    read_all,
+    wait_committed,
+)
 from tests.kit import run_until_idle
 from tests.kit.aws import create_stream, create_table_with_stream, moto_clients
 from tests.kit.configs import moto_aws
 from tests.kit.names import ACCOUNT, REGION, new_id
 from tests.kit.redrive_kit import (
     DYNAMODB_TEXTS,
+    KAFKA_TEXTS,
     KINESIS_TEXTS,
     FlakyHandler,
     redrive,
@@ -313,3 +323,83 @@ async def test_dynamodb_records_redriven_through_queues_subscribed_to_an_sns_top
             ), record
             assert await _queue_bodies(sqs, queues[raw][0]) == []
         assert handler.texts()[-4:] == ["bad-0", "ok-1", "bad-0", "ok-1"]
+
+
+async def test_kafka_records_redriven_from_a_kafka_topic_destination(
+    kafka_bootstrap: str,
+    unique_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    """The redrive group commits the destination topic up to the first record it keeps (one
+    whose offsets the topic never had); another mapping's record does not hold it back."""
+    handler = FlakyHandler(tmp_path, f"kafka_{unique_name[-8:]}", monkeypatch, KAFKA_TEXTS)
+    topic = await create_topic(kafka_bootstrap, unique_name, 1)
+    dead_letters = await create_topic(kafka_bootstrap, f"{unique_name}-dlt", 1)
+    await produce(kafka_bootstrap, topic, [(0, t.encode(), None) for t in KAFKA_SENT])
+    mapping = kafka_mapping(
+        kafka_bootstrap,
+        topic,
+        unique_name,
+        FunctionName="redriven",
+        BatchSize=1,
+        MaximumRetryAttempts=0,
+        DestinationConfig={"OnFailure": {"Destination": f"kafka://{dead_letters}"}},
+    )
+    config = {
+        "store": {"url": "memory://"},
+        "worker": {"kafka_session_timeout_seconds": 2, "shutdown_grace_seconds": 5},
+        "functions": [
+            {"FunctionName": "redriven", "Handler": handler.reference, "Isolation": "thread"}
+        ],
+        "mappings": [mapping],
+    }
+    path = write_config(tmp_path / "config.toml", config)
+    async with Worker(parse_config(config)):
+        done = await wait_committed(kafka_bootstrap, unique_name, topic, {0: 4}, partitions=1)
+    assert done == {0: 4}
+    (first, _) = await read_all(kafka_bootstrap, dead_letters, 2)
+    failure = json.loads(dict(first.headers)[FAILURE_HEADER])
+    # Another mapping's record, then one whose offsets the source never had.
+    other = {**failure, "requestContext": {**failure["requestContext"], "functionArn": "x"}}
+    gone = json.loads(json.dumps(failure))
+    gone["KafkaBatchInfo"]["recordsInfo"][f"{topic}-0"].update(
+        firstRecordOffset="50", lastRecordOffset="50"
+    )
+    for document in (other, gone):
+        header = (FAILURE_HEADER, json.dumps(document).encode())
+        await produce(kafka_bootstrap, dead_letters, [(0, b"copy", None)], headers=[header])
+
+    code, out, _ = await redrive(capsys, path, "--mapping", unique_name, "--dry-run", "--json")
+    assert code == 1, out
+    fates = [(r["first"], r["fate"]) for r in json.loads(out)["records"]]
+    assert fates == [
+        ("1", "would redrive"),
+        ("3", "would redrive"),
+        (None, "other mapping"),
+        ("50", "not retained"),
+    ], out
+    group = f"poller-redrive-{unique_name}"
+    assert await committed(kafka_bootstrap, group, dead_letters, 1) == {}
+
+    handler.fix()
+    seen = len(handler.texts())
+    code, out, _ = await redrive(capsys, path, "--mapping", unique_name, "--json")
+    assert code == 1, out
+    fates = [(r["first"], r["fate"], r["removed"]) for r in json.loads(out)["records"]]
+    assert fates == [
+        ("1", "redriven", True),
+        ("3", "redriven", True),
+        (None, "other mapping", False),
+        ("50", "not retained", False),
+    ], out
+    assert handler.texts()[seen:] == ["bad-1", "bad-3"]
+    assert await committed(kafka_bootstrap, group, dead_letters, 1) == {0: 3}
+
+    code, out, _ = await redrive(capsys, path, "--mapping", unique_name, "--json")
+    assert [r["fate"] for r in json.loads(out)["records"]] == ["not retained"], out
+    assert code == 1
+
+
+KAFKA_SENT = ["ok-0", "bad-1", "ok-2", "bad-3"]
