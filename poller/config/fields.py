@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
-from poller.config.redaction import LOGIN_URL, SECRET, Sensitive, redacted_field
+from poller.config.redaction import LOGIN_URL, SECRET, marker_of, redacted_field
 from poller.config.regions import check_region
 
 if TYPE_CHECKING:
@@ -139,9 +139,7 @@ class ConfigModel(BaseModel):
         fields = type(self).model_fields
         for name, value in super().__repr_args__():
             info = fields.get(name) if name is not None else None
-            marker = (
-                next((m for m in info.metadata if isinstance(m, Sensitive)), None) if info else None
-            )
+            marker = marker_of(info) if info is not None else None
             yield name, value if marker is None else redacted_field(marker, value)
 
 

@@ -47,7 +47,7 @@ from poller.config.fields import (
     in_range,
 )
 from poller.config.functions import split_handler
-from poller.config.redaction import redact_text
+from poller.config.redaction import login_of, mask_login, redact_text
 from poller.config.resolved import ResolvedMapping
 from poller.config.source_fields import (
     error_detail,
@@ -363,8 +363,14 @@ class MappingConfig(ConfigModel):
         if self.event_source_arn is not None:
             return self.event_source_arn
         assert self.self_managed_event_source is not None
-        # The label goes into logs, events and status: never with a login, whatever the source.
-        return redact_text(self.source_options.label(self.self_managed_event_source.urls))
+        # The label goes into logs, events and status: never with a login, whatever the source
+        # makes of a malformed URL (built from the URLs without logins only then, so the label,
+        # and the mapping id derived from it, stay as they were for well-formed URLs).
+        urls = self.self_managed_event_source.urls
+        label = redact_text(self.source_options.label(urls))
+        if any(login and login in label for login in map(login_of, urls)):
+            label = self.source_options.label(tuple(mask_login(url) for url in urls))
+        return label
 
     @property
     def mapping_id(self) -> str:

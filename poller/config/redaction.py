@@ -34,15 +34,20 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 __all__ = [
     "LOGIN_URL",
     "REDACTED",
     "SECRET",
+    "Beside",
     "Scrubber",
     "Sensitive",
     "SensitivePath",
+    "config_fields",
     "describe",
+    "login_of",
+    "marker_of",
     "mask_login",
     "redact_document",
     "redact_text",
@@ -91,28 +96,45 @@ def _normal(name: str) -> str:
 # --- finding the sensitive fields ---------------------------------------------------------------
 
 
-def sensitive_paths(
-    root: type[BaseModel], also: Mapping[tuple[str, ...], Sequence[type[BaseModel]]] | None = None
-) -> tuple[SensitivePath, ...]:
-    """Every marked field under ``root``; ``also`` adds models whose fields are read at a path
-    (a source's own mapping fields sit beside the shared ones: ``{("mappings", "*"): [...]}``)."""
-    found: list[SensitivePath] = []
-    _walk(root, (), found)
+#: Models whose fields are read at a path besides their place in the tree: a source's own
+#: mapping fields sit beside the shared ones (``{("mappings", "*"): [KafkaMappingOptions, ...]}``).
+Beside = Mapping[tuple[str, ...], Sequence[type[BaseModel]]]
+
+
+def marker_of(info: FieldInfo) -> Sensitive | None:
+    """The field's :class:`Sensitive` marker, if it has one."""
+    return next((m for m in info.metadata if isinstance(m, Sensitive)), None)
+
+
+def config_fields(
+    root: type[BaseModel], also: Beside | None = None
+) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
+    """Every field under ``root`` with its path (a marked field's insides are not walked)."""
+    yield from _walk(root, ())
     for prefix, models in (also or {}).items():
         for model in models:
-            _walk(model, tuple(_normal(p) if p != "*" else p for p in prefix), found)
+            yield from _walk(model, tuple(_normal(p) if p != "*" else p for p in prefix))
+
+
+def sensitive_paths(root: type[BaseModel], also: Beside | None = None) -> tuple[SensitivePath, ...]:
+    """Every marked field under ``root`` (and ``also``)."""
+    found = [
+        SensitivePath(path, marker.kind)
+        for path, info in config_fields(root, also)
+        if (marker := marker_of(info)) is not None
+    ]
     return tuple(dict.fromkeys(found))
 
 
-def _walk(model: type[BaseModel], prefix: tuple[str, ...], found: list[SensitivePath]) -> None:
+def _walk(
+    model: type[BaseModel], prefix: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
     for name, info in model.model_fields.items():
         path = (*prefix, _normal(name))
-        marker = next((m for m in info.metadata if isinstance(m, Sensitive)), None)
-        if marker is not None:
-            found.append(SensitivePath(path, marker.kind))
-            continue
-        for extra, inner in _models_in(info.annotation):
-            _walk(inner, (*path, *extra), found)
+        yield path, info
+        if marker_of(info) is None:
+            for extra, inner in _models_in(info.annotation):
+                yield from _walk(inner, (*path, *extra))
 
 
 def _models_in(annotation: Any) -> Iterator[tuple[tuple[str, ...], type[BaseModel]]]:
@@ -154,12 +176,21 @@ def redact_text(text: str) -> str:
     return _LOGIN.sub(rf"\g<scheme>{REDACTED}@", text) if "@" in text else text
 
 
+def login_of(value: str) -> str:
+    """The part of a URL field's value that :func:`mask_login` removes ("" when none)."""
+    head, at, _ = value.rpartition("@")
+    return head.partition("://")[2] or head if at else ""
+
+
 def mask_login(value: str) -> str:
-    """One URL or ``user:password@host:port`` without its user part."""
-    if "://" in value:
-        return redact_text(value)
+    """A URL field's value (or ``user:password@host:port``) without its user part: everything
+    between the scheme and the last ``@`` goes, even where the URL is malformed (a ``/`` in a
+    password), since the value is known to be a URL."""
     head, at, host = value.rpartition("@")
-    return f"{REDACTED}@{host}" if at and head else value
+    if not at:
+        return value
+    scheme, sep, _ = head.partition("://")
+    return f"{scheme}{sep}{REDACTED}@{host}" if sep else f"{REDACTED}@{host}"
 
 
 def describe(value: Any) -> str:
