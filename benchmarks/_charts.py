@@ -198,6 +198,7 @@ def sqs_concurrency_chart(
     axis.set_xscale("log")
     xs = sorted({x for line in series for x, _, _ in line.points})
     axis.set_xticks(xs, [f"{x:g}" for x in xs])
+    axis.minorticks_off()
     axis.set_xlabel("concurrency (poller: ScalingConfig.MaximumConcurrency)", fontsize=8)
     axis.set_ylabel("messages/s", fontsize=8)
     axis.set_ylim(bottom=0)

@@ -182,7 +182,9 @@ def _header(report: Report, summary: Mapping[str, Any] | None) -> str:
         failed = [s for s in scripts if s.get("exit_code") != 0]
         lines.append(
             f"**Run:** `{summary.get('command', 'make bench')}`, {len(scripts)} scripts in "
-            f"{summary.get('seconds', 0):.0f} s, started {summary.get('started')}."
+            f"{summary.get('seconds', 0):.0f} s, started {summary.get('started')}"
+            + _load_text(summary)
+            + "."
         )
         if failed:
             lines.append(
@@ -202,6 +204,16 @@ def _header(report: Report, summary: Mapping[str, Any] | None) -> str:
             + "."
         )
     return "\n".join(lines)
+
+
+def _load_text(summary: Mapping[str, Any]) -> str:
+    before, after = summary.get("load_before"), summary.get("load_after")
+    if not before or not after:
+        return ""
+    return (
+        f"; load average (1/5/15 min) {before[0]:.2f}/{before[1]:.2f}/{before[2]:.2f} before, "
+        + (f"{after[0]:.2f}/{after[1]:.2f}/{after[2]:.2f} after")
+    )
 
 
 def _scripts_table(results: Mapping[str, ResultFile]) -> str:
