@@ -59,7 +59,6 @@ __all__ = [
     "HandlerRef",
     "build_runner",
     "build_target",
-    "check_handlers",
     "function_identity",
     "missing_extras",
     "open_source",
@@ -173,28 +172,6 @@ def _plan_shorthand(mapping: MappingConfig) -> FunctionPlan:
     if is_typed(handler):
         return FunctionPlan(shorthand_function(mapping, "thread"), handler)
     return FunctionPlan(shorthand_function(mapping), None)
-
-
-def check_handlers(config: PollerConfig) -> list[str]:
-    """Import every ``[[functions]]`` handler that process environments would run, as ``poller
-    validate`` does, so that what would fail their init (a missing attribute, an import error, a
-    typed handler) is reported before anything runs. A problem line per handler."""
-    problems: list[str] = []
-    for function in config.functions:
-        if function.way != "process" or function.handler is None:
-            continue
-        where = f"functions[{function.function_name!r}].Handler"
-        try:
-            handler = load_handler(function.handler)
-        except HandlerImportError as error:
-            problems.append(f"{where}: {error}")
-            continue
-        if is_typed(handler):
-            problems.append(
-                f"{where}: {function.handler!r} is a typed handler(batch), which runs in the "
-                'worker: name it from a [[functions]] entry with Isolation = "thread"'
-            )
-    return problems
 
 
 def missing_extras(config: PollerConfig, *, replaced: frozenset[str] = frozenset()) -> list[str]:
