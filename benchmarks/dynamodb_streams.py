@@ -23,7 +23,7 @@ Both sides build their own client inside the timed part and use the same client 
 (``poller.aws.AwsClients``). Each measurement runs 3 times, alternating, and the medians are
 reported; the ratio is taken within this run, so the machine's load cancels out as far as it can.
 
-Run ``python benchmarks/dynamodb_streams.py`` (``--quick``: 1,000 changes, one run); results go to
+Run ``python benchmarks/dynamodb_streams.py`` (``--quick``: 500 changes, one run); results go to
 ``benchmarks/results/dynamodb_streams.json``.
 """
 
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 100, 1000])
-    args = parse_args_quick(parser, argv, {"records": 1_000, "repeats": 1})
+    args = parse_args_quick(parser, argv, {"records": 500, "repeats": 1})
     configure_logging(level="warning", stream=sys.stderr)
 
     with moto_server() as endpoint:

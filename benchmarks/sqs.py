@@ -29,7 +29,7 @@ it. poller starts 5 pollers (fewer if MaximumConcurrency is lower) and adds one 
 receives come back full, as Lambda does; the raw loop runs all N tasks from the start. Each
 measurement runs 3 times, alternating, and the medians are reported.
 
-Run ``python benchmarks/sqs.py`` (about 10 minutes; ``--quick``: 100 messages, one run); results
+Run ``python benchmarks/sqs.py`` (about 10 minutes; ``--quick``: 60 messages, one run); results
 also go to ``benchmarks/results/sqs.json``.
 """
 
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[2, 5, 20])
-    args = parse_args_quick(parser, argv, {"messages": 100, "repeats": 1})
+    args = parse_args_quick(parser, argv, {"messages": 60, "repeats": 1})
     if min(args.concurrency) < 2:
         parser.error("--concurrency: ScalingConfig.MaximumConcurrency is at least 2")
     configure_logging(level="warning", stream=sys.stderr)
