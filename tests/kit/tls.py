@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import socket
 import ssl
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-import anyio.abc
-from anyio.streams.tls import TLSStream
+import anyio.to_thread
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -190,27 +191,49 @@ class ServerTls:
 
 
 @contextlib.asynccontextmanager
-async def handshake_only_listener(certificate: IssuedCertificate) -> AsyncIterator[int]:
+async def handshake_only_listener(
+    certificate: IssuedCertificate, *, client_ca: CertificateAuthority | None = None
+) -> AsyncIterator[int]:
     """A TLS listener on loopback that presents ``certificate`` and does nothing else; yields
     its port. It stands in for a broker where only the handshake matters (an expired broker
-    certificate is refused before any broker protocol is spoken)."""
+    certificate is refused before any broker protocol is spoken). With ``client_ca`` it
+    requires a client certificate that CA signed.
+
+    It serves from a thread with blocking sockets, so the alert that refuses a client's
+    certificate reaches the client (a memory-BIO server can drop it when the handshake fails).
+    """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=client_ca.certificate)
     with tempfile.TemporaryDirectory(prefix="poller-test-tls-") as directory:
         cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
         cert.write_text(certificate.certificate)
         key.write_text(certificate.private_key())
         context.load_cert_chain(cert, key)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
 
-    async def handshake(stream: anyio.abc.SocketStream) -> None:
-        async with stream:
-            with contextlib.suppress(Exception):  # the client gives up mid-handshake
-                tls = await TLSStream.wrap(stream, server_side=True, ssl_context=context)
-                await tls.receive()
+    def handshake(connection: socket.socket) -> None:
+        with connection, contextlib.suppress(OSError):  # the client gives up mid-handshake
+            connection.settimeout(10)
+            with context.wrap_socket(connection, server_side=True) as tls:
+                tls.recv(1)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(listener.serve, handshake)
-        try:
-            yield int(listener.extra(anyio.abc.SocketAttribute.local_port))
-        finally:
-            group.cancel_scope.cancel()
+    def serve() -> None:
+        with listener:
+            while not stop.is_set():
+                try:
+                    connection, _address = listener.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=handshake, args=(connection,), daemon=True).start()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        await anyio.to_thread.run_sync(server.join)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from poller.config.resolved import ResolvedMapping
 from poller.errors import SourceError
-from poller.sources.credentials import read_basic_auth, tls_context
+from poller.sources.credentials import diagnose_tls, read_basic_auth, tls_context
 
 if TYPE_CHECKING:
     from poller.aws import AwsClients
@@ -38,6 +38,27 @@ class KafkaConnection:
     sasl_username: str | None = None
     sasl_password: str | None = field(default=None, repr=False)
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+    #: The TLS context holds a client certificate (CLIENT_CERTIFICATE_TLS_AUTH).
+    client_certificate: bool = False
+
+    async def unreachable(self, error: Exception) -> str:
+        """Why the cluster cannot be reached, in words, for an error message.
+
+        aiokafka says only that it could not bootstrap (the ``ssl`` error goes to its log), so
+        for a TLS connection a handshake of our own with the first server tells why.
+        """
+        cause = str(error) or type(error).__name__
+        if self.ssl_context is not None and self.bootstrap_servers:
+            host, _, port = self.bootstrap_servers[0].rpartition(":")
+            if host and port.isdigit():
+                tls = await diagnose_tls(
+                    host.strip("[]"),
+                    int(port),
+                    self.ssl_context,
+                    client_certificate=self.client_certificate,
+                )
+                cause = tls or cause
+        return f"cannot reach Kafka at {','.join(self.bootstrap_servers)}: {cause}"
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka consumers, producers and admin clients."""
@@ -78,7 +99,12 @@ async def kafka_connection(mapping: ResolvedMapping, clients: AwsClients | None)
             auth.password,
             context,
         )
-    return KafkaConnection(tuple(servers), "SSL" if tls else "PLAINTEXT", ssl_context=context)
+    return KafkaConnection(
+        tuple(servers),
+        "SSL" if tls else "PLAINTEXT",
+        ssl_context=context,
+        client_certificate=client_cert is not None,
+    )
 
 
 async def _msk_bootstrap(

@@ -174,9 +174,8 @@ class KafkaSource:
                 await consumer.start()
             except KafkaError as error:
                 await consumer.stop()
-                raise SourceError(
-                    f"cannot reach Kafka at {','.join(self._connection.bootstrap_servers)}: {error}"
-                ) from None
+                reason = await self._connection.unreachable(error)
+                raise SourceError(f"{reason} (mapping {self._mapping.mapping_id})") from None
             self._consumer = consumer
             self._log.info("consumer started; joining the group")
             return consumer
