@@ -2,13 +2,17 @@
 ``kafka-consumer-groups --reset-offsets`` moves them (``--to-datetime``, ``--to-offset``,
 ``--to-earliest``, ``--to-latest``).
 
-Offsets can only be committed for a group nobody consumes in: a member would overwrite them with
-its own position at its next commit. So replay is refused while the group has members (as the
-broker's DescribeGroups lists them), unless ``force``, which waits (bounded) for the group to be
-empty. Replay then joins the group itself, waits until it is assigned every partition of the
-topic (so the commits carry a live generation and no other member reads meanwhile), commits the
-new offsets, and leaves. A committed offset is the next record to read, so "from offset P" is
-the commit P, exactly.
+Offsets can only be moved for a group nobody consumes in: a member would overwrite them with its
+own position at its next commit. So replay is refused while the group's coordinator lists
+members (DescribeGroups), unless ``force``. Either way replay then joins the group itself and
+waits (bounded) until the coordinator assigns it every partition of the topic: a live member
+keeps its share, so this is the wait for the group to be empty, judged by the coordinator's own
+session timeouts; and the commits then carry a live generation while no other member reads.
+It commits the new offsets and leaves. A committed offset is the next record to read, so "from
+offset P" is the commit P, exactly.
+
+Some brokers (tansu) keep listing a member that left until the group rebalances: there a replay
+after a clean stop needs ``--force`` too; it then goes ahead after one join.
 
 Targets: ``at-timestamp`` is the first record whose timestamp is at or after it
 (ListOffsets by time; a partition with none gets its end offset, as the tool does);
@@ -63,14 +67,12 @@ async def replay_kafka(
     await admin.start()
     try:
         members = await _members(admin, group)
-        if members and not dry_run:
-            if not force:
-                raise LeasesHeld(
-                    f"mapping {mapping_id!r}: consumer group {group!r} has active members "
-                    f"({', '.join(members)}); stop them first, or give --force to wait until "
-                    "the group is empty"
-                )
-            await _wait_until_empty(admin, group, wait, progress)
+        if members and not dry_run and not force:
+            raise LeasesHeld(
+                f"mapping {mapping_id!r}: consumer group {group!r} has active members "
+                f"({', '.join(members)}); stop them first, or give --force to wait until the "
+                "group is empty (some brokers list a stopped member until the group rebalances)"
+            )
     finally:
         await admin.close()
     consumer = AIOKafkaConsumer(
@@ -102,7 +104,7 @@ async def replay_kafka(
             consumer.subscribe([topic])
             await _own_every_partition(consumer, set(every), wait, progress)
         before = {tp: await _committed(consumer, tp) for tp in chosen}
-        after = await _offsets(consumer, chosen, target)
+        after = await _offsets(consumer, await _ends(kwargs, chosen), chosen, target)
         moves: list[Move] = []
         if not dry_run:
             await consumer.commit({tp: OffsetAndMetadata(after[tp], "") for tp in chosen})
@@ -136,19 +138,6 @@ async def _members(admin: AIOKafkaAdminClient, group: str) -> list[str]:
     return members
 
 
-async def _wait_until_empty(
-    admin: AIOKafkaAdminClient, group: str, wait: float, progress: Callable[[str], None]
-) -> None:
-    with anyio.move_on_after(wait):
-        while members := await _members(admin, group):
-            progress(f"waiting for consumer group {group!r} to be empty: {', '.join(members)}")
-            await anyio.sleep(1.0)
-        return
-    raise LeasesHeld(
-        f"consumer group {group!r} still has members after waiting {wait:g} s; nothing was moved"
-    )
-
-
 async def _own_every_partition(
     consumer: AIOKafkaConsumer,
     every: set[TopicPartition],
@@ -156,12 +145,20 @@ async def _own_every_partition(
     progress: Callable[[str], None],
 ) -> None:
     """Join the group and wait until it assigns this consumer every partition of the topic."""
+    said = -1
     with anyio.move_on_after(wait + 15.0):  # a join itself takes a few seconds
         while True:
             await consumer.getmany(timeout_ms=300, max_records=1)
             consumer.pause(*consumer.assignment())  # replay reads nothing
-            if consumer.assignment() >= every:
+            held = len(consumer.assignment())
+            if held >= len(every) and consumer.assignment() >= every:
                 return
+            if held != said:
+                progress(
+                    f"joined the consumer group with {held} of {len(every)} partitions; waiting "
+                    "for the other members to leave"
+                )
+                said = held
     held = len(consumer.assignment())
     raise LeasesHeld(
         f"joined the consumer group but was given {held} of {len(every)} partitions: another "
@@ -175,10 +172,31 @@ async def _committed(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | No
     return offset if offset is not None and offset >= 0 else None
 
 
+async def _ends(kwargs: dict[str, Any], chosen: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Each partition's end offset: the broker's answer, checked by reading on from it (tansu
+    answers the last batch's first offset + 1, not the last record's)."""
+    reader = AIOKafkaConsumer(enable_auto_commit=False, **kwargs)
+    await reader.start()
+    try:
+        reader.assign(chosen)
+        ends: dict[TopicPartition, int] = dict(await reader.end_offsets(chosen))
+        for tp in chosen:
+            reader.seek(tp, ends[tp])
+        with anyio.move_on_after(30.0):
+            while batch := await reader.getmany(timeout_ms=500):
+                for tp, records in batch.items():
+                    ends[tp] = max(ends[tp], records[-1].offset + 1)
+        return ends
+    finally:
+        await reader.stop()
+
+
 async def _offsets(
-    consumer: AIOKafkaConsumer, chosen: list[TopicPartition], target: ReplayTarget
+    consumer: AIOKafkaConsumer,
+    ends: dict[TopicPartition, int],
+    chosen: list[TopicPartition],
+    target: ReplayTarget,
 ) -> dict[TopicPartition, int]:
-    ends: dict[TopicPartition, int] = await consumer.end_offsets(chosen)
     if target.kind == "at-sequence":
         assert target.position is not None
         offset = int(target.position)
@@ -191,7 +209,7 @@ async def _offsets(
                 )
         return {tp: offset for tp in chosen}
     if target.kind == "latest":
-        return dict(ends)
+        return {tp: ends[tp] for tp in chosen}
     if target.kind == "trim-horizon":
         return dict(await consumer.beginning_offsets(chosen))
     assert target.timestamp is not None

@@ -23,6 +23,15 @@ from poller import Worker
 from poller.cli.loading import add_config_arguments
 from poller.cli.replay import add_replay_arguments, replay_command
 from poller.config import PollerConfig
+from tests.integration.kafka_helpers import (
+    Handed,
+    committed,
+    create_topic,
+    kafka_config,
+    kafka_mapping,
+    produce,
+    wait_committed,
+)
 from tests.kit import (
     LambdaRecorder,
     create_stream,
@@ -62,19 +71,20 @@ async def put(kinesis: Any, stream: str, bodies: list[str]) -> list[str]:
     ]
 
 
-def replay_args(*argv: str) -> argparse.Namespace:
+def replay_args(*argv: str, mapping: str = M) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
     add_replay_arguments(parser)
-    return parser.parse_args(["replay", "--mapping", M, *argv][1:])
+    return parser.parse_args(["--mapping", mapping, *argv])
 
 
 async def replay(
-    config: PollerConfig, capsys: pytest.CaptureFixture[str], *argv: str
+    config: PollerConfig, capsys: pytest.CaptureFixture[str], *argv: str, mapping: str = M
 ) -> tuple[int, str, str]:
     """Run the command (in a thread: it runs its own event loop); exit code, stdout, stderr."""
     capsys.readouterr()  # what the workers before it logged
-    code = await anyio.to_thread.run_sync(replay_command, config, replay_args(*argv))
+    args = replay_args(*argv, mapping=mapping)
+    code = await anyio.to_thread.run_sync(replay_command, config, args)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -252,3 +262,85 @@ async def test_dynamodb_stream_at_timestamp_scans_from_the_oldest_record(
         await run_until_idle(Worker(config, handlers={M: again}), within=60, idle_for=0.5)
         keys = [r["dynamodb"]["Keys"]["pk"]["S"] for r in again.records()]
         assert keys == ["item-3"]
+
+
+# --- Kafka: the consumer group's committed offsets ---------------------------------------------------
+
+
+async def kafka_history(bootstrap: str, topic_name: str) -> tuple[PollerConfig, str]:
+    """A two-partition topic with offsets 0..5 on each, read and committed by a worker."""
+    topic = await create_topic(bootstrap, topic_name, 2)
+    await produce(bootstrap, topic, [(n % 2, f"v{n}".encode(), None) for n in range(12)])
+    config = kafka_config(kafka_mapping(bootstrap, topic, topic_name))
+    handed = Handed()
+    async with Worker(config, handlers={topic_name: handed}):
+        await wait_until(lambda: len(handed.records()) >= 12, within=60, what="12 records")
+        assert await wait_committed(bootstrap, topic_name, topic, {0: 6, 1: 6}) == {0: 6, 1: 6}
+    return config, topic
+
+
+async def kafka_read(config: PollerConfig, group: str, count: int) -> dict[int, list[int]]:
+    """The offsets a new worker of the group hands over, once ``count`` records were handed."""
+    handed = Handed()
+    async with Worker(config, handlers={group: handed}):
+        await wait_until(lambda: len(handed.records()) >= count, within=60, what="records")
+        await anyio.sleep(0.5)  # anything more would be a record the replay should not give
+    return handed.offsets_by_partition()
+
+
+async def test_kafka_offsets_move_and_the_group_rereads_from_there(
+    kafka_bootstrap: str, unique_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, topic = await kafka_history(kafka_bootstrap, unique_name)
+    code, out, err = await replay(
+        config,
+        capsys,
+        "--at-sequence",
+        "2",
+        "--partition",
+        f"{topic}-0",
+        "--json",
+        "--force",  # tansu lists the stopped worker's member until the group rebalances
+        mapping=unique_name,
+    )
+    assert code == 0, err
+    (moved,) = json.loads(out)["partitions"]
+    assert moved == {
+        "partition": f"{topic}-0",
+        "before": {"offset": 6},
+        "after": {"offset": 2},
+        "note": "resumes at offset 2",
+        "idempotency_records_forgotten": None,
+        "failed": False,
+    }
+    assert await committed(kafka_bootstrap, unique_name, topic, 2) == {0: 2, 1: 6}
+    assert await kafka_read(config, unique_name, 4) == {0: [2, 3, 4, 5]}
+    code, out, err = await replay(
+        config, capsys, "--trim-horizon", "--dry-run", mapping=unique_name
+    )
+    assert code == 0, err
+    assert "dry run" in out
+    assert await committed(kafka_bootstrap, unique_name, topic, 2) == {0: 6, 1: 6}
+    await replay(config, capsys, "--trim-horizon", "--force", mapping=unique_name)
+    assert await committed(kafka_bootstrap, unique_name, topic, 2) == {0: 0, 1: 0}
+    code, _, err = await replay(config, capsys, "--latest", "--force", mapping=unique_name)
+    assert code == 0, err
+    assert await committed(kafka_bootstrap, unique_name, topic, 2) == {0: 6, 1: 6}
+
+
+async def test_kafka_replay_is_refused_while_the_group_has_members(
+    kafka_bootstrap: str, unique_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, topic = await kafka_history(kafka_bootstrap, unique_name)
+    handed = Handed()
+    async with Worker(config, handlers={unique_name: handed}):
+        await produce(kafka_bootstrap, topic, [(0, b"live", None)])
+        await wait_until(lambda: len(handed.records()) == 1, within=60, what="'live' read")
+        code, _, err = await replay(config, capsys, "--trim-horizon", mapping=unique_name)
+        assert code == 2 and "active members" in err
+    assert await committed(kafka_bootstrap, unique_name, topic, 2) == {0: 7, 1: 6}
+    code, _, err = await replay(
+        config, capsys, "--trim-horizon", "--force", "--wait", "30", mapping=unique_name
+    )
+    assert code == 0, err
+    assert await committed(kafka_bootstrap, unique_name, topic, 2) == {0: 0, 1: 0}
