@@ -275,6 +275,17 @@ def other_tables(results: Mapping[str, ResultFile]) -> list[tuple[str, str]]:
     return found
 
 
+def _sizes(result: ResultFile) -> str:
+    """``shards=64, records_per_shard=5000, ...; medians of 3 runs`` for a snippet's heading."""
+    shown = ", ".join(
+        f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in result.parameters.items()
+    )
+    repeats = result.repeats or 1
+    runs = f"medians of {repeats} alternating runs" if repeats > 1 else "one run"
+    return f"{shown}; {runs}" + (" (quick run: not for comparison)" if result.quick else "")
+
+
 def readme_snippet(results: Mapping[str, ResultFile], header: str) -> str:
     """README's Performance tables, filled from these results (sections without data left out)."""
     parts = [header]
@@ -294,7 +305,7 @@ def readme_snippet(results: Mapping[str, ResultFile], header: str) -> str:
             if r["variant"].startswith("engine")
         ]
         parts.append(
-            "**Engine** (`benchmarks/engine.py`)\n\n"
+            f"**Engine** (`benchmarks/engine.py`): {_sizes(engine)}\n\n"
             + table(
                 [
                     "handler",
@@ -363,7 +374,7 @@ def readme_snippet(results: Mapping[str, ResultFile], header: str) -> str:
             if "raw" in v and "poller" in v
         ]
         parts.append(
-            "**Message brokers** (`mq.py`)\n\n"
+            f"**Message brokers** (`mq.py`): {_sizes(mq)}\n\n"
             + table(["broker", "raw loop", "poller", "poller / raw"], rows)
         )
     kafka = results.get("kafka")
@@ -383,7 +394,7 @@ def readme_snippet(results: Mapping[str, ResultFile], header: str) -> str:
                 if r is not raw
             ]
             parts.append(
-                "**Kafka** (`kafka.py`)\n\n"
+                f"**Kafka** (`kafka.py`): {_sizes(kafka)}\n\n"
                 + table(
                     [
                         "handler",
