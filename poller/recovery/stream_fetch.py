@@ -11,13 +11,19 @@ records in between are still there. A trimmed start shows as an iterator call th
 first record past the start; such a range is reported with the reason, never cut short
 silently. Records the mapping's filter dropped may lie inside a range, so more records than
 ``batchSize`` is normal (the filter drops them again).
+
+An S3 on-failure record also carries the invocation event (``payload``). The source is read
+first all the same, so every destination is redriven alike; the payload is the fallback for a
+range the source no longer keeps, and the output says when it was used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import base64
+import binascii
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from botocore.exceptions import BotoCoreError, ClientError
@@ -52,6 +58,11 @@ class RangeFetcher:
         """The records of ``wanted`` still kept by the source."""
         raise NotImplementedError
 
+    def from_payload(self, wanted: DiscardedRange, document: Mapping[str, Any]) -> Fetched | None:
+        """The records of ``wanted`` as the on-failure record's ``payload`` (S3) holds them, or
+        None when it holds none this fetcher can read back."""
+        return None
+
     async def aclose(self) -> None:
         """Release what the fetcher opened."""
 
@@ -81,6 +92,20 @@ class ShardRangeFetcher(RangeFetcher):
 
     def __init__(self, source: ShardStreamSource[Any]) -> None:
         self._source = source
+
+    def from_payload(self, wanted: DiscardedRange, document: Mapping[str, Any]) -> Fetched | None:
+        """The event an S3 on-failure record carries, turned back into the source's records by
+        the source's own parser (the event's fields are GetRecords' under Lambda's names)."""
+        payload = document.get("payload")
+        events = payload.get("Records") if isinstance(payload, Mapping) else None
+        if not isinstance(events, list) or not events:
+            return None
+        try:
+            raw = [_as_read(event) for event in events]
+            records = cast(Any, self._source)._records(wanted.partition, raw)
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            return None
+        return judge(wanted, [r for r in records if wanted.covers(r.ordinal)])
 
     async def fetch(self, wanted: DiscardedRange) -> Fetched:
         """Iterator AT_SEQUENCE_NUMBER of the first record, then GetRecords past the last."""
@@ -117,6 +142,22 @@ class ShardRangeFetcher(RangeFetcher):
             reason = f"{code}: {error}" if code else str(error)
             return Fetched((), f"the source refused to read {shard} at {wanted.first} ({reason})")
         return judge(wanted, found)
+
+
+def _as_read(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A rendered stream record as GetRecords returned it (DynamoDB's are the same already)."""
+    kinesis = event.get("kinesis")
+    if not isinstance(kinesis, Mapping):
+        return event
+    read = {
+        "SequenceNumber": str(kinesis["sequenceNumber"]),
+        "Data": base64.b64decode(kinesis["data"], validate=True),
+        "PartitionKey": str(kinesis["partitionKey"]),
+        "ApproximateArrivalTimestamp": float(kinesis["approximateArrivalTimestamp"]),
+    }
+    if kinesis.get("encryptionType"):
+        read["EncryptionType"] = kinesis["encryptionType"]
+    return read
 
 
 class KafkaRangeFetcher(RangeFetcher):

@@ -47,6 +47,7 @@ from poller.recovery.failure_records import (
 )
 from poller.recovery.onfailure_reader import FailureInbox
 from poller.recovery.redrive_engine import RecordingSink, in_order, run_partitions
+from poller.recovery.stream_fetch import RangeFetcher
 from poller.runtime.wiring import build_target, function_identity, plan_functions
 from poller.sources.spec import OpenedSource
 from poller.stores.memory import MemoryStore
@@ -67,6 +68,9 @@ class RedriveEntry:
     #: How many of the range's records the source still has (None: not looked up).
     retained: int | None = None
     records: tuple[Any, ...] = field(default=(), repr=False)
+    #: Where the records came from: the source, or the payload an S3 record carries (when the
+    #: source no longer has them).
+    via: str = "source"
     #: Whether the record may be removed (all its records succeeded or were recorded anew).
     removable: bool = False
     #: Whether the record was removed from the destination.
@@ -82,6 +86,7 @@ class RedriveEntry:
             "last": found.last if found else None,
             "batch_size": found.count if found else None,
             "retained": self.retained,
+            "records_from": self.via if self.range else None,
             "fate": self.fate,
             "detail": self.detail,
             "removed": self.removed,
@@ -142,7 +147,7 @@ async def redrive_stream(
     *,
     clients: AwsClients,
     inbox: FailureInbox,
-    fetcher: Any,
+    fetcher: RangeFetcher,
     opened: OpenedSource,
     dry_run: bool,
 ) -> RedriveReport:
@@ -169,6 +174,10 @@ async def redrive_stream(
         fetched = await fetcher.fetch(found)
         entry.retained, entry.records = len(fetched.records), fetched.records
         if fetched.missing is not None:
+            carried = fetcher.from_payload(found, decode_document(record.text) or {})
+            if carried is not None and carried.missing is None:
+                entry.records, entry.via = carried.records, "payload"
+                continue
             entry.fate, entry.detail = Fate.NOT_RETAINED, fetched.missing
     candidates = [e for e in report.entries if e.range is not None and e.fate == Fate.NOT_RUN]
     kept = [e.record for e in report.entries if e.fate not in (Fate.NOT_RUN, Fate.OTHER_MAPPING)]
@@ -181,7 +190,7 @@ async def redrive_stream(
     if dry_run:
         for entry in ready:
             entry.fate = Fate.WOULD_REDRIVE
-            entry.detail = f"{entry.retained} records"
+            entry.detail = f"{len(entry.records)} records{_via(entry)}"
     elif ready:
         await _hand_over(mapping, identity, plan, opened, clients, ready)
     removed = [e for e in report.entries if e.removable and not dry_run]
@@ -258,7 +267,7 @@ async def _hand_over(
         # Without a destination nothing recorded what failed again: the old record must stay.
         entry.removable = not failed or has_destination
         if not failed:
-            entry.detail = f"redriven {count} records"
+            entry.detail = f"redriven {count} records{_via(entry)}"
         elif has_destination:
             entry.detail = (
                 f"{failed} of {count} records failed again -> new on-failure record in "
@@ -272,3 +281,9 @@ async def _hand_over(
         invocations=counters.invocations,
         recorded_again=len(sink.recorded),
     )
+
+
+def _via(entry: RedriveEntry) -> str:
+    if entry.via == "payload":
+        return f" from the S3 payload (the source has {entry.retained} of them)"
+    return ""

@@ -262,14 +262,35 @@ async def test_dynamodb_records_redriven_from_s3_objects(
         assert discarded.startswith(f"aws/lambda/{uuid}/")
         # An object of another mapping's, outside the mapping's prefix, is not even listed.
         await s3.put_object(Bucket=bucket, Key="aws/lambda/other/x", Body=b"{}")
+        # moto never trims: a copy naming a shard the stream no longer has stands for records
+        # only the object's payload still holds.
+        body = await (await s3.get_object(Bucket=bucket, Key=discarded))["Body"].read()
+        copy = json.loads(body)
+        copy["DDBStreamBatchInfo"]["shardId"] = "shardId-00000001700000000000-gone"
+        for event in copy["payload"]["Records"]:
+            event["dynamodb"]["Keys"]["pk"]["S"] += "-copy"
+        gone = f"aws/lambda/{uuid}/shardId-gone/copy"
+        await s3.put_object(Bucket=bucket, Key=gone, Body=json.dumps(copy).encode())
+
+        code, out, _ = await redrive(capsys, path, "--mapping", uuid, "--dry-run", "--json")
+        sources = {
+            r["record"]: (r["records_from"], r["retained"]) for r in json.loads(out)["records"]
+        }
+        assert sources == {
+            f"s3://{bucket}/{discarded}": ("source", 2),
+            f"s3://{bucket}/{gone}": ("payload", 0),
+        }, out
 
         handler.fix()
         seen = len(handler.texts())
         code, out, _ = await redrive(capsys, path, "--mapping", uuid)
         assert code == 0, out
         assert "redriven 2 records" in out and f"s3://{bucket}/{discarded}" in out, out
-        assert handler.texts()[seen:] == ["ok-0", "bad-1"]
-        assert await keys() == ["aws/lambda/other/x"], "the redriven object must be deleted"
+        assert "from the S3 payload" in out, out
+        assert sorted(handler.texts()[seen:]) == ["bad-1", "bad-1-copy", "ok-0", "ok-0-copy"]
+        copies = [text for text in handler.texts()[seen:] if text.endswith("-copy")]
+        assert copies == ["ok-0-copy", "bad-1-copy"], "each shard's records keep their order"
+        assert await keys() == ["aws/lambda/other/x"], "the redriven objects must be deleted"
 
         code, out, _ = await redrive(capsys, path, "--mapping", uuid, "--json")
         assert code == 0 and json.loads(out)["records"] == [], out

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poller.destinations.record import on_failure_record
+from poller.destinations.record import on_failure_record, with_payload
 from poller.engine.discard import Discard, ResponseContext
 from poller.recovery.failure_records import (
     DiscardedRange,
@@ -19,10 +19,11 @@ from poller.recovery.failure_records import (
     discarded_range,
 )
 from poller.recovery.kafka_inbox import held_back_among
-from poller.recovery.stream_fetch import judge
+from poller.recovery.stream_fetch import ShardRangeFetcher, judge
 from poller.sources.dynamodb_streams.codec import DynamoDBStreamsCodec
 from poller.sources.kinesis.codec import KinesisCodec
 from poller.sources.kinesis.records import KinesisRecord
+from poller.sources.kinesis.source import KinesisSource
 
 STREAM = "arn:aws:kinesis:us-east-1:123456789012:stream/clicks"
 TABLE_STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"
@@ -157,3 +158,24 @@ def test_kafka_records_behind_a_kept_one_are_held_back_and_it_spreads() -> None:
     held = held_back_among([a, kept, b, c, d], [kept])
     assert [r.where for r in held] == ["b", "c"]
     assert held_back_among([a, b, c, d], []) == []
+
+
+def test_the_s3_payload_turns_back_into_the_records_it_was_rendered_from() -> None:
+    codec = KinesisCodec(STREAM, "us-east-1")
+    records = [
+        KinesisRecord("shardId-7", str(n), n, f"key-{n}", f"data {n}".encode(), 1_700_000_000.5, 1)
+        for n in (11, 12, 13)
+    ]
+    document = with_payload(_document(records), codec.render_event(records))
+    fetcher = ShardRangeFetcher(KinesisSource(STREAM, cast(Any, None), "us-east-1"))
+    wanted = discarded_range(document, function_arn=FUNCTION, source_arn=STREAM)
+    assert isinstance(wanted, DiscardedRange)
+    fetched = fetcher.from_payload(wanted, document)
+    assert fetched is not None and fetched.missing is None
+    assert [(r.partition, r.position, r.key, r.data, r.arrival) for r in fetched.records] == [
+        (r.partition, r.position, r.key, r.data, r.arrival) for r in records
+    ]
+    assert codec.render_event(fetched.records) == codec.render_event(records)
+    assert fetcher.from_payload(wanted, {**document, "payload": None}) is None
+    broken = {**document, "payload": {"Records": [{"kinesis": {"data": "!"}}]}}
+    assert fetcher.from_payload(wanted, broken) is None
