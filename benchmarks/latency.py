@@ -1,0 +1,571 @@
+"""Put-to-handler latency per source: how long a record takes from its write to poller's handler.
+
+Why: throughput says how fast a backlog drains; latency says how soon a caught-up mapping reacts
+to one new record. That is bounded by how each source is read (the idle pace of a shard, a long
+poll's wake-up, a broker's push, a batching window) more than by poller's own code, so every
+poller row stands next to a hand-written consumer on the raw client, at the same pace, measured
+in the same run.
+
+What runs, in one process, against servers started for the run (moto; tansu for Kafka; RabbitMQ
+and ActiveMQ), all stopped at the end:
+
+* each record carries ``time.time()`` taken just before the call that writes it is made (so a
+  latency includes that call's round trip, shown apart as "put p50"); the consumer notes
+  ``time.time() - stamp`` for each record as its handler receives it (poller: a typed
+  ``async def handle(batch)``; raw: the client loop). Same process, same clock;
+* **caught up**: a fresh stream/queue/topic, the consumer started and fed warm-up records until
+  one arrived (joined, reading from the tip), 0.3 s idle, then ``--rate`` records a second
+  for ``--seconds`` in total, one write call each. Each variant runs ``--repeats`` times,
+  alternating with the others of its source; the samples are pooled;
+* **backlog**: ``--backlog`` records written in chunks before the consumer starts (from the
+  start of the stream); the latency is then mostly time spent waiting in the source, so the drain
+  rate (records a second from the first hand-over to the last) is reported with it.
+
+Variants: Kinesis at Lambda's idle pace (one GetRecords a second per caught-up shard, poller's
+default) and at the Kinesis limit (5 reads a second: ``[worker] idle_poll_seconds = 0.2``);
+DynamoDB Streams at its default 4 reads a second; SQS with a 20 s long poll; Kafka and RabbitMQ
+with MaximumBatchingWindowInSeconds 0 and at AWS's default 0.5 s; ActiveMQ with window 0.
+Aims, caught up: Kinesis p50 < 150 ms at 5 reads/s, SQS and Kafka p50 < 50 ms.
+
+Run ``python benchmarks/latency.py`` (about 4 minutes) or with ``--quick`` (under a minute on a
+quiet machine); results also go to ``benchmarks/results/latency.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from _common import print_table, write_results
+from _latency_aws import (
+    Aws,
+    dynamo_table,
+    kinesis_stream,
+    poller_dynamodb,
+    poller_kinesis,
+    poller_sqs,
+    raw_dynamodb,
+    raw_kinesis,
+    raw_sqs,
+    sqs_queue,
+)
+from _latency_brokers import (
+    active_queue,
+    kafka_producer,
+    kafka_topic,
+    poller_kafka,
+    poller_mq,
+    rabbit_channel,
+    rabbit_queue,
+    raw_activemq,
+    raw_kafka,
+    raw_rabbitmq,
+    stomp_client,
+)
+from _latency_kit import Consumer, PhaseResult, Servers, backlog, caught_up, servers, summary
+
+from poller.observability import configure_logging
+
+SOURCES = ("kinesis", "dynamodb", "sqs", "kafka", "rabbitmq", "activemq")
+#: Most records a backlog has per source: moto's SQS scans the whole queue, copying each message,
+#: for every ReceiveMessage, so a larger backlog would measure moto rather than the consumers.
+BACKLOG_CAP = {"sqs": 200}
+SERVER_OF = {
+    "kinesis": "moto",
+    "dynamodb": "moto",
+    "sqs": "moto",
+    "kafka": "kafka",
+    "rabbitmq": "rabbitmq",
+    "activemq": "activemq",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One consumer of one source: what it is, how it paces, what bounds it, and its aim."""
+
+    source: str
+    variant: str
+    pace: str
+    consumer: Consumer
+    #: Raw and poller variants that read at the same pace share a pair name.
+    pair: str
+    #: What bounds its latency when caught up (the measured parts are added to it).
+    bound: str
+    aim_ms: float | None = None
+    #: A poller row at AWS's default batching window of 0.5 s (Kafka, MQ).
+    default_window: bool = False
+
+    @property
+    def quick(self) -> bool:
+        """Part of the ``--quick`` run: poller rows without the default window (the full run
+        has every row)."""
+        return self.variant == "poller" and not self.default_window
+
+
+#: Opens a source's clients for its whole run; yields a factory of fresh resources and the list
+#: the raw loops add their read calls' durations to.
+Opener = Callable[[Servers], contextlib.AbstractAsyncContextManager[tuple[Any, list[float]]]]
+
+
+def plan() -> dict[str, tuple[Opener, list[Variant]]]:
+    """Every source's opener and variants."""
+    kinesis_1 = (
+        "moto's GetRecords time, then the read pace: a caught-up shard is read once a second"
+    )
+    kinesis_5 = "moto's GetRecords time, then the read pace: a caught-up shard is read every 0.2 s"
+    return {
+        "kinesis": (
+            _aws(kinesis_stream),
+            [
+                Variant(
+                    "kinesis",
+                    "raw loop",
+                    "1 read/s per shard",
+                    raw_kinesis(1.0),
+                    "k1",
+                    f"{kinesis_1} (a record waits 0.5 s on average)",
+                ),
+                Variant(
+                    "kinesis",
+                    "poller",
+                    "1 read/s per shard",
+                    poller_kinesis(None),
+                    "k1",
+                    f"{kinesis_1} (Lambda's idle pace, poller's default)",
+                ),
+                Variant(
+                    "kinesis",
+                    "raw loop",
+                    "5 reads/s per shard",
+                    raw_kinesis(0.2),
+                    "k5",
+                    f"{kinesis_5} (a record waits 0.1 s on average)",
+                ),
+                Variant(
+                    "kinesis",
+                    "poller",
+                    "5 reads/s per shard",
+                    poller_kinesis(0.2),
+                    "k5",
+                    f"{kinesis_5} ([worker] idle_poll_seconds = 0.2, the Kinesis limit)",
+                    aim_ms=150,
+                ),
+            ],
+        ),
+        "dynamodb": (
+            _aws(dynamo_table),
+            [
+                Variant(
+                    "dynamodb",
+                    "raw loop",
+                    "4 reads/s per shard",
+                    raw_dynamodb(0.25),
+                    "d",
+                    "moto's GetRecords time, then a read every 0.25 s (0.125 s on average)",
+                ),
+                Variant(
+                    "dynamodb",
+                    "poller",
+                    "4 reads/s per shard",
+                    poller_dynamodb(),
+                    "d",
+                    "moto's GetRecords time, then the default idle pace of 0.25 s between "
+                    "reads (Lambda's 4 reads a second)",
+                ),
+            ],
+        ),
+        "sqs": (
+            _aws(sqs_queue),
+            [
+                Variant(
+                    "sqs",
+                    "raw loop",
+                    "long poll",
+                    raw_sqs(),
+                    "s",
+                    "moto's long-poll wake-up: a waiting ReceiveMessage looks at the queue "
+                    "again every few ms",
+                ),
+                Variant(
+                    "sqs",
+                    "poller",
+                    "long poll",
+                    poller_sqs(),
+                    "s",
+                    "moto's long-poll wake-up (five pollers each hold a 20 s long poll; the "
+                    "batching window is 0, AWS's SQS default)",
+                    aim_ms=50,
+                ),
+            ],
+        ),
+        "kafka": (
+            _kafka,
+            [
+                Variant(
+                    "kafka",
+                    "raw loop",
+                    "getmany, fetch wait 500 ms",
+                    raw_kafka(),
+                    "f",
+                    "the broker's answer to a waiting fetch: tansu holds a fetch that found nothing "
+                    "for its whole fetch_max_wait (500 ms, aiokafka's default) instead of "
+                    "answering when a record lands, so a record waits about half of that",
+                ),
+                Variant(
+                    "kafka",
+                    "raw loop",
+                    "getmany, fetch wait 10 ms",
+                    raw_kafka(fetch_wait_ms=10),
+                    "f10",
+                    "the consumer asks again every 10 ms: when this row is far below the one "
+                    "with a 500 ms fetch wait, the broker holds an empty fetch instead of "
+                    "answering it when a record lands",
+                ),
+                Variant(
+                    "kafka",
+                    "poller",
+                    "window 0 s",
+                    poller_kafka(0.0),
+                    "f",
+                    "the broker's answer to a waiting fetch, as in the raw loop: poller's consumer "
+                    "keeps aiokafka's 500 ms fetch_max_wait, which tansu waits out (a Kafka "
+                    "broker answers a waiting fetch as soon as a record lands); window 0 hands "
+                    "a record over as soon as it is read",
+                    aim_ms=50,
+                ),
+                Variant(
+                    "kafka",
+                    "poller",
+                    "window 0.5 s (default)",
+                    poller_kafka(None),
+                    "f",
+                    "MaximumBatchingWindowInSeconds 0.5 s (AWS's Kafka default): a batch "
+                    "short of BatchSize waits 0.5 s from its first record",
+                    aim_ms=50,
+                    default_window=True,
+                ),
+            ],
+        ),
+        "rabbitmq": (
+            _rabbitmq,
+            [
+                Variant(
+                    "rabbitmq",
+                    "raw loop",
+                    "push, prefetch 200",
+                    raw_rabbitmq(),
+                    "r",
+                    "the broker pushes each message to the consumer (AMQP basic.deliver)",
+                ),
+                Variant(
+                    "rabbitmq",
+                    "poller",
+                    "push, window 0 s",
+                    poller_mq(0.0),
+                    "r",
+                    "the broker's push; window 0 hands over what arrived at once",
+                ),
+                Variant(
+                    "rabbitmq",
+                    "poller",
+                    "push, window 0.5 s (default)",
+                    poller_mq(None),
+                    "r",
+                    "MaximumBatchingWindowInSeconds 0.5 s (AWS's MQ default) from a batch's "
+                    "first message",
+                    default_window=True,
+                ),
+            ],
+        ),
+        "activemq": (
+            _activemq,
+            [
+                Variant(
+                    "activemq",
+                    "raw loop",
+                    "push, prefetch 200",
+                    raw_activemq(),
+                    "a",
+                    "the broker pushes each message to the subscription (STOMP MESSAGE)",
+                ),
+                Variant(
+                    "activemq",
+                    "poller",
+                    "push, window 0 s",
+                    poller_mq(0.0),
+                    "a",
+                    "the broker's push; window 0 hands over what arrived at once",
+                ),
+            ],
+        ),
+    }
+
+
+def _aws(new: Callable[[Aws, bool], Awaitable[Any]]) -> Opener:
+    @contextlib.asynccontextmanager
+    async def opened(running: Servers) -> AsyncIterator[tuple[Any, list[float]]]:
+        assert running.moto is not None
+        async with Aws.opened(running.moto) as aws:
+            yield (lambda from_start: new(aws, from_start)), aws.read_ms
+
+    return opened
+
+
+@contextlib.asynccontextmanager
+async def _kafka(running: Servers) -> AsyncIterator[tuple[Any, list[float]]]:
+    assert running.kafka is not None
+    bootstrap = running.kafka
+    async with kafka_producer(bootstrap) as producer:
+        yield (lambda from_start: kafka_topic(bootstrap, producer, from_start)), []
+
+
+@contextlib.asynccontextmanager
+async def _rabbitmq(running: Servers) -> AsyncIterator[tuple[Any, list[float]]]:
+    assert running.rabbitmq is not None
+    url = running.rabbitmq
+    async with rabbit_channel(url) as channel:
+        yield (lambda from_start: rabbit_queue(url, channel, from_start)), []
+
+
+@contextlib.asynccontextmanager
+async def _activemq(running: Servers) -> AsyncIterator[tuple[Any, list[float]]]:
+    assert running.activemq is not None
+    url = running.activemq
+    async with stomp_client(url) as client:
+
+        async def new(from_start: bool) -> Any:
+            return active_queue(url, client, from_start)
+
+        yield new, []
+
+
+@dataclass(slots=True)
+class Measured:
+    """What one variant gave in one regime, over its runs."""
+
+    variant: Variant
+    regime: str
+    runs: list[PhaseResult] = field(default_factory=list)
+    read_ms: list[float] = field(default_factory=list)
+
+    @property
+    def samples(self) -> list[float]:
+        return [s for run in self.runs for s in run.samples_ms]
+
+
+async def measure_source(name: str, running: Servers, args: argparse.Namespace) -> list[Measured]:
+    opener, variants = plan()[name]
+    chosen = [v for v in variants if v.quick or not args.quick]
+    count = max(1, round(args.rate * args.seconds / args.repeats))
+    found = {
+        (v.pair, v.variant, v.pace, regime): Measured(v, regime)
+        for v in chosen
+        for regime in ("caught up", "backlog")
+    }
+    async with opener(running) as (new, read_ms):
+        for repeat in range(args.repeats):  # alternate, so drift in load hits every variant
+            for variant in chosen:
+                what = f"{name} {variant.variant} ({variant.pace}), caught up"
+                read_ms.clear()
+                result = await caught_up(await new(False), variant.consumer, args.rate, count, what)
+                entry = found[(variant.pair, variant.variant, variant.pace, "caught up")]
+                entry.runs.append(result)
+                entry.read_ms.extend(read_ms)
+                _progress(what, repeat, args.repeats, result)
+        for variant in chosen:
+            what = f"{name} {variant.variant} ({variant.pace}), backlog"
+            read_ms.clear()
+            size = min(args.backlog, BACKLOG_CAP.get(name, args.backlog))
+            result = await backlog(await new(True), variant.consumer, size, what)
+            entry = found[(variant.pair, variant.variant, variant.pace, "backlog")]
+            entry.runs.append(result)
+            entry.read_ms.extend(read_ms)
+            _progress(what, 0, 1, result)
+    return list(found.values())
+
+
+def _progress(what: str, repeat: int, repeats: int, result: PhaseResult) -> None:
+    p50 = statistics.median(result.samples_ms)
+    drain = f", drained at {result.drain_per_s:,.0f}/s" if result.drain_per_s else ""
+    print(
+        f"  {what} {repeat + 1}/{repeats}: p50 {p50:.1f} ms{drain} ({result.wall_s:.1f} s)",
+        flush=True,
+    )
+
+
+def result_rows(measured: Sequence[Measured]) -> list[dict[str, Any]]:
+    """The JSON rows, with each poller row's bound set against its raw loop's in this run."""
+    raw_p50: dict[tuple[str, str], float] = {}
+    raw_reads: dict[tuple[str, str], float] = {}
+    for entry in measured:
+        if entry.variant.variant == "raw loop":
+            raw_p50[(entry.variant.pair, entry.regime)] = statistics.median(entry.samples)
+            if entry.read_ms:
+                raw_reads[(entry.variant.pair, entry.regime)] = statistics.median(entry.read_ms)
+    rows = []
+    for entry in measured:
+        v = entry.variant
+        samples = entry.samples
+        stats = summary(samples)
+        puts = [ms for run in entry.runs for ms in run.put_ms]
+        put_p50 = statistics.median(puts)
+        parts = (
+            [v.bound]
+            if entry.regime == "caught up"
+            else [
+                "queueing: every record was written before the consumer started, so a record waits "
+                "for the consumer's start and for the records ahead of it"
+            ]
+        )
+        parts.append(f"put call p50 {put_p50:.1f} ms (inside the latency)")
+        after_put = [ms for run in entry.runs for ms in run.after_put_ms]
+        if after_put:
+            parts.append(f"from the put's return p50 {statistics.median(after_put):.1f} ms")
+        reads = raw_reads.get((v.pair, entry.regime))
+        if reads is not None:
+            parts.append(f"read call p50 {reads:.1f} ms (raw loop)")
+        baseline = raw_p50.get((v.pair, entry.regime))
+        if v.variant == "poller" and baseline is not None:
+            parts.append(
+                f"raw loop at the same pace p50 {baseline:.1f} ms; poller "
+                f"{stats['p50_ms'] - baseline:+.1f} ms"
+            )
+        aim = v.aim_ms if entry.regime == "caught up" else None
+        drains = [run.drain_per_s for run in entry.runs if run.drain_per_s]
+        firsts = [run.first_after_s for run in entry.runs if run.first_after_s is not None]
+        rows.append(
+            {
+                "source": v.source,
+                "variant": v.variant,
+                "regime": entry.regime,
+                "pace": v.pace,
+                "records": len(samples),
+                **stats,
+                "samples_ms": [round(s, 1) for s in samples],
+                "aim_ms": aim,
+                "meets_aim": None if aim is None else stats["p50_ms"] < aim,
+                "bound": "; ".join(parts),
+                "runs_p50_ms": [round(statistics.median(r.samples_ms), 1) for r in entry.runs],
+                "put_p50_ms": round(put_p50, 1),
+                "after_put_p50_ms": round(statistics.median(after_put), 1) if after_put else None,
+                "raw_loop_p50_ms": None if baseline is None else round(baseline, 1),
+                "drain_records_per_s": round(drains[0], 1) if drains else None,
+                "first_record_after_s": round(firsts[0], 3) if firsts else None,
+            }
+        )
+    return rows
+
+
+async def measure(running: Servers, sources: Sequence[str], args: argparse.Namespace) -> list[Any]:
+    measured: list[Measured] = []
+    for name in sources:
+        measured.extend(await measure_source(name, running, args))
+    return result_rows(measured)
+
+
+def _failures(error: BaseException) -> list[str]:
+    """The messages of the RuntimeErrors in ``error`` (task groups wrap them); anything else is
+    a bug in this script and is raised again with its traceback."""
+    if isinstance(error, BaseExceptionGroup):
+        return [message for inner in error.exceptions for message in _failures(inner)]
+    if isinstance(error, RuntimeError):
+        return [str(error)]
+    raise error
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Sizes: full run 20 records/s for 6 s per variant in 2 alternating repeats of "
+        "3 s, backlog 500 (SQS 200), every row (about 4 minutes); --quick: poller rows only "
+        "(window 0, no ActiveMQ), 20 records/s for 1.5 s, 1 repeat, backlog 50.",
+    )
+    parser.add_argument("--quick", action="store_true", help="a reduced smoke run")
+    parser.add_argument("--rate", type=float, default=20.0, help="records/s, caught up (20)")
+    parser.add_argument(
+        "--seconds", type=float, help="caught-up seconds per variant (6; quick 1.5)"
+    )
+    parser.add_argument("--repeats", type=int, help="alternating repeats (2; quick 1)")
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        help="records written before the start (500, SQS at most 200; quick 50)",
+    )
+    parser.add_argument(
+        "--sources", nargs="+", choices=SOURCES, help="default: all (quick: no activemq)"
+    )
+    args = parser.parse_args(argv)
+    args.seconds = args.seconds or (1.5 if args.quick else 6.0)
+    args.repeats = args.repeats or (1 if args.quick else 2)
+    args.backlog = args.backlog or (50 if args.quick else 500)
+    sources = args.sources or [s for s in SOURCES if not (args.quick and s == "activemq")]
+    if args.rate <= 0 or args.seconds <= 0 or args.repeats < 1 or args.backlog < 1:
+        parser.error("--rate, --seconds, --repeats and --backlog must be positive")
+    configure_logging(level="warning", stream=sys.stderr)
+
+    try:
+        with servers({SERVER_OF[s] for s in sources}) as running:
+            rows = anyio.run(measure, running, sources, args)
+    except (RuntimeError, ExceptionGroup) as error:  # a server that did not start, lost records
+        for message in _failures(error):
+            print(f"latency: {message}", file=sys.stderr)
+        return 1
+
+    print(
+        f"\nput -> handler latency, ms. Caught up: {args.rate:g} records/s for {args.seconds:g} s "
+        f"per variant ({args.repeats} alternating repeats, pooled); backlog: {args.backlog:,} "
+        "records written before the consumer started. The stamp is taken just before the put "
+        "call, so the put's own time is inside every number."
+    )
+    print_table(
+        "put -> handler latency",
+        [
+            "source",
+            "variant",
+            "regime",
+            "pace",
+            "n",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "aim",
+            "met",
+            "drain/s",
+        ],
+        [
+            [
+                r["source"],
+                r["variant"],
+                r["regime"],
+                r["pace"],
+                r["records"],
+                r["p50_ms"],
+                r["p90_ms"],
+                r["p99_ms"],
+                r["max_ms"],
+                r["aim_ms"],
+                r["meets_aim"],
+                r["drain_records_per_s"],
+            ]
+            for r in rows
+        ],
+    )
+    print("\nWhat bounds each row (caught up):")
+    for r in rows:
+        if r["regime"] == "caught up":
+            print(f"- {r['source']} {r['variant']} ({r['pace']}): {r['bound']}")
+    path = write_results("latency", {"results": rows})
+    print(f"\nwritten: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
