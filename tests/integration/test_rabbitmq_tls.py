@@ -231,3 +231,19 @@ async def test_a_worker_logs_the_tls_refusal_and_keeps_trying(
     assert "the broker's certificate could not be verified" in first["error"]
     assert f"for mapping {fields['UUID']}" in first["error"]
     assert "PRIVATE KEY" not in repr(logs)
+
+
+async def test_amqps_to_a_plaintext_listener_says_it_is_not_tls(
+    rabbitmq_tls_broker: TlsBroker, vhost_queue: str
+) -> None:
+    """An amqps URL with the port of the plaintext listener: the broker answers in AMQP, not
+    TLS, and the error says so instead of a protocol error."""
+    broker = rabbitmq_tls_broker
+    plain_port = broker.plain_url.rpartition(":")[2]
+    message = await refusal(
+        f"amqps://localhost:{plain_port}",
+        vhost_queue,
+        VIRTUAL_HOST=broker.vhost,
+        SERVER_ROOT_CA_CERTIFICATE=broker.tls.authority.secret(),
+    )
+    assert "the broker does not answer in TLS on this port" in message, message
