@@ -10,11 +10,13 @@ adds typed accessors; the package face of :mod:`poller` re-exports them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
-__all__ = ["Batch", "Record", "TumblingWindow"]
+__all__ = ["Batch", "Record", "RecordBuilder", "TumblingWindow", "record_builder"]
+
+RecordT = TypeVar("RecordT", bound="Record")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,69 @@ class Record:
     size: int
     #: The source's raw record, kept so the source can render the AWS event exactly.
     native: Any = field(default=None, repr=False, compare=False)
+
+
+#: Record's fields in constructor order (what :func:`record_builder` fills).
+_RECORD_FIELDS = tuple(f.name for f in fields(Record))
+
+
+#: ``build(partition, position, ordinal, key, data, arrival, size, native)``: a record, exactly as
+#: the record type's own constructor makes it.
+RecordBuilder = Callable[[str, str, int, str, bytes, float, int, Any], RecordT]
+
+
+def record_builder(record_type: type[RecordT]) -> RecordBuilder[RecordT]:
+    """A faster constructor for ``record_type``, for a source that builds a record per item read.
+
+    A frozen dataclass's generated ``__init__`` sets each field through ``object.__setattr__``
+    by name; for a stream read thousands of records at a time, that cost more than everything
+    else the source does per record. The builder fills the same slots through their descriptors
+    directly, which is about twice as fast, and makes an equal record. Only types that add no
+    fields of their own to :class:`Record` qualify (ValueError otherwise): the builder knows
+    exactly Record's fields and nothing a subclass may need to set or check.
+    """
+    names = tuple(f.name for f in fields(record_type))
+    if names != _RECORD_FIELDS or not issubclass(record_type, Record):
+        raise ValueError(
+            f"record_builder: {record_type.__name__} has fields {names}; only record types with "
+            f"exactly Record's fields {_RECORD_FIELDS} qualify"
+        )
+    new = object.__new__
+    slots = Record.__dict__  # the member descriptors of Record's slots
+    set_partition = slots["partition"].__set__
+    set_position = slots["position"].__set__
+    set_ordinal = slots["ordinal"].__set__
+    set_key = slots["key"].__set__
+    set_data = slots["data"].__set__
+    set_arrival = slots["arrival"].__set__
+    set_size = slots["size"].__set__
+    set_native = slots["native"].__set__
+
+    def build(
+        partition: str,
+        position: str,
+        ordinal: int,
+        key: str,
+        data: bytes,
+        arrival: float,
+        size: int,
+        native: Any = None,
+    ) -> RecordT:
+        record: RecordT = new(record_type)
+        set_partition(record, partition)
+        set_position(record, position)
+        set_ordinal(record, ordinal)
+        set_key(record, key)
+        set_data(record, data)
+        set_arrival(record, arrival)
+        set_size(record, size)
+        set_native(record, native)
+        return record
+
+    build.__doc__ = (
+        f"A {record_type.__name__}, built as its constructor would (see record_builder)."
+    )
+    return build
 
 
 @dataclass(frozen=True, slots=True)

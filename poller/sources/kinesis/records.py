@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from poller.records import record_builder
 from poller.sources.shards.records import ShardRecord
 
-__all__ = ["PLAIN", "KinesisRecord", "encrypted"]
+__all__ = ["PLAIN", "KinesisRecord", "build_kinesis_record", "encrypted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,9 @@ class KinesisRecord(ShardRecord):
         """The partition key the producer gave."""
         return self.key
 
+
+#: ``KinesisRecord(...)`` at about half the cost, for the reader's record per GetRecords entry.
+build_kinesis_record = record_builder(KinesisRecord)
 
 #: ``native`` of records without server-side encryption: shared, read-only, empty.
 PLAIN: Mapping[str, str] = MappingProxyType({})

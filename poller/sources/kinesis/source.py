@@ -32,7 +32,7 @@ from poller.config.fields import ARN
 from poller.config.resolved import ResolvedMapping
 from poller.engine.protocols import PartitionInfo
 from poller.sources.kinesis.codec import KinesisCodec
-from poller.sources.kinesis.records import PLAIN, KinesisRecord, encrypted
+from poller.sources.kinesis.records import PLAIN, KinesisRecord, build_kinesis_record, encrypted
 from poller.sources.kinesis.spec import STREAM_ARN
 from poller.sources.shards import (
     IteratorStart,
@@ -155,8 +155,13 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
         return Page(records, next_iterator, behind, children)
 
     def _records(self, shard: str, raw_records: Sequence[Mapping[str, Any]]) -> list[KinesisRecord]:
-        """GetRecords entries as KinesisRecords, with their share of the event payload size."""
+        """GetRecords entries as KinesisRecords, with their share of the event payload size.
+
+        This runs once per record read, so it is written for speed: the client hands arrival
+        times over as epoch floats (see ``poller.aws``), and records are made by the builder.
+        """
         envelope = self.codec.envelope_size(shard)
+        build = build_kinesis_record
         records: list[KinesisRecord] = []
         append = records.append
         for raw in raw_records:
@@ -164,12 +169,13 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
             data: bytes = raw["Data"]
             key: str = raw["PartitionKey"]
             stamp = raw["ApproximateArrivalTimestamp"]
-            arrival = round(stamp.timestamp(), 3) if isinstance(stamp, datetime) else float(stamp)
+            if type(stamp) is not float:
+                stamp = round(stamp.timestamp(), 3) if isinstance(stamp, datetime) else float(stamp)
             key_size = len(key) if key.isascii() else len(json.dumps(key)) - 2
             encryption = raw.get("EncryptionType")
             native = PLAIN if not encryption or encryption == "NONE" else encrypted(encryption)
             size = envelope + 2 * len(seq) + (len(data) + 2) // 3 * 4 + key_size
-            append(KinesisRecord(shard, seq, int(seq), key, data, arrival, size, native))
+            append(build(shard, seq, int(seq), key, data, stamp, size, native))
         return records
 
 
