@@ -135,7 +135,7 @@ class Report:
             lines.append("_Chart not drawn (`--no-charts`)._")
         else:
             quick = any(r.quick for r in self.results.values())
-            note = f"poller benchmarks, {self._date_range()}"
+            note = f"poller benchmarks, {self.date_range()}"
             draw(path, note + ("; QUICK RUN: reduced sizes, not for comparison" if quick else ""))
             self.drawn.append(path.name)
             lines.append(f"![{title}]({path.name})")
@@ -145,7 +145,7 @@ class Report:
             lines += ["", text]
         self.sections.append("\n".join(lines))
 
-    def _date_range(self) -> str:
+    def date_range(self) -> str:
         dates = sorted(d for r in self.results.values() if (d := r.date) is not None)
         if not dates:
             return "no date"
@@ -163,7 +163,7 @@ def _header(report: Report, summary: Mapping[str, Any] | None) -> str:
         "# poller benchmark report",
         "",
         f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/report.py` from "
-        f"`benchmarks/results/*.json`; measured {report._date_range()}.",
+        f"`benchmarks/results/*.json`; measured {report.date_range()}.",
         "",
     ]
     if any(r.quick for r in results.values()):
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     header = _header(report, summary)
     snippet = readme_snippet(
         current,
-        f"Measured by `make bench` {report._date_range()} on "
+        f"Measured by `make bench` {report.date_range()} on "
         f"{'; '.join(sorted({machine_text(r.machine) for r in current.values()}))}. "
         "Charts and the full report: [benchmarks/results/report.md](benchmarks/results/report.md).",
     )
