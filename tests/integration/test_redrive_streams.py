@@ -38,13 +38,17 @@ from tests.kit.redrive_kit import (
 pytestmark = pytest.mark.integration
 
 
-def _config(endpoint: str, mapping: dict[str, Any], handler: FlakyHandler) -> dict[str, Any]:
+def _config(
+    endpoint: str, mapping: dict[str, Any], handler: FlakyHandler, isolation: str = "thread"
+) -> dict[str, Any]:
+    """A config with one stream mapping invoking ``handler`` (in the worker's threads, or in
+    process environments started in the current directory)."""
     return {
         "aws": moto_aws(endpoint),
         "store": {"url": "memory://"},
         "worker": {"idle_poll_seconds": 0.05, "shutdown_grace_seconds": 5},
         "functions": [
-            {"FunctionName": "redriven", "Handler": handler.reference, "Isolation": "thread"}
+            {"FunctionName": "redriven", "Handler": handler.reference, "Isolation": isolation}
         ],
         "mappings": [
             {
@@ -300,7 +304,9 @@ async def test_dynamodb_records_redriven_through_queues_subscribed_to_an_sns_top
     moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     """One queue gets SNS's envelope, the other raw messages: both are read; with two queues
-    subscribed, which one to read is the operator's choice (``--from``)."""
+    subscribed, which one to read is the operator's choice (``--from``). The function runs in
+    process environments here, as it does by default."""
+    monkeypatch.chdir(tmp_path)
     uuid = new_id()
     handler = FlakyHandler(tmp_path, f"sns_{uuid[:8]}", monkeypatch, DYNAMODB_TEXTS)
     async with moto_clients(moto_endpoint, "dynamodb", "sns", "sqs") as (dynamodb, sns, sqs):
@@ -322,7 +328,7 @@ async def test_dynamodb_records_redriven_through_queues_subscribed_to_an_sns_top
             "EventSourceArn": stream_arn,
             "DestinationConfig": {"OnFailure": {"Destination": topic_arn}},
         }
-        config = _config(moto_endpoint, data, handler)
+        config = _config(moto_endpoint, data, handler, isolation="process")
         path = write_config(tmp_path / "config.toml", config)
         await _put_items(dynamodb, table, ["bad-0", "ok-1"])
         await run_until_idle(Worker(parse_config(config)))

@@ -4,7 +4,6 @@ records until a flag file exists, and ``poller redrive`` run as the command line
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import anyio.to_thread
 import pytest
+import structlog
 
 from poller.cli import main
 
@@ -124,7 +124,11 @@ async def redrive(
     """``poller redrive CONFIG *arguments`` as the command runs it (in a thread, with its own
     event loop); the exit code, stdout and stderr."""
     capsys.readouterr()
-    code = await anyio.to_thread.run_sync(lambda: main(["redrive", str(config), *arguments]))
+    # The command points logging at this test's captured stderr; later tests must not inherit it.
+    saved = structlog.get_config()
+    try:
+        code = await anyio.to_thread.run_sync(lambda: main(["redrive", str(config), *arguments]))
+    finally:
+        structlog.configure(**saved)
     out, err = capsys.readouterr()
-    sys.stdout.flush()
     return code, out, err

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pytest
+import structlog
 
 import poller.recovery.dead_letters as dead_letters
 from poller.cli import main
@@ -43,6 +44,14 @@ def _stream(uuid: str = "s", **fields: Any) -> dict[str, Any]:
 
 def _queue() -> dict[str, Any]:
     return {"UUID": "q", "EventSourceArn": QUEUE, "Handler": "json:dumps"}
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Any:
+    """The command points logging at the captured stderr; later tests must not inherit it."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.mark.parametrize(
