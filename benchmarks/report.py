@@ -377,11 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     report.earlier = earlier
     build(report)
     header = _header(report, summary)
+    command = f"`{summary['command']}`" if summary else "the scripts in `benchmarks/`"
+    machines = "; ".join(sorted({machine_text(r.machine) for r in current.values()}))
+    quick = "; quick run, not for comparison" if any(r.quick for r in current.values()) else ""
     snippet = readme_snippet(
         current,
-        f"Measured by `make bench` {report.date_range()} on "
-        f"{'; '.join(sorted({machine_text(r.machine) for r in current.values()}))}. "
-        "Charts and the full report: [benchmarks/results/report.md](benchmarks/results/report.md).",
+        f"Measured by {command} {report.date_range()} on {machines}{quick}. Charts and the full "
+        "report: [benchmarks/results/report.md](benchmarks/results/report.md).",
     )
     snippet_section = (
         "## README snippet\n\nREADME's Performance tables, filled from the results above (paste "
