@@ -46,8 +46,9 @@ unit: $(STAMP)
 ## names it and leaves its older file out, and the target fails at the end.
 BENCH_SCRIPTS := engine.py kinesis.py dynamodb_streams.py sqs.py mq.py kafka.py functions.py \
 	leases.py filters.py engine_filters.py latency.py
-## bench-quick: the same with --quick (reduced sizes, one run each; under three minutes on 2 cores)
-## to check that the benchmarks and the report work; its report is marked "not for comparison".
+## bench-quick: the same with --quick (reduced sizes, one run each; aimed at under three minutes on
+## a quiet 2-core machine) to check that the benchmarks and the report work; its report and charts
+## are marked "not for comparison".
 ## leases.py is left out: its timings are lease durations and process starts, not sizes to reduce.
 BENCH_QUICK_SCRIPTS := $(filter-out leases.py,$(BENCH_SCRIPTS))
 BENCH_STAMP := $(VENV)/.installed-bench
