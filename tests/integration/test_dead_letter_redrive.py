@@ -6,20 +6,35 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from poller import Worker
 from poller.config import PollerConfig
 from poller.recovery.dead_letters import redrive_dead_letters
+from tests.conftest import BrokerServer
+from tests.integration.test_rabbitmq_and_activemq_sources import (
+    Calls,
+    Failing,
+    Message,
+    mapping,
+    worker,
+)
 from tests.kit import (
+    ActiveAdmin,
+    Admin,
     LambdaRecorder,
     Queue,
+    RabbitAdmin,
     Sqs,
+    assert_drained,
+    moto_aws,
     moto_clients,
     sqs_config,
     sqs_mapping,
     wait_until,
+    worker_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -157,3 +172,89 @@ async def test_clear_errors(sqs: Sqs, unique_name: str, capsys: pytest.CaptureFi
     code, _, err = await redrive(config, capsys, source=unique_name + "-missing")
     assert code == 2 and "source queue" in err and "does not exist" in err
     assert "Traceback" not in err
+
+
+# --- RabbitMQ and ActiveMQ: one suite, two brokers ---------------------------------------------------
+
+
+class DeadLetterRedriveOnBrokers:
+    """A real worker dead-letters failing messages; the redrive puts them back, in order."""
+
+    async def dead_letters(self, broker: BrokerServer, admin: Admin, name: str) -> PollerConfig:
+        """Queue ``name`` whose poison messages a worker dead-lettered; the worker's config."""
+        await admin.create_queue(name)
+        await admin.publish(name, ["ok-1", "poison-1", "poison-2", "ok-2"])
+
+        def respond(messages: list[Message]) -> None:
+            if any(m.body.startswith("poison") for m in messages):
+                raise Failing("poison")
+
+        calls = Calls(respond)
+        fields = {"BatchSize": 1, "MaximumRedeliveries": 0}
+        async with worker(mapping(broker.url, name, **fields), calls):
+            await calls.wait_for(lambda: "ok-2" in calls.bodies(), within=30, what="ok-2")
+        return worker_config(mapping(broker.url, name, **fields), aws=moto_aws())
+
+    async def test_dead_letters_go_back_in_order_after_a_dry_run(
+        self,
+        broker: BrokerServer,
+        admin: Admin,
+        unique_name: str,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        config = await self.dead_letters(broker, admin, unique_name)
+        code, out, err = await redrive(config, capsys, dry_run=True)
+        assert code == 0, err
+        assert "poison-1" in out and "poison-2" in out and "2 dead letter(s)" in out
+        code, out, err = await redrive(config, capsys, rate=20)
+        assert code == 0, err
+        assert out.splitlines()[-1].split()[:2] == ["2", "0"]
+        assert await admin.consume(unique_name, 2, within=10) == ["poison-1", "poison-2"]
+        await assert_drained(admin, unique_name)
+        await assert_drained(admin, admin.dead_letter_queue(unique_name))
+
+    async def test_max_messages_moves_the_first_ones_only(
+        self,
+        broker: BrokerServer,
+        admin: Admin,
+        unique_name: str,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        config = await self.dead_letters(broker, admin, unique_name)
+        code, out, err = await redrive(config, capsys, max_messages=1)
+        assert code == 0, err
+        assert out.splitlines()[-1].split()[:2] == ["1", "0"]
+        assert await admin.consume(unique_name, 1, within=10) == ["poison-1"]
+        await assert_drained(admin, unique_name)
+        dlq = admin.dead_letter_queue(unique_name)
+        assert await admin.consume(dlq, 1, within=10) == ["poison-2"]
+
+
+class TestRabbitMqRedrive(DeadLetterRedriveOnBrokers):
+    @pytest.fixture
+    def broker(self, rabbitmq_broker: BrokerServer) -> BrokerServer:
+        return rabbitmq_broker
+
+    @pytest.fixture
+    async def admin(self, broker: BrokerServer) -> AsyncIterator[Admin]:
+        async with RabbitAdmin(broker.url) as admin:
+            yield admin
+
+    async def test_a_missing_dead_letter_queue_is_named(
+        self, broker: BrokerServer, admin: Admin, unique_name: str, capsys: Any
+    ) -> None:
+        await admin.create_queue(unique_name)
+        config = worker_config(mapping(broker.url, unique_name), aws=moto_aws())
+        code, _, err = await redrive(config, capsys, source=unique_name + ".nowhere")
+        assert code == 2 and "dead-letter queue" in err and "does not exist" in err
+
+
+class TestActiveMqRedrive(DeadLetterRedriveOnBrokers):
+    @pytest.fixture
+    def broker(self, activemq_broker: BrokerServer) -> BrokerServer:
+        return activemq_broker
+
+    @pytest.fixture
+    async def admin(self, broker: BrokerServer) -> AsyncIterator[Admin]:
+        async with ActiveAdmin(broker.url) as admin:
+            yield admin
