@@ -197,8 +197,12 @@ def _read_exact(sock: socket.socket, size: int) -> bytes:
     return bytes(data)
 
 
-def _kafka_probe(host: str, port: int) -> None:
-    """ApiVersions then Metadata over a raw socket: the broker speaks Kafka and advertises host:port.
+def _kafka_probe(
+    host: str, port: int, advertised: str | None = None, *, authentication: bool = False
+) -> None:
+    """ApiVersions then Metadata over a raw socket: the broker speaks Kafka and advertises
+    host:port (or ``advertised``, when it advertises another address). A broker that requires
+    authentication answers ApiVersions only.
 
     Raises ``OSError`` while the broker is not up yet and ``ValueError`` for a wrong answer.
     """
@@ -211,23 +215,32 @@ def _kafka_probe(host: str, port: int) -> None:
         missing = sorted(name for key, name in _KAFKA_APIS.items() if key not in offered)
         if missing:
             raise ValueError(f"broker does not offer {', '.join(missing)}")
+        if authentication:
+            return
         # Metadata v0 with an empty topic list: the brokers, all topics (creates none).
         metadata = _kafka_call(sock, 3, 2, struct.pack(">i", 0))
         (brokers,) = struct.unpack_from(">i", metadata)
-        advertised: list[str] = []
+        names: list[str] = []
         position = 4
         for _ in range(brokers):
             (length,) = struct.unpack_from(">h", metadata, position + 4)
             name = metadata[position + 6 : position + 6 + length].decode()
             (broker_port,) = struct.unpack_from(">i", metadata, position + 6 + length)
-            advertised.append(f"{name}:{broker_port}")
+            names.append(f"{name}:{broker_port}")
             position += 10 + length
-        if advertised != [f"{host}:{port}"]:
-            raise ValueError(f"metadata advertises {advertised}, expected {host}:{port}")
+        expected = advertised or f"{host}:{port}"
+        if names != [expected]:
+            raise ValueError(f"metadata advertises {names}, expected {expected}")
 
 
 def _wait_kafka(
-    host: str, port: int, deadline: float, proc: subprocess.Popen[bytes], log: Path
+    host: str,
+    port: int,
+    deadline: float,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    advertised: str | None = None,
+    authentication: bool = False,
 ) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -237,7 +250,7 @@ def _wait_kafka(
                 f"last log lines:\n{_tail(log)}"
             )
         try:
-            _kafka_probe(host, port)
+            _kafka_probe(host, port, advertised, authentication=authentication)
             return
         except (OSError, ValueError, struct.error) as error:
             last = error
@@ -254,17 +267,24 @@ def start_kafka(
     port: int | None = None,
     storage: str = "memory://tansu/",
     s3_endpoint: str | None = None,
+    advertised: str | None = None,
+    authentication: bool = False,
 ) -> RunningServer:
     """tansu, a Kafka-protocol broker, on a free loopback port (or ``port``, for a restart).
 
     Storage is in memory by default. ``storage="s3://BUCKET/"`` with ``s3_endpoint`` (a moto
     server) keeps topics, records and committed offsets in S3, so the broker can be stopped and
-    started again without losing them: the broker-loss tests use that.
+    started again without losing them: the broker-loss tests use that. ``advertised``
+    ("host:port") is the address clients are sent to instead of the listener's: a TLS relay in
+    front of it (tansu 0.6 serves no TLS itself; README, Quick start). ``authentication``
+    requires a SASL login (tansu 0.6 offers SCRAM only, and its memory and S3 storage keep no
+    SCRAM users, so every login is refused: enough to test how a refusal is reported).
     """
     STATE_DIR.mkdir(exist_ok=True)
     binary = tansu_binary()
     port = port or free_port()
     listener = f"tcp://127.0.0.1:{port}"
+    advertised_url = f"tcp://{advertised}" if advertised else listener
     log = STATE_DIR / f"{name}.log"
     env = {key: value for key, value in os.environ.items() if key not in _TANSU_ENV}
     env["NO_COLOR"] = "1"  # plain log lines, readable in a failure message
@@ -287,7 +307,8 @@ def start_kafka(
                 "--listener-url",
                 listener,
                 "--advertised-listener-url",
-                listener,
+                advertised_url,
+                *(["--authentication"] if authentication else []),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -295,7 +316,9 @@ def start_kafka(
             start_new_session=True,
         )
     try:
-        _wait_kafka("127.0.0.1", port, time.monotonic() + timeout, proc, log)
+        _wait_kafka(
+            "127.0.0.1", port, time.monotonic() + timeout, proc, log, advertised, authentication
+        )
     except Exception:
         _kill(proc.pid)
         raise

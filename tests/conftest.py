@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.kit.tls import ServerTls
+from tests.kit.tls import ServerTls, TlsRelay
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +48,8 @@ _SERVER_GROUPS = (
     ("rabbitmq_broker", "rabbitmq"),
     ("rabbitmq_tls_broker", "rabbitmq"),
     ("kafka_bootstrap", "kafka"),
+    ("kafka_tls_bootstrap", "kafka"),
+    ("kafka_sasl_bootstrap", "kafka"),
 )
 
 
@@ -224,6 +226,45 @@ def activemq_tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tl
     directory = tmp_path_factory.mktemp("activemq-tls")
     with _tls_broker("activemq", "stomp+ssl", directory) as (_server, broker):
         yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka_tls_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
+    """A tansu of its own behind a TLS relay that requires client certificates: ``url`` is the
+    bootstrap server (``localhost:PORT``, the relay, which the broker advertises), started once
+    per run when a test asks for it. tansu 0.6 serves no TLS itself (README, Quick start)."""
+    servers = _servers_module()
+    tls = ServerTls.create(tmp_path_factory.mktemp("kafka-tls"), "kafka-tls")
+    upstream = servers.free_port()
+    with TlsRelay(tls.server, ("127.0.0.1", upstream), client_ca=tls.authority) as relay:
+        server = servers.start_kafka(
+            name="kafka-tls", port=upstream, advertised=f"localhost:{relay.port}"
+        )
+        try:
+            yield TlsBroker(f"localhost:{relay.port}", server.endpoint, relay.port, tls)
+        finally:
+            servers.stop(server)
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
+    """A tansu of its own that requires a SASL login, behind a TLS relay (AWS offers SASL only
+    over TLS): ``url`` is the bootstrap server. tansu 0.6 offers SCRAM only and keeps no SCRAM
+    users in memory, so it refuses every login: what the tests of a refused login need."""
+    servers = _servers_module()
+    tls = ServerTls.create(tmp_path_factory.mktemp("kafka-sasl"), "kafka-sasl")
+    upstream = servers.free_port()
+    with TlsRelay(tls.server, ("127.0.0.1", upstream)) as relay:
+        server = servers.start_kafka(
+            name="kafka-sasl",
+            port=upstream,
+            advertised=f"localhost:{relay.port}",
+            authentication=True,
+        )
+        try:
+            yield TlsBroker(f"localhost:{relay.port}", server.endpoint, relay.port, tls)
+        finally:
+            servers.stop(server)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ broker here (Erlang's ssl, Java's JSSE, Python's ssl) takes them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import ipaddress
@@ -27,7 +28,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CertificateAuthority", "IssuedCertificate", "ServerTls", "handshake_only_listener"]
+__all__ = [
+    "CertificateAuthority",
+    "IssuedCertificate",
+    "ServerTls",
+    "TlsRelay",
+    "handshake_only_listener",
+]
 
 _ONE_DAY = datetime.timedelta(days=1)
 
@@ -202,15 +209,7 @@ async def handshake_only_listener(
     It serves from a thread with blocking sockets, so the alert that refuses a client's
     certificate reaches the client (a memory-BIO server can drop it when the handshake fails).
     """
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    if client_ca is not None:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(cadata=client_ca.certificate)
-    with tempfile.TemporaryDirectory(prefix="poller-test-tls-") as directory:
-        cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
-        cert.write_text(certificate.certificate)
-        key.write_text(certificate.private_key())
-        context.load_cert_chain(cert, key)
+    context = _server_context(certificate, client_ca)
     stop = threading.Event()
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
@@ -237,3 +236,81 @@ async def handshake_only_listener(
     finally:
         stop.set()
         await anyio.to_thread.run_sync(server.join)
+
+
+def _server_context(
+    certificate: IssuedCertificate, client_ca: CertificateAuthority | None
+) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=client_ca.certificate)
+    with tempfile.TemporaryDirectory(prefix="poller-test-tls-") as directory:
+        cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+        cert.write_text(certificate.certificate)
+        key.write_text(certificate.private_key())
+        context.load_cert_chain(cert, key)
+    return context
+
+
+class TlsRelay:
+    """A TLS-terminating relay on loopback (what stunnel does): each TLS connection it accepts
+    is passed on, decrypted, to ``upstream``. It puts TLS in front of a server that cannot serve
+    TLS itself, so a client's TLS settings meet a real TLS server and the real protocol behind.
+
+    Runs its own event loop in a thread, so one relay serves a whole test session. With
+    ``client_ca`` it requires client certificates that CA signed.
+    """
+
+    def __init__(
+        self,
+        certificate: IssuedCertificate,
+        upstream: tuple[str, int],
+        *,
+        client_ca: CertificateAuthority | None = None,
+    ) -> None:
+        self._context = _server_context(certificate, client_ca)
+        self._upstream = upstream
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        #: The relay's port on 127.0.0.1 (set when it starts).
+        self.port = 0
+
+    def __enter__(self) -> TlsRelay:
+        self._thread.start()
+        start = asyncio.start_server(self._relay, "127.0.0.1", 0, ssl=self._context)
+        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(30)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        except OSError:
+            writer.close()
+            return
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))

@@ -45,8 +45,16 @@ class KafkaConnection:
         """Why the cluster cannot be reached, in words, for an error message.
 
         aiokafka says only that it could not bootstrap (the ``ssl`` error goes to its log), so
-        for a TLS connection a handshake of our own with the first server tells why.
+        for a TLS connection a handshake of our own with the first server tells why. A refused
+        SASL login is named with the mechanism and the user (never the password).
         """
+        shown = ",".join(self.bootstrap_servers)
+        login = f"SASL {self.sasl_mechanism} login of user {self.sasl_username!r}"
+        if self.sasl_mechanism is not None and _sasl_refused(error):
+            return (
+                f"cannot reach Kafka at {shown}: the broker refused the {login} (wrong user "
+                "name or password, or a user the broker does not know)"
+            )
         cause = str(error) or type(error).__name__
         if self.ssl_context is not None and self.bootstrap_servers:
             host, _, port = self.bootstrap_servers[0].rpartition(":")
@@ -57,8 +65,14 @@ class KafkaConnection:
                     self.ssl_context,
                     client_certificate=self.client_certificate,
                 )
-                cause = tls or cause
-        return f"cannot reach Kafka at {','.join(self.bootstrap_servers)}: {cause}"
+                if tls is not None:
+                    cause = tls
+                elif self.sasl_mechanism is not None:
+                    cause += (
+                        f"; the TLS handshake works, so the broker may have refused the {login} "
+                        "(a mechanism it does not offer, or wrong credentials)"
+                    )
+        return f"cannot reach Kafka at {shown}: {cause}"
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka consumers, producers and admin clients."""
@@ -73,6 +87,27 @@ class KafkaConnection:
         if self.ssl_context is not None:
             kwargs["ssl_context"] = self.ssl_context
         return kwargs
+
+
+#: aiokafka's errors for a login the broker refused, by name (nothing here imports aiokafka).
+_SASL_REFUSALS = frozenset(
+    {"SaslAuthenticationFailed", "AuthenticationFailedError", "IllegalSaslStateError"}
+)
+
+
+def _sasl_refused(error: BaseException) -> bool:
+    """The client's start failed because the broker refused the SASL login."""
+    for found in (error, error.__cause__, error.__context__):
+        if found is None:
+            continue
+        if type(found).__name__ in _SASL_REFUSALS:
+            return True
+        # aiokafka's SCRAM client reads the server's final message for its "v" (verifier)
+        # attribute; a server that refuses the proof sends "e" (an error) instead, and aiokafka
+        # fails with KeyError('v').
+        if isinstance(found, KeyError) and found.args == ("v",):
+            return True
+    return False
 
 
 async def kafka_connection(mapping: ResolvedMapping, clients: AwsClients | None) -> KafkaConnection:

@@ -172,7 +172,7 @@ class KafkaSource:
             consumer.subscribe([self._topic], listener=_Listener(self))
             try:
                 await consumer.start()
-            except KafkaError as error:
+            except (KafkaError, KeyError) as error:  # KeyError: a refused SCRAM login
                 await consumer.stop()
                 reason = await self._connection.unreachable(error)
                 raise SourceError(f"{reason} (mapping {self._mapping.mapping_id})") from None
