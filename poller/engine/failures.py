@@ -8,10 +8,12 @@ A line per attempt buries the cause and the moment it started. :class:`RepeatedF
 * the first failure of a cause at the caller's level, with ``error``, ``error_type`` and
   ``operation`` (:func:`poller.errors.failure_fields`: exception groups opened, never "unhandled
   errors in a TaskGroup"), and its traceback at debug level;
-* further attempts with the same cause at debug level only, and a reminder line
-  ("...: still failing", with the attempt count) at most once per ``remind_every`` seconds;
-* a different cause at once, as a new first failure;
-* optionally, one line when the loop works again.
+* a cause already logged at most once per ``remind_every`` seconds: attempts in between go to
+  debug level only. While the loop keeps failing, that line is a reminder ("...: still
+  failing", with the attempt count); loops whose attempts fail in turn for two reasons log each
+  once, and a loop that flaps (fails, works, fails again) does not log each round;
+* a new cause at once;
+* optionally, one line when the loop works again after a failure that was logged.
 
 It also remembers the last failure, so status can show why a partition is not moving.
 """
@@ -31,6 +33,9 @@ __all__ = ["FailureReport", "RepeatedFailures"]
 
 #: The default least time between two "still failing" lines of one loop.
 REMIND_EVERY_SECONDS = 60.0
+
+#: The most distinct causes one loop remembers as logged.
+_MOST_CAUSES = 64
 
 Level = Literal["error", "warning"]
 
@@ -53,7 +58,7 @@ class FailureReport:
 class RepeatedFailures:
     """The failures of one retrying loop, logged once per distinct cause."""
 
-    __slots__ = ("_clock", "_log", "_remind_every", "_reminded_at", "_report", "_wall_clock")
+    __slots__ = ("_clock", "_log", "_logged", "_loud", "_remind_every", "_report", "_wall_clock")
 
     def __init__(
         self,
@@ -68,7 +73,10 @@ class RepeatedFailures:
         self._clock = clock
         self._wall_clock = wall_clock
         self._report: FailureReport | None = None
-        self._reminded_at = 0.0
+        #: When each cause was last logged (``clock``), kept across recoveries.
+        self._logged: dict[frozenset[tuple[str, str]], float] = {}
+        #: Whether a failure since the loop last worked was logged above debug level.
+        self._loud = False
 
     @property
     def attempts(self) -> int:
@@ -89,7 +97,8 @@ class RepeatedFailures:
         level: Level = "error",
         **fields: Any,
     ) -> None:
-        """One more failed attempt: logged when its cause is new, else at most as a reminder.
+        """One more failed attempt: logged when its cause is new, else at most once per
+        ``remind_every``.
 
         ``operation`` names what failed when the error was not marked with one
         (:func:`poller.errors.during`); ``fields`` go on the line as they are.
@@ -100,28 +109,36 @@ class RepeatedFailures:
         now, wall = self._clock(), self._wall_clock()
         previous = self._report
         attempts = previous.attempts + 1 if previous is not None else 1
-        log = self._log.error if level == "error" else self._log.warning
-        if previous is None or previous.cause != cause:
-            self._report = FailureReport(cause, attempts, since=wall, last=wall)
-            self._reminded_at = now
-            log(event, **cause, attempt=attempts, **fields)
-            self._log.debug(f"{event}: traceback", exc_info=error, **cause)
+        same = previous is not None and previous.cause == cause
+        since = previous.since if previous is not None and same else wall
+        self._report = FailureReport(cause, attempts, since=since, last=wall)
+        key = frozenset(cause.items())
+        logged_at = self._logged.get(key)
+        if logged_at is not None and now - logged_at < self._remind_every:
+            self._log.debug(event, **cause, attempt=attempts, **fields)
             return
-        self._report = FailureReport(cause, attempts, since=previous.since, last=wall)
-        if now - self._reminded_at >= self._remind_every:
-            self._reminded_at = now
+        if len(self._logged) >= _MOST_CAUSES:  # messages that change with every attempt
+            self._logged.clear()
+        self._logged[key] = now
+        self._loud = True
+        log = self._log.error if level == "error" else self._log.warning
+        if logged_at is not None and same:
+            failing_for = round(wall - since, 1)
             log(
                 f"{event}: still failing",
                 **cause,
                 attempts=attempts,
-                failing_for=round(wall - previous.since, 1),
+                failing_for=failing_for,
                 **fields,
             )
-        else:
-            self._log.debug(event, **cause, attempt=attempts, **fields)
+            return
+        log(event, **cause, attempt=attempts, **fields)
+        self._log.debug(f"{event}: traceback", exc_info=error, **cause)
 
     def recovered(self, event: str | None = None, **fields: Any) -> None:
-        """The loop worked: forget the failure (logging ``event`` if it had failed)."""
+        """The loop worked: its failures in a row are over (``event`` is logged if one of them
+        was)."""
         report, self._report = self._report, None
-        if report is not None and event is not None:
+        loud, self._loud = self._loud, False
+        if report is not None and loud and event is not None:
             self._log.info(event, failed_attempts=report.attempts, **fields)

@@ -102,13 +102,20 @@ def test_one_cause_is_logged_once_then_reminded_at_a_bounded_rate() -> None:
     assert report is not None and report.cause["error_type"] == "StoreError"
 
 
-def test_a_new_cause_is_logged_at_once_and_recovery_starts_afresh() -> None:
+def test_a_new_cause_is_logged_at_once_and_a_flapping_one_once_a_minute() -> None:
+    clock = FakeClock()
     with capture_logs() as logs:
-        failures = RepeatedFailures(structlog.get_logger("test"))
+        failures = RepeatedFailures(
+            structlog.get_logger("test"), remind_every=60, clock=clock, wall_clock=clock
+        )
         failures.failed("receive failed", OSError("connection refused"))
         failures.failed("receive failed", OSError("connection refused"))
         failures.failed("receive failed", PermissionError("access denied"))
         failures.recovered("receiving again")
+        clock.now += 10  # fails again soon after it worked: not logged again yet
+        failures.failed("receive failed", PermissionError("access denied"))
+        failures.recovered("receiving again")
+        clock.now += 60
         failures.failed("receive failed", PermissionError("access denied"))
 
     loud = [(e["event"], e.get("error")) for e in logs if e["log_level"] != "debug"]
@@ -121,6 +128,22 @@ def test_a_new_cause_is_logged_at_once_and_recovery_starts_afresh() -> None:
     recovered = next(e for e in logs if e["event"] == "receiving again")
     assert recovered["failed_attempts"] == 3
     assert failures.attempts == 1
+
+
+def test_causes_that_take_turns_are_each_logged_once() -> None:
+    with capture_logs() as logs:
+        failures = RepeatedFailures(structlog.get_logger("test"))
+        for _ in range(10):
+            with pytest.raises(StoreError) as renewing, during("renewing leases"):
+                raise StoreError("cannot renew lease: disk I/O error")
+            failures.failed("lease store unreachable", renewing.value)
+            with pytest.raises(StoreError) as taking, during("taking leases"):
+                raise StoreError("cannot read leases: disk I/O error")
+            failures.failed("lease store unreachable", taking.value)
+
+    loud = [e["operation"] for e in logs if e["log_level"] != "debug"]
+    assert loud == ["renewing leases", "taking leases"]
+    assert failures.attempts == 20
 
 
 # --- a partition whose store cannot be written ---------------------------------------------------
