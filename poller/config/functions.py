@@ -194,6 +194,15 @@ class FunctionConfig(ConfigModel):
             raise ValueError(f"Handler and {ways[0]} both set; a function is reached one way")
         if self.headers and self.url is None:
             raise ValueError("Headers: only HTTP functions (Url) send headers")
+        if (
+            self.url is not None
+            and "@" in self.url.partition("://")[2].partition("/")[0]
+            and any(name.lower() == "authorization" for name in self.headers)
+        ):
+            raise ValueError(
+                "Url has a login and Headers an Authorization header; the HTTP client sends "
+                "one or the other, give one"
+            )
         if self.isolation == "thread" and ways:
             raise ValueError(f"Isolation: 'thread' applies to a Handler alone, not {ways[0]}")
         return self

@@ -277,11 +277,14 @@ class Scrubber:
         for path in paths:
             for node in _nodes_at(data, path.parts):
                 for leaf in _leaves(node):
-                    if path.kind == "secret" and len(leaf) >= _SCRUB_MIN_LENGTH:
-                        found[leaf] = REDACTED
-                        found[repr(leaf)[1:-1]] = REDACTED
-                    elif path.kind == "url" and mask_login(leaf) != leaf:
-                        found[leaf] = mask_login(leaf)
+                    # As written, as validated (stripped) and as a repr quotes it (escaped).
+                    for form in {leaf, leaf.strip()}:
+                        if path.kind == "secret" and len(form) >= _SCRUB_MIN_LENGTH:
+                            found[form] = REDACTED
+                            found[repr(form)[1:-1]] = REDACTED
+                        elif path.kind == "url" and mask_login(form) != form:
+                            found[form] = mask_login(form)
+                            found[repr(form)[1:-1]] = repr(mask_login(form))[1:-1]
         # Longest first, so a value containing another is replaced whole.
         self._replacements = sorted(found.items(), key=lambda item: -len(item[0]))
 

@@ -429,3 +429,14 @@ def test_scrubber_removes_every_secret_of_the_file(secret: str) -> None:
 )
 def test_describe_names_the_kind_of_value(value: Any, said: str) -> None:
     assert describe(value) == said
+
+
+def test_a_login_in_the_url_and_an_authorization_header_are_refused_together() -> None:
+    """The HTTP client refuses to send both at run time; the config says so, quoting neither."""
+    data = _base()
+    mark = _marker()
+    data["functions"][0]["Url"] = f"https://user:{mark}@app.example/invoke"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert mark not in str(caught.value)
+    assert "Url has a login and Headers an Authorization header" in str(caught.value)
