@@ -285,9 +285,10 @@ async def sqs_queue(aws: Aws, from_start: bool) -> SqsQueue:
     return SqsQueue(aws, sqs, url, f"arn:aws:sqs:{REGION}:123456789012:{name}", from_start)
 
 
-def raw_sqs() -> Any:
-    """One loop: ReceiveMessage (10, 20 s long poll, every attribute as poller asks), note,
-    DeleteMessageBatch."""
+def raw_sqs(loops: int = 5) -> Any:
+    """``loops`` loops, as many as poller's first pollers, each: ReceiveMessage (10, 20 s long
+    poll, every attribute as poller asks), note, DeleteMessageBatch. With one loop a message
+    sent during a delete would wait for it."""
 
     @contextlib.asynccontextmanager
     async def consume(queue: SqsQueue, probe: Probe) -> AsyncIterator[None]:
@@ -314,7 +315,12 @@ def raw_sqs() -> Any:
                         ],
                     )
 
-        async with task_running(loop):
+        async def loops_running() -> None:
+            async with anyio.create_task_group() as group:
+                for _ in range(loops):
+                    group.start_soon(loop)
+
+        async with task_running(loops_running):
             yield
 
     return consume

@@ -16,7 +16,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +121,8 @@ class PhaseResult:
     drain_per_s: float | None = None
     #: Backlog: seconds from starting the consumer to its first record.
     first_after_s: float | None = None
+    #: Backlog: records per second from starting the consumer to its last record.
+    from_start_per_s: float | None = None
 
 
 async def warm_up(resource: Resource, probe: Probe, what: str) -> None:
@@ -180,6 +182,7 @@ async def backlog(resource: Resource, consumer: Consumer, count: int, what: str)
         put_ms,
         drain_per_s=count / span if span > 0 else None,
         first_after_s=probe.first_at - started,
+        from_start_per_s=count / (probe.last_at - started),
         wall_s=time.time() - began,
     )
 
@@ -209,7 +212,7 @@ async def poller_running(
 
 
 @contextlib.asynccontextmanager
-async def task_running(loop: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+async def task_running(loop: Callable[[], Coroutine[Any, Any, None]]) -> AsyncIterator[None]:
     """Run ``loop`` in the background while the body runs; cancel it afterwards."""
     async with anyio.create_task_group() as group:
         group.start_soon(loop)

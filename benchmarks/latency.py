@@ -18,14 +18,21 @@ and ActiveMQ), all stopped at the end:
   for ``--seconds`` in total, one write call each. Each variant runs ``--repeats`` times,
   alternating with the others of its source; the samples are pooled;
 * **backlog**: ``--backlog`` records written in chunks before the consumer starts (from the
-  start of the stream); the latency is then mostly time spent waiting in the source, so the drain
-  rate (records a second from the first hand-over to the last) is reported with it.
+  start of the stream); the latency is then mostly time spent waiting in the source, so it comes
+  with the seconds from the consumer's start to its first record ("1st s"), the drain rate
+  (records a second from the first hand-over to the last; huge when one read brought them all)
+  and the rate from the consumer's start to its last record.
 
 Variants: Kinesis at Lambda's idle pace (one GetRecords a second per caught-up shard, poller's
 default) and at the Kinesis limit (5 reads a second: ``[worker] idle_poll_seconds = 0.2``);
 DynamoDB Streams at its default 4 reads a second; SQS with a 20 s long poll; Kafka and RabbitMQ
-with MaximumBatchingWindowInSeconds 0 and at AWS's default 0.5 s; ActiveMQ with window 0.
-Aims, caught up: Kinesis p50 < 150 ms at 5 reads/s, SQS and Kafka p50 < 50 ms.
+with MaximumBatchingWindowInSeconds 0 and at AWS's default 0.5 s; ActiveMQ with window 0. The
+raw loops: GetRecords paced as poller paces a shard; five SQS receive loops (poller's first five
+pollers); aiokafka getmany with its default 500 ms fetch wait, and once more with 10 ms to show
+what the broker's fetch wait costs; aio-pika and stompman consumers that the broker pushes to.
+Aims, caught up: Kinesis p50 < 150 ms at 5 reads/s, SQS and Kafka p50 < 50 ms. Each row's
+"bound" says what limits it, with the parts measured in the run: the put call's time, the time
+from the put's return to the handler, the raw loop's read call time, poller minus raw.
 
 Run ``python benchmarks/latency.py`` (about 4 minutes) or with ``--quick`` (under a minute on a
 quiet machine); results also go to ``benchmarks/results/latency.json``.
@@ -42,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from _common import print_table, write_results
+from _common import parse_args_quick, print_table, write_results
 from _latency_aws import (
     Aws,
     dynamo_table,
@@ -75,7 +82,7 @@ from poller.observability import configure_logging
 SOURCES = ("kinesis", "dynamodb", "sqs", "kafka", "rabbitmq", "activemq")
 #: Most records a backlog has per source: moto's SQS scans the whole queue, copying each message,
 #: for every ReceiveMessage, so a larger backlog would measure moto rather than the consumers.
-BACKLOG_CAP = {"sqs": 200}
+BACKLOG_CAP = {"sqs": 100}
 SERVER_OF = {
     "kinesis": "moto",
     "dynamodb": "moto",
@@ -98,6 +105,8 @@ class Variant:
     pair: str
     #: What bounds its latency when caught up (the measured parts are added to it).
     bound: str
+    #: The same in a few words, for the printed table.
+    short: str
     aim_ms: float | None = None
     #: A poller row at AWS's default batching window of 0.5 s (Kafka, MQ).
     default_window: bool = False
@@ -131,6 +140,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     raw_kinesis(1.0),
                     "k1",
                     f"{kinesis_1} (a record waits 0.5 s on average)",
+                    short="read pace 1 s + GetRecords",
                 ),
                 Variant(
                     "kinesis",
@@ -139,6 +149,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     poller_kinesis(None),
                     "k1",
                     f"{kinesis_1} (Lambda's idle pace, poller's default)",
+                    short="read pace 1 s + GetRecords",
                 ),
                 Variant(
                     "kinesis",
@@ -147,6 +158,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     raw_kinesis(0.2),
                     "k5",
                     f"{kinesis_5} (a record waits 0.1 s on average)",
+                    short="read pace 0.2 s + GetRecords",
                 ),
                 Variant(
                     "kinesis",
@@ -156,6 +168,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     "k5",
                     f"{kinesis_5} ([worker] idle_poll_seconds = 0.2, the Kinesis limit)",
                     aim_ms=150,
+                    short="read pace 0.2 s + GetRecords",
                 ),
             ],
         ),
@@ -169,6 +182,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     raw_dynamodb(0.25),
                     "d",
                     "moto's GetRecords time, then a read every 0.25 s (0.125 s on average)",
+                    short="read pace 0.25 s + GetRecords",
                 ),
                 Variant(
                     "dynamodb",
@@ -178,6 +192,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     "d",
                     "moto's GetRecords time, then the default idle pace of 0.25 s between "
                     "reads (Lambda's 4 reads a second)",
+                    short="read pace 0.25 s + GetRecords",
                 ),
             ],
         ),
@@ -190,8 +205,10 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     "long poll",
                     raw_sqs(),
                     "s",
-                    "moto's long-poll wake-up: a waiting ReceiveMessage looks at the queue "
-                    "again every few ms",
+                    "moto's request handling: a waiting ReceiveMessage is woken as soon as a "
+                    "message is added, so what is left is SendMessage's own time and the "
+                    "receive's response",
+                    short="moto's send/receive time",
                 ),
                 Variant(
                     "sqs",
@@ -199,9 +216,11 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     "long poll",
                     poller_sqs(),
                     "s",
-                    "moto's long-poll wake-up (five pollers each hold a 20 s long poll; the "
-                    "batching window is 0, AWS's SQS default)",
+                    "moto's request handling, as in the raw loop: five pollers each hold a "
+                    "20 s long poll that moto wakes when a message is added; the batching "
+                    "window is 0 (AWS's SQS default), so the receive is handed over at once",
                     aim_ms=50,
+                    short="moto's send/receive time",
                 ),
             ],
         ),
@@ -217,6 +236,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     "the broker's answer to a waiting fetch: tansu holds a fetch that found nothing "
                     "for its whole fetch_max_wait (500 ms, aiokafka's default) instead of "
                     "answering when a record lands, so a record waits about half of that",
+                    short="tansu's fetch wait",
                 ),
                 Variant(
                     "kafka",
@@ -227,6 +247,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     "the consumer asks again every 10 ms: when this row is far below the one "
                     "with a 500 ms fetch wait, the broker holds an empty fetch instead of "
                     "answering it when a record lands",
+                    short="fetch wait 10 ms",
                 ),
                 Variant(
                     "kafka",
@@ -239,6 +260,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     "broker answers a waiting fetch as soon as a record lands); window 0 hands "
                     "a record over as soon as it is read",
                     aim_ms=50,
+                    short="tansu's fetch wait",
                 ),
                 Variant(
                     "kafka",
@@ -250,6 +272,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     "short of BatchSize waits 0.5 s from its first record",
                     aim_ms=50,
                     default_window=True,
+                    short="batching window 0.5 s",
                 ),
             ],
         ),
@@ -263,6 +286,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     raw_rabbitmq(),
                     "r",
                     "the broker pushes each message to the consumer (AMQP basic.deliver)",
+                    short="broker push",
                 ),
                 Variant(
                     "rabbitmq",
@@ -271,6 +295,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     poller_mq(0.0),
                     "r",
                     "the broker's push; window 0 hands over what arrived at once",
+                    short="broker push",
                 ),
                 Variant(
                     "rabbitmq",
@@ -281,6 +306,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     "MaximumBatchingWindowInSeconds 0.5 s (AWS's MQ default) from a batch's "
                     "first message",
                     default_window=True,
+                    short="batching window 0.5 s",
                 ),
             ],
         ),
@@ -294,6 +320,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     raw_activemq(),
                     "a",
                     "the broker pushes each message to the subscription (STOMP MESSAGE)",
+                    short="broker push",
                 ),
                 Variant(
                     "activemq",
@@ -302,6 +329,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     poller_mq(0.0),
                     "a",
                     "the broker's push; window 0 hands over what arrived at once",
+                    short="broker push",
                 ),
             ],
         ),
@@ -440,6 +468,7 @@ def result_rows(measured: Sequence[Measured]) -> list[dict[str, Any]]:
         aim = v.aim_ms if entry.regime == "caught up" else None
         drains = [run.drain_per_s for run in entry.runs if run.drain_per_s]
         firsts = [run.first_after_s for run in entry.runs if run.first_after_s is not None]
+        starts = [run.from_start_per_s for run in entry.runs if run.from_start_per_s]
         rows.append(
             {
                 "source": v.source,
@@ -452,12 +481,14 @@ def result_rows(measured: Sequence[Measured]) -> list[dict[str, Any]]:
                 "aim_ms": aim,
                 "meets_aim": None if aim is None else stats["p50_ms"] < aim,
                 "bound": "; ".join(parts),
+                "bound_short": v.short if entry.regime == "caught up" else "queueing",
                 "runs_p50_ms": [round(statistics.median(r.samples_ms), 1) for r in entry.runs],
                 "put_p50_ms": round(put_p50, 1),
                 "after_put_p50_ms": round(statistics.median(after_put), 1) if after_put else None,
                 "raw_loop_p50_ms": None if baseline is None else round(baseline, 1),
                 "drain_records_per_s": round(drains[0], 1) if drains else None,
                 "first_record_after_s": round(firsts[0], 3) if firsts else None,
+                "records_per_s_from_start": round(starts[0], 1) if starts else None,
             }
         )
     return rows
@@ -484,28 +515,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         epilog="Sizes: full run 20 records/s for 6 s per variant in 2 alternating repeats of "
-        "3 s, backlog 500 (SQS 200), every row (about 4 minutes); --quick: poller rows only "
+        "3 s, backlog 500 (SQS 100), every row (about 4 minutes); --quick: poller rows only "
         "(window 0, no ActiveMQ), 20 records/s for 1.5 s, 1 repeat, backlog 50.",
     )
-    parser.add_argument("--quick", action="store_true", help="a reduced smoke run")
     parser.add_argument("--rate", type=float, default=20.0, help="records/s, caught up (20)")
     parser.add_argument(
-        "--seconds", type=float, help="caught-up seconds per variant (6; quick 1.5)"
+        "--seconds", type=float, default=6.0, help="caught-up seconds per variant (6)"
     )
-    parser.add_argument("--repeats", type=int, help="alternating repeats (2; quick 1)")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating repeats (2)")
     parser.add_argument(
-        "--backlog",
-        type=int,
-        help="records written before the start (500, SQS at most 200; quick 50)",
+        "--backlog", type=int, default=500, help="records written before the start (500)"
     )
-    parser.add_argument(
-        "--sources", nargs="+", choices=SOURCES, help="default: all (quick: no activemq)"
+    parser.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
+    quick_sources = [s for s in SOURCES if s != "activemq"]
+    args = parse_args_quick(
+        parser, argv, {"seconds": 1.5, "repeats": 1, "backlog": 50, "sources": quick_sources}
     )
-    args = parser.parse_args(argv)
-    args.seconds = args.seconds or (1.5 if args.quick else 6.0)
-    args.repeats = args.repeats or (1 if args.quick else 2)
-    args.backlog = args.backlog or (50 if args.quick else 500)
-    sources = args.sources or [s for s in SOURCES if not (args.quick and s == "activemq")]
+    sources = args.sources
     if args.rate <= 0 or args.seconds <= 0 or args.repeats < 1 or args.backlog < 1:
         parser.error("--rate, --seconds, --repeats and --backlog must be positive")
     configure_logging(level="warning", stream=sys.stderr)
@@ -521,8 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nput -> handler latency, ms. Caught up: {args.rate:g} records/s for {args.seconds:g} s "
         f"per variant ({args.repeats} alternating repeats, pooled); backlog: {args.backlog:,} "
-        "records written before the consumer started. The stamp is taken just before the put "
-        "call, so the put's own time is inside every number."
+        "records written before the consumer started ('1st s': seconds from its start to the "
+        "first record; 'drain/s': records/s from the first hand-over to the last). The stamp is "
+        "taken just before the put call, so the put's own time is inside every number."
     )
     print_table(
         "put -> handler latency",
@@ -538,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
             "max",
             "aim",
             "met",
+            "bound",
+            "1st s",
             "drain/s",
         ],
         [
@@ -553,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
                 r["max_ms"],
                 r["aim_ms"],
                 r["meets_aim"],
+                r["bound_short"],
+                r["first_record_after_s"],
                 r["drain_records_per_s"],
             ]
             for r in rows
@@ -562,7 +593,16 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r["regime"] == "caught up":
             print(f"- {r['source']} {r['variant']} ({r['pace']}): {r['bound']}")
-    path = write_results("latency", {"results": rows})
+    parameters = {
+        "rate_per_s": args.rate,
+        "seconds_per_variant": args.seconds,
+        "repeats": args.repeats,
+        "backlog": args.backlog,
+        "backlog_cap": BACKLOG_CAP,
+        "sources": sources,
+        "stamp": "time.time() taken just before the write call is made",
+    }
+    path = write_results("latency", {**parameters, "results": rows})
     print(f"\nwritten: {path}")
     return 0
 
