@@ -11,7 +11,8 @@
                   | --trim-horizon | --latest) [--force]
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT, or idle with ``--exit-when-idle``); 2 when the
-config is refused; 1 when the worker failed (``status``: when the store or worker cannot be read).
+config is refused; 1 when the worker failed (``status``: when the store or worker cannot be read;
+``validate``: when the store does not answer).
 One module per command.
 """
 

@@ -19,6 +19,7 @@ from poller.engine.discard import Discard, deliver_discard
 from poller.engine.invocation import InvocationContext
 from poller.engine.outcome import Failed, Outcome, PartiallyFailed, Succeeded
 from poller.engine.protocols import QueueInfo, QueueReader
+from poller.errors import during
 from poller.records import Record
 
 __all__ = ["IDEMPOTENCY_PARTITION", "QueueProcessor", "failure_reason", "split_by_outcome"]
@@ -101,7 +102,8 @@ class QueueProcessor(Generic[SourceT]):
         """Let go of ``records`` and settle them with ``verb``; return the ones that failed."""
         async with self._settling:
             self._unhold(records)
-            return await verb(records) or ()
+            with during("settling messages"):
+                return await verb(records) or ()
 
     def _count_deleted(self, records: Sequence[Record], failed: Sequence[Record]) -> None:
         """Count settled messages (DeletedEventCount); log those that will come again."""
@@ -136,9 +138,10 @@ class QueueProcessor(Generic[SourceT]):
         store = self._context.idempotency
         if store is None or not records:
             return records, []
-        known = await store.succeeded_among(
-            self._mapping.mapping_id, IDEMPOTENCY_PARTITION, [r.position for r in records]
-        )
+        with during("reading idempotency records"):
+            known = await store.succeeded_among(
+                self._mapping.mapping_id, IDEMPOTENCY_PARTITION, [r.position for r in records]
+            )
         if not known:
             return records, []
         again = [r for r in records if r.position in known]
@@ -149,12 +152,13 @@ class QueueProcessor(Generic[SourceT]):
     async def _remember_succeeded(self, records: Sequence[Record]) -> None:
         store = self._context.idempotency
         if store is not None and records:
-            await store.remember_succeeded(
-                self._mapping.mapping_id,
-                IDEMPOTENCY_PARTITION,
-                [r.position for r in records],
-                self._context.clock() + self._mapping.idempotency_ttl,
-            )
+            with during("writing idempotency records"):
+                await store.remember_succeeded(
+                    self._mapping.mapping_id,
+                    IDEMPOTENCY_PARTITION,
+                    [r.position for r in records],
+                    self._context.clock() + self._mapping.idempotency_ttl,
+                )
 
     # --- discards ------------------------------------------------------------------------------
 
