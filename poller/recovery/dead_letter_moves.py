@@ -8,7 +8,7 @@ message in both queues (at least once), never in neither.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -26,11 +26,17 @@ class Pace:
     """At most ``rate`` moves per second: each waits until 1/rate after the one before it, so no
     window of one second ever holds more than ``rate`` moves, however late one of them was."""
 
-    __slots__ = ("_clock", "_gap", "_last")
+    __slots__ = ("_clock", "_gap", "_last", "_sleep")
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         self._gap = 1.0 / rate
         self._clock = clock
+        self._sleep = sleep
         self._last: float | None = None
 
     async def wait(self) -> None:
@@ -38,7 +44,7 @@ class Pace:
         if self._last is not None:
             delay = self._last + self._gap - self._clock()
             if delay > 0:
-                await anyio.sleep(delay)
+                await self._sleep(delay)
         self._last = self._clock()
 
 
