@@ -29,15 +29,17 @@ import structlog
 
 from poller.aws import AwsClients
 from poller.config.mapping import MappingConfig
+from poller.config.resolved import ResolvedMapping
 from poller.config.settings import PollerConfig
 from poller.destinations import OnFailureSink, destination_for
 from poller.destinations.base import Destination
 from poller.engine.discard import CountingSink, DiscardSink, DroppingSink
-from poller.engine.invocation import InvocationContext
+from poller.engine.invocation import FunctionIdentity, InvocationContext
 from poller.engine.metrics import MappingCounters
 from poller.errors import ConfigError
 from poller.filtering.records import mapping_filter
 from poller.functions import FunctionSet
+from poller.records import Record
 from poller.recovery.failure_records import (
     DiscardedRange,
     FailureRecord,
@@ -48,7 +50,7 @@ from poller.recovery.failure_records import (
 from poller.recovery.onfailure_reader import FailureInbox
 from poller.recovery.redrive_engine import RecordingSink, in_order, run_partitions
 from poller.recovery.stream_fetch import RangeFetcher
-from poller.runtime.wiring import build_target, function_identity, plan_functions
+from poller.runtime.wiring import FunctionPlan, build_target, function_identity, plan_functions
 from poller.sources.spec import OpenedSource
 from poller.stores.memory import MemoryStore
 
@@ -67,7 +69,7 @@ class RedriveEntry:
     range: DiscardedRange | None = None
     #: How many of the range's records the source still has (None: not looked up).
     retained: int | None = None
-    records: tuple[Any, ...] = field(default=(), repr=False)
+    records: tuple[Record, ...] = field(default=(), repr=False)
     #: Where the records came from: the source, or the payload an S3 record carries (when the
     #: source no longer has them).
     via: str = "source"
@@ -124,7 +126,11 @@ class RedriveReport:
 
 
 def _sink(
-    mapping: Any, opened: OpenedSource, clients: AwsClients, arn: str, counters: MappingCounters
+    mapping: ResolvedMapping,
+    opened: OpenedSource,
+    clients: AwsClients,
+    arn: str,
+    counters: MappingCounters,
 ) -> DiscardSink:
     uri = mapping.on_failure_destination
     if not uri:
@@ -157,10 +163,45 @@ async def redrive_stream(
     mapping = replace(mapping, function_timeout=plan.config.timeout, maximum_record_age=-1)
     identity = function_identity(plan.config, mapping, clients.region)
     report = RedriveReport(mapping.mapping_id, inbox.description, dry_run)
+    read = await inbox.read()
+    report.entries = [RedriveEntry(record) for record in read]
+    try:
+        await _judge_and_run(report, mapping, identity, plan, opened, clients, fetcher, inbox)
+    except BaseException:
+        # Whatever stopped the redrive (Ctrl-C included), what was read stays: SQS messages
+        # become visible again now rather than when their hold ends.
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await inbox.settle([], read, [])
+        raise
+    removed = [e for e in report.entries if e.removable and not dry_run]
+    removed_ids = {id(e) for e in removed}
+    foreign = [e.record for e in report.entries if e.fate == Fate.OTHER_MAPPING]
+    kept_records = [
+        e.record
+        for e in report.entries
+        if id(e) not in removed_ids and e.fate != Fate.OTHER_MAPPING
+    ]
+    failures = await inbox.settle([e.record for e in removed], kept_records, foreign)
+    report.problems += list(failures.values())
+    for entry in removed:
+        entry.removed = entry.record.where not in failures and inbox.description not in failures
+    return report
+
+
+async def _judge_and_run(
+    report: RedriveReport,
+    mapping: ResolvedMapping,
+    identity: FunctionIdentity,
+    plan: FunctionPlan,
+    opened: OpenedSource,
+    clients: AwsClients,
+    fetcher: RangeFetcher,
+    inbox: FailureInbox,
+) -> None:
+    """Judge every record read, fetch its range, and (unless a dry run) hand the records over."""
     topic = getattr(mapping.settings, "topic", None)
-    for record in await inbox.read():
-        entry = RedriveEntry(record)
-        report.entries.append(entry)
+    for entry in report.entries:
+        record = entry.record
         found = discarded_range(
             decode_document(record.text),
             function_arn=identity.arn,
@@ -187,31 +228,18 @@ async def redrive_stream(
             entry.fate = Fate.HELD_BACK
             entry.detail = "behind a kept on-failure record in the destination topic"
     ready = [e for e in candidates if e.fate == Fate.NOT_RUN]
-    if dry_run:
+    if report.dry_run:
         for entry in ready:
             entry.fate = Fate.WOULD_REDRIVE
             entry.detail = f"{len(entry.records)} records{_via(entry)}"
     elif ready:
         await _hand_over(mapping, identity, plan, opened, clients, ready)
-    removed = [e for e in report.entries if e.removable and not dry_run]
-    removed_ids = {id(e) for e in removed}
-    foreign = [e.record for e in report.entries if e.fate == Fate.OTHER_MAPPING]
-    kept_records = [
-        e.record
-        for e in report.entries
-        if id(e) not in removed_ids and e.fate != Fate.OTHER_MAPPING
-    ]
-    failures = await inbox.settle([e.record for e in removed], kept_records, foreign)
-    report.problems += list(failures.values())
-    for entry in removed:
-        entry.removed = entry.record.where not in failures and inbox.description not in failures
-    return report
 
 
 async def _hand_over(
-    mapping: Any,
-    identity: Any,
-    plan: Any,
+    mapping: ResolvedMapping,
+    identity: FunctionIdentity,
+    plan: FunctionPlan,
     opened: OpenedSource,
     clients: AwsClients,
     ready: list[RedriveEntry],
@@ -241,7 +269,7 @@ async def _hand_over(
             store,
             filters=mapping_filter(mapping, opened.codec),
         )
-        partitions: dict[str, list[Any]] = {}
+        partitions: dict[str, list[Record]] = {}
         for entry in ready:
             assert entry.range is not None
             partitions.setdefault(entry.range.partition, []).extend(entry.records)

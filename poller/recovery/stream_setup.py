@@ -18,11 +18,12 @@ refused as :class:`~poller.errors.ConfigError`.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 from poller.aws import AwsClients
 from poller.config.fields import ARN
 from poller.config.mapping import MappingConfig
+from poller.config.resolved import ResolvedMapping
 from poller.config.settings import PollerConfig
 from poller.engine.windows import tumbling_window_seconds
 from poller.errors import ConfigError
@@ -31,6 +32,9 @@ from poller.recovery.stream_fetch import RangeFetcher, ShardRangeFetcher
 from poller.recovery.stream_redrive import RedriveReport, redrive_stream
 from poller.runtime.wiring import open_source
 from poller.sources.shards import ShardStreamSource
+
+if TYPE_CHECKING:
+    from poller.sources.kafka.connection import KafkaConnection
 
 __all__ = ["check_destination", "redrive_stream_mapping"]
 
@@ -75,11 +79,16 @@ def check_destination(mapping: MappingConfig, source: str | None, prefix: str | 
 
 
 async def _inbox(
-    where: str, prefix: str | None, mapping_id: str, clients: AwsClients, connection: Any
+    where: str,
+    prefix: str | None,
+    mapping_id: str,
+    clients: AwsClients,
+    connection: KafkaConnection | None,
 ) -> FailureInbox:
     if where.startswith("kafka://"):
         from poller.recovery.kafka_inbox import KafkaInbox, redrive_group
 
+        assert connection is not None, "check_destination lets kafka:// through for Kafka only"
         return KafkaInbox(connection, where.removeprefix("kafka://"), redrive_group(mapping_id))
     if where.startswith(("http://", "https://")):
         return SqsInbox(clients, where)
@@ -113,7 +122,7 @@ async def redrive_stream_mapping(
         stack.push_async_callback(clients.aclose)
         opened = await open_source(mapping, resolved, clients, config.worker)
         stack.push_async_callback(opened.aclose)
-        connection: Any = None
+        connection: KafkaConnection | None = None
         fetcher: RangeFetcher
         if resolved.source_kind == "kafka":
             fetcher, connection = await _kafka_fetcher(resolved, clients, opened.source)
@@ -139,13 +148,18 @@ async def redrive_stream_mapping(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _kafka_fetcher(resolved: Any, clients: AwsClients, source: Any) -> tuple[Any, Any]:
+async def _kafka_fetcher(
+    resolved: ResolvedMapping, clients: AwsClients, source: object
+) -> tuple[RangeFetcher, KafkaConnection]:
     """A Kafka range fetcher (a consumer of no group) and the cluster's connection."""
     from aiokafka import AIOKafkaConsumer
 
     from poller.recovery.stream_fetch import KafkaRangeFetcher
     from poller.sources.kafka.connection import kafka_connection
+    from poller.sources.kafka.source import KafkaSource
 
+    if not isinstance(source, KafkaSource):
+        raise ConfigError(f"mapping {resolved.mapping_id}: its source is not a Kafka consumer")
     connection = await kafka_connection(resolved, clients)
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **connection.client_kwargs())
     await consumer.start()
