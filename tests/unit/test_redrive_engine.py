@@ -3,12 +3,27 @@ size, retries, bisection, partial batch responses, per-partition order, the dest
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from poller.aws import AwsClients
+from poller.config import parse_config
+from poller.config.fields import ARN
+from poller.destinations.record import on_failure_record
+from poller.engine.discard import Discard
 from poller.engine.invocation import InvocationContext
 from poller.functions import target_for
 from poller.records import Record
+from poller.recovery.failure_records import DiscardedRange, FailureRecord
 from poller.recovery.redrive_engine import RecordingSink, in_order, run_partitions
+from poller.recovery.stream_fetch import Fetched, RangeFetcher, judge
+from poller.recovery.stream_redrive import redrive_stream
 from poller.sources.kinesis.codec import KinesisCodec
-from poller.testing import MemoryPartition
+from poller.sources.spec import OpenedSource
+from poller.testing import MemoryPartition, MemorySource
 from tests.kit import KINESIS_ARN, TypedRecorder, mapping
 from tests.kit import RecordingSink as DestinationDouble
 
@@ -57,3 +72,110 @@ def test_records_of_overlapping_ranges_are_handed_over_once_in_order() -> None:
         records[1],
         records[3],
     ]
+
+
+class _Inbox:
+    """A destination double: the records it holds, and what the redrive settled."""
+
+    description = "test inbox"
+
+    def __init__(self, records: list[FailureRecord]) -> None:
+        self._records = records
+        self.settled: list[tuple[list[str], list[str], list[str]]] = []
+
+    async def read(self) -> list[FailureRecord]:
+        return list(self._records)
+
+    def held_back(self, kept: Sequence[FailureRecord]) -> list[FailureRecord]:
+        return []
+
+    async def settle(
+        self,
+        removed: Sequence[FailureRecord],
+        kept: Sequence[FailureRecord],
+        foreign: Sequence[FailureRecord],
+    ) -> dict[str, str]:
+        self.settled.append(
+            ([r.where for r in removed], [r.where for r in kept], [r.where for r in foreign])
+        )
+        return {}
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _Fetcher(RangeFetcher):
+    def __init__(self, records: list[Record]) -> None:
+        self._records = records
+
+    async def fetch(self, wanted: DiscardedRange) -> Fetched:
+        return judge(wanted, [r for r in self._records if wanted.covers(r.ordinal)])
+
+
+def _failure(records: list[Record], function_arn: str) -> str:
+    discard = Discard(
+        "m", records[0].partition, tuple(records), "RetryAttemptsExhausted", 1, "r", None, 0.0
+    )
+    codec = KinesisCodec(KINESIS_ARN, "us-east-1")
+    return json.dumps(
+        on_failure_record(discard, function_arn=function_arn, batch_info=codec.batch_info(records))
+    )
+
+
+async def test_without_a_destination_records_that_fail_again_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing would record them anew, so removing their on-failure record would lose them."""
+    (tmp_path / "redrive_always_fails.py").write_text(
+        "def handle(event, context):\n    raise RuntimeError('still broken')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = parse_config(
+        {
+            "aws": {"region": "us-east-1"},
+            "store": {"url": "memory://"},
+            "functions": [
+                {
+                    "FunctionName": "f",
+                    "Handler": "redrive_always_fails.handle",
+                    "Isolation": "thread",
+                }
+            ],
+            "mappings": [
+                {
+                    "UUID": "m",
+                    "EventSourceArn": KINESIS_ARN,
+                    "StartingPosition": "TRIM_HORIZON",
+                    "FunctionName": "f",
+                    "MaximumRetryAttempts": 0,
+                }
+            ],
+        }
+    )
+    records = _records("shardId-1", 4)
+    function_arn = f"arn:aws:lambda:us-east-1:{ARN.parse(KINESIS_ARN).account}:function:f"
+    inbox = _Inbox(
+        [
+            FailureRecord("one", _failure(records[:2], function_arn)),
+            FailureRecord("other", _failure(records[2:], function_arn + "-other")),
+        ]
+    )
+    codec = KinesisCodec(KINESIS_ARN, "us-east-1")
+    clients = AwsClients(config.aws)
+    try:
+        report = await redrive_stream(
+            config,
+            config.mappings[0],
+            clients=clients,
+            inbox=inbox,
+            fetcher=_Fetcher(records),
+            opened=OpenedSource(MemorySource(), codec),
+            dry_run=False,
+        )
+    finally:
+        await clients.aclose()
+    fates = [(e.record.where, e.fate, e.removed) for e in report.entries]
+    assert fates == [("one", "failed again", False), ("other", "other mapping", False)]
+    assert "kept (no destination)" in report.entries[0].detail
+    assert inbox.settled == [([], ["one"], ["other"])]
+    assert not report.succeeded
