@@ -31,6 +31,8 @@ __all__ = ["KafkaInbox", "redrive_group"]
 _FETCH_WAIT_MS = 500
 #: How many fetches in a row must return nothing before the topic is judged read to its end.
 _EMPTY_FETCHES = 3
+#: The same while the broker's end offsets still say records are due (a slow broker).
+_PATIENCE = 60
 
 #: Where one message of an on-failure record is: (topic partition, offset).
 Place = tuple[TopicPartition, int]
@@ -88,10 +90,12 @@ class KafkaInbox:
             consumer.seek(tp, start)
         by_header: dict[bytes, list[Place]] = {}
         loose: list[FailureRecord] = []
+        ends = await consumer.end_offsets(partitions)
         empty = 0
-        # Read until the topic has nothing more (the partitions' end offsets are not asked for:
-        # some brokers answer them per produced batch, not per record).
-        while empty < _EMPTY_FETCHES:
+        # Read while the end offsets say more is due, then until fetches bring nothing more:
+        # some brokers answer end offsets per produced batch, not per record, so they are a
+        # floor, not the end.
+        while empty < (_PATIENCE if await _due(consumer, ends) else _EMPTY_FETCHES):
             batches = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS)
             empty = 0 if any(batches.values()) else empty + 1
             for tp, messages in batches.items():
@@ -151,6 +155,11 @@ class KafkaInbox:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await consumer.stop()
+
+
+async def _due(consumer: Any, ends: dict[TopicPartition, int]) -> bool:
+    """Whether some partition has not been read up to the end offset the broker gave."""
+    return any([await consumer.position(tp) < end for tp, end in ends.items()])
 
 
 def held_back_among(

@@ -40,6 +40,8 @@ __all__ = ["Fetched", "RangeFetcher", "ShardRangeFetcher", "judge"]
 _EMPTY_READS = 3
 #: How long one Kafka fetch waits for records.
 _KAFKA_WAIT_MS = 500
+#: Empty Kafka fetches in a row tolerated while the broker's end offset says records are due.
+_KAFKA_PATIENCE = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,12 +184,17 @@ class KafkaRangeFetcher(RangeFetcher):
         oldest = (await consumer.beginning_offsets([tp]))[tp]
         if wanted.first_ordinal < oldest:
             return Fetched((), f"trimmed: the oldest offset left in {wanted.partition} is {oldest}")
+        end = (await consumer.end_offsets([tp]))[tp]
         consumer.seek(tp, wanted.first_ordinal)
         found: list[Record] = []
         empty = 0
-        # Read until past the last offset, or until the partition has nothing more (its end
-        # offset is not asked for: some brokers answer it per produced batch, not per record).
-        while empty < _EMPTY_READS and await consumer.position(tp) <= wanted.last_ordinal:
+        # Read until past the last offset, or until the partition has nothing more. The end
+        # offset only says how long to be patient: some brokers answer it per produced batch,
+        # not per record, so it is a floor, not the end.
+        while await consumer.position(tp) <= wanted.last_ordinal:
+            due = await consumer.position(tp) < end
+            if empty >= (_KAFKA_PATIENCE if due else _EMPTY_READS):
+                break
             batches = await consumer.getmany(tp, timeout_ms=_KAFKA_WAIT_MS)
             messages = batches.get(tp) or []
             empty = 0 if messages else empty + 1
