@@ -20,6 +20,7 @@ import anyio.to_thread
 import pytest
 
 from poller import Worker
+from poller.cli import main
 from poller.cli.loading import add_config_arguments
 from poller.cli.replay import add_replay_arguments, replay_command
 from poller.config import PollerConfig
@@ -33,15 +34,19 @@ from tests.integration.kafka_helpers import (
     wait_committed,
 )
 from tests.kit import (
+    ACCOUNT,
+    REGION,
     LambdaRecorder,
     create_stream,
     create_table_with_stream,
+    moto_aws,
     moto_clients,
     poller_config,
     run_until_idle,
     stream_mapping,
     wait_until,
 )
+from tests.kit.redrive_kit import write_config
 
 pytestmark = pytest.mark.integration
 
@@ -344,3 +349,56 @@ async def test_kafka_replay_is_refused_while_the_group_has_members(
     )
     assert code == 0, err
     assert await committed(kafka_bootstrap, unique_name, topic, 2) == {0: 0, 1: 0}
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+async def test_the_command_line_replays_and_refuses_with_exit_2(
+    kinesis: Any,
+    unique_name: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    config, arn, sequence = await stream_with_history(kinesis, unique_name, moto_endpoint, url)
+    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{unique_name}"
+    path = write_config(
+        tmp_path / "config.toml",
+        {
+            "aws": moto_aws(moto_endpoint),
+            "store": {"url": url},
+            "mappings": [
+                stream_mapping(arn, uuid=M, BatchSize=3, Idempotency=True),
+                {"UUID": "a-queue", "EventSourceArn": queue},
+            ],
+        },
+    )
+
+    async def poller(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = await anyio.to_thread.run_sync(main, ["replay", str(path), *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = await poller("--mapping", M, "--trim-horizon", "--json", "--dry-run")
+    assert code == 0, err
+    (planned,) = json.loads(out)["partitions"]
+    assert planned["before"]["position"] == sequence[-1]
+    assert planned["after"]["position"] == str(int(sequence[0]) - 1)
+    refusals = {
+        ("--mapping", M, "--at-sequence", sequence[2]): "needs --partition",
+        ("--mapping", M, "--at-sequence", "12x", "--partition", "p"): "decimal digits",
+        ("--mapping", M, "--latest", "--partition", "shardId-9"): "no such shard",
+        ("--mapping", "nope", "--latest"): "no such mapping",
+        ("--mapping", "a-queue", "--latest"): "poller redrive",
+        ("--mapping", M, "--at-timestamp", "soon"): "ISO 8601",
+        ("--mapping", M, "--latest", "--force", "--wait", "0"): "--wait 0",
+    }
+    for argv, said in refusals.items():
+        code, _, err = await poller(*argv)
+        assert (code, said in err) == (2, True), (argv, err)
+        assert "Traceback" not in err
+    # Nothing above wrote: the next worker has nothing to read.
+    assert await read_all(config) == []
