@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -239,18 +239,37 @@ def summary(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-@dataclass(frozen=True, slots=True)
 class Servers:
-    moto: str | None = None
-    kafka: str | None = None
-    rabbitmq: str | None = None
-    activemq: str | None = None
+    """The servers of a run, started side by side in threads; a source waits for its own."""
+
+    def __init__(self, futures: Mapping[str, Future[Any]]) -> None:
+        self._futures = futures
+        self._announced: set[str] = set()
+
+    async def endpoint(self, name: str) -> str:
+        """Where ``name`` listens once it is up (moto's URL, Kafka's bootstrap, a broker URL)."""
+        try:
+            server = await anyio.to_thread.run_sync(self._futures[name].result)
+        except Exception as error:
+            raise RuntimeError(f"{name} could not start: {error}") from None
+        if name not in self._announced:
+            self._announced.add(name)
+            print(f"{name}: {server.endpoint} (pid {server.pid})", flush=True)
+        if name in ("rabbitmq", "activemq"):
+            scheme = "amqp" if name == "rabbitmq" else "stomp"
+            return f"{scheme}://127.0.0.1:{server.port}"
+        return str(server.endpoint)
 
 
 @contextlib.contextmanager
-def servers(wanted: set[str]) -> Iterator[Servers]:
+def servers(wanted: set[str], *, overlap: bool) -> Iterator[Servers]:
     """Start the servers ``wanted`` names (moto, kafka, rabbitmq, activemq) side by side, in a
-    temporary directory; stop every one that started, whatever happens."""
+    temporary directory; stop every one that started, whatever happens.
+
+    With ``overlap`` the first sources are measured while slower servers are still starting (a
+    quick run); otherwise every server is up before the first measurement, so no start-up
+    competes with one for the CPU.
+    """
     module = _load_servers()
     state_dir = Path(tempfile.mkdtemp(prefix="poller-latency-"))
     module.STATE_DIR = state_dir
@@ -260,32 +279,23 @@ def servers(wanted: set[str]) -> Iterator[Servers]:
         "rabbitmq": module.start_rabbitmq,
         "activemq": module.start_activemq,
     }
-    started: dict[str, Any] = {}
-    failures: list[str] = []
+    pool = ThreadPoolExecutor(max_workers=max(1, len(wanted)))
+    futures = {name: pool.submit(starters[name]) for name in sorted(wanted)}
     try:
-        with ThreadPoolExecutor(max_workers=len(wanted) or 1) as pool:
-            futures = {name: pool.submit(starters[name]) for name in sorted(wanted)}
-            for name, future in futures.items():
-                try:
-                    started[name] = future.result()
-                except Exception as error:  # reported below, after the others are up or failed
-                    failures.append(f"{name} could not start: {error}")
-        if failures:
-            raise RuntimeError("; ".join(failures))
-        for name, server in started.items():
-            print(f"{name}: {server.endpoint} (pid {server.pid})", flush=True)
-        yield Servers(
-            moto=started["moto"].endpoint if "moto" in started else None,
-            kafka=started["kafka"].endpoint if "kafka" in started else None,
-            rabbitmq=f"amqp://127.0.0.1:{started['rabbitmq'].port}"
-            if "rabbitmq" in started
-            else None,
-            activemq=f"stomp://127.0.0.1:{started['activemq'].port}"
-            if "activemq" in started
-            else None,
-        )
+        if not overlap:
+            wait(futures.values())
+        yield Servers(futures)
     finally:
-        for server in started.values():
-            with contextlib.suppress(Exception):
-                module.stop(server)
+        wait(futures.values())
+        started = [f.result() for f in futures.values() if f.exception() is None]
+        list(pool.map(_quietly(module.stop), started))  # RabbitMQ's stop takes seconds
+        pool.shutdown()
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _quietly(stop: Callable[[Any], None]) -> Callable[[Any], None]:
+    def run(server: Any) -> None:
+        with contextlib.suppress(Exception):
+            stop(server)
+
+    return run

@@ -339,8 +339,7 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
 def _aws(new: Callable[[Aws, bool], Awaitable[Any]]) -> Opener:
     @contextlib.asynccontextmanager
     async def opened(running: Servers) -> AsyncIterator[tuple[Any, list[float]]]:
-        assert running.moto is not None
-        async with Aws.opened(running.moto) as aws:
+        async with Aws.opened(await running.endpoint("moto")) as aws:
             yield (lambda from_start: new(aws, from_start)), aws.read_ms
 
     return opened
@@ -348,24 +347,21 @@ def _aws(new: Callable[[Aws, bool], Awaitable[Any]]) -> Opener:
 
 @contextlib.asynccontextmanager
 async def _kafka(running: Servers) -> AsyncIterator[tuple[Any, list[float]]]:
-    assert running.kafka is not None
-    bootstrap = running.kafka
+    bootstrap = await running.endpoint("kafka")
     async with kafka_producer(bootstrap) as producer:
         yield (lambda from_start: kafka_topic(bootstrap, producer, from_start)), []
 
 
 @contextlib.asynccontextmanager
 async def _rabbitmq(running: Servers) -> AsyncIterator[tuple[Any, list[float]]]:
-    assert running.rabbitmq is not None
-    url = running.rabbitmq
+    url = await running.endpoint("rabbitmq")
     async with rabbit_channel(url) as channel:
         yield (lambda from_start: rabbit_queue(url, channel, from_start)), []
 
 
 @contextlib.asynccontextmanager
 async def _activemq(running: Servers) -> AsyncIterator[tuple[Any, list[float]]]:
-    assert running.activemq is not None
-    url = running.activemq
+    url = await running.endpoint("activemq")
     async with stomp_client(url) as client:
 
         async def new(from_start: bool) -> Any:
@@ -494,11 +490,19 @@ def result_rows(measured: Sequence[Measured]) -> list[dict[str, Any]]:
     return rows
 
 
-async def measure(running: Servers, sources: Sequence[str], args: argparse.Namespace) -> list[Any]:
+async def measure(
+    running: Servers, sources: Sequence[str], args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every source in turn; one that fails (its server did not start, records never came) is
+    reported and the others are still measured."""
     measured: list[Measured] = []
+    failures: list[str] = []
     for name in sources:
-        measured.extend(await measure_source(name, running, args))
-    return result_rows(measured)
+        try:
+            measured.extend(await measure_source(name, running, args))
+        except (RuntimeError, ExceptionGroup) as error:
+            failures.extend(f"{name}: {message}" for message in _failures(error))
+    return result_rows(measured), failures
 
 
 def _failures(error: BaseException) -> list[str]:
@@ -536,12 +540,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rate, --seconds, --repeats and --backlog must be positive")
     configure_logging(level="warning", stream=sys.stderr)
 
-    try:
-        with servers({SERVER_OF[s] for s in sources}) as running:
-            rows = anyio.run(measure, running, sources, args)
-    except (RuntimeError, ExceptionGroup) as error:  # a server that did not start, lost records
-        for message in _failures(error):
-            print(f"latency: {message}", file=sys.stderr)
+    with servers({SERVER_OF[s] for s in sources}, overlap=args.quick) as running:
+        rows, failures = anyio.run(measure, running, sources, args)
+    for failure in failures:
+        print(f"latency: {failure}", file=sys.stderr)
+    if not rows:
         return 1
 
     print(
@@ -602,9 +605,9 @@ def main(argv: list[str] | None = None) -> int:
         "sources": sources,
         "stamp": "time.time() taken just before the write call is made",
     }
-    path = write_results("latency", {**parameters, "results": rows})
+    path = write_results("latency", {**parameters, "failures": failures, "results": rows})
     print(f"\nwritten: {path}")
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
