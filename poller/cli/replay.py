@@ -33,6 +33,7 @@ from poller.aws import AwsClients
 from poller.cli.loading import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from poller.cli.tables import Column, table
 from poller.config import PollerConfig
+from poller.config.resolved import ResolvedMapping
 from poller.errors import PollerError
 from poller.observability import configure_logging
 from poller.recovery.replay import ReplayRefused, ReplayReport, replay_shards
@@ -222,7 +223,7 @@ def _as_replay_store(store: object) -> ReplayStore:
 
 
 async def _replay_kafka(
-    resolved: Any,
+    resolved: ResolvedMapping,
     clients: AwsClients,
     store: object,
     args: argparse.Namespace,
@@ -231,7 +232,8 @@ async def _replay_kafka(
     from poller.recovery.replay_kafka import replay_kafka
     from poller.sources.kafka.connection import kafka_connection
 
-    settings: KafkaSettings = resolved.settings
+    settings = resolved.settings
+    assert isinstance(settings, KafkaSettings)
     return await replay_kafka(
         await kafka_connection(resolved, clients),
         mapping_id=resolved.mapping_id,

@@ -27,6 +27,8 @@ from botocore.exceptions import BotoCoreError
 from poller.aws import AwsClients
 from poller.config import MappingConfig, PollerConfig
 from poller.errors import PollerError, SourceNotFoundError
+from poller.recovery.dead_letter_sqs import redrive_sqs
+from poller.sources.mq.endpoints import broker_engine
 from poller.sources.mq.options import MqSettings
 
 __all__ = ["redrive_dead_letters"]
@@ -54,8 +56,7 @@ async def redrive_dead_letters(
         clients = AwsClients(config.aws)
         try:
             if isinstance(resolved.settings, MqSettings):
-                from poller.sources.mq.endpoints import broker_engine
-
+                # The broker clients are extras: imported only for a mapping that needs them.
                 engine = await broker_engine(resolved, clients)
                 if engine == "RABBITMQ":
                     from poller.recovery.dead_letter_rabbitmq import redrive_rabbitmq
@@ -80,8 +81,6 @@ async def redrive_dead_letters(
                     dry_run=dry_run,
                     out=out,
                 )
-            from poller.recovery.dead_letter_sqs import redrive_sqs
-
             return await redrive_sqs(
                 await clients.client("sqs"),
                 resolved.event_source_arn,
@@ -99,3 +98,10 @@ async def redrive_dead_letters(
     except (PollerError, BotoCoreError, OSError) as error:
         print(f"poller: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except ImportError as error:  # a broker client extra that is not installed
+        extra = "rabbitmq" if error.name in ("aio_pika", "aiormq") else "activemq"
+        print(
+            f"poller: {error.name} is not installed (pip install 'poller[{extra}]')",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
