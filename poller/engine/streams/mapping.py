@@ -241,6 +241,9 @@ class StreamMappingRunner:
         known = {p.id for p in listed}
         if self._initial is None:
             self._initial = set(known)
+        for gone in (self._failures.keys() | self._restart_at.keys()) - known:
+            self._failures.pop(gone, None)  # no longer ours (or gone): not ours to report
+            self._restart_at.pop(gone, None)
         mapping_id = self.mapping.mapping_id
         for info in listed:
             if info.id in self._finished or info.id in self._running:
@@ -299,8 +302,9 @@ class StreamMappingRunner:
                 failures.failed(
                     "partition failed; restarting from its checkpoint",
                     error,
+                    operation="processing the partition",  # unless the error names its own
                     shard=partition,
-                    restart_in=round(delay, 2),
+                    earliest_restart_in=round(delay, 2),
                 )
         finally:
             self._running.pop(partition, None)
