@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
-from poller.config.redaction import LOGIN_URL, SECRET, marker_of, redacted_field
+from poller.config.redaction import LOGIN_URL, SECRET, marker_of, mask_login, redacted_field
 from poller.config.regions import check_region
 
 if TYPE_CHECKING:
@@ -274,6 +274,14 @@ class SelfManagedEventSource(ConfigModel):
         key, endpoints = next(iter(value.items()))
         if not 1 <= len(endpoints) <= 10:
             raise ValueError(f"{key}: {len(endpoints)} endpoints (allowed 1..10)")
+        for index, endpoint in enumerate(endpoints):
+            if "@" in endpoint and "://" not in endpoint:
+                # host:port with a login: no client would send it, and every message quoting the
+                # server would print the password.
+                raise ValueError(
+                    f"{key}[{index}]: {mask_login(endpoint)!r} holds a login; a server is "
+                    "HOST:PORT, credentials go in SourceAccessConfigurations"
+                )
         return value
 
     @property

@@ -440,3 +440,21 @@ def test_a_login_in_the_url_and_an_authorization_header_are_refused_together() -
         parse_config(data)
     assert mark not in str(caught.value)
     assert "Url has a login and Headers an Authorization header" in str(caught.value)
+
+
+def test_a_login_in_a_bootstrap_server_is_refused_without_printing_it() -> None:
+    """``user:password@host:9092`` is no Kafka server: refused here, or every connection error
+    would quote it (it has no scheme, so no log line could tell its login apart)."""
+    data = _base()
+    mark = _marker()
+    data["mappings"][1]["SelfManagedEventSource"]["Endpoints"]["KAFKA_BOOTSTRAP_SERVERS"] = [
+        "127.0.0.1:9092",
+        f"user:{mark}@kafka.example:9092",
+    ]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert mark not in str(caught.value)
+    assert (
+        "KAFKA_BOOTSTRAP_SERVERS[1]: '***@kafka.example:9092' holds a login; a server is "
+        "HOST:PORT, credentials go in SourceAccessConfigurations"
+    ) in str(caught.value)
