@@ -279,8 +279,8 @@ class SelfManagedEventSource(ConfigModel):
                 # host:port with a login: no client would send it, and every message quoting the
                 # server would print the password.
                 raise ValueError(
-                    f"{key}[{index}]: {mask_login(endpoint)!r} holds a login; a server is "
-                    "HOST:PORT, credentials go in SourceAccessConfigurations"
+                    f"{key}[{index}]: {mask_login(endpoint)!r} holds a login (credentials go in "
+                    "SourceAccessConfigurations, not in a server address)"
                 )
         return value
 

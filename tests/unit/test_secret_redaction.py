@@ -455,6 +455,6 @@ def test_a_login_in_a_bootstrap_server_is_refused_without_printing_it() -> None:
         parse_config(data)
     assert mark not in str(caught.value)
     assert (
-        "KAFKA_BOOTSTRAP_SERVERS[1]: '***@kafka.example:9092' holds a login; a server is "
-        "HOST:PORT, credentials go in SourceAccessConfigurations"
+        "KAFKA_BOOTSTRAP_SERVERS[1]: '***@kafka.example:9092' holds a login (credentials go in "
+        "SourceAccessConfigurations, not in a server address)"
     ) in str(caught.value)
