@@ -5,11 +5,15 @@ from __future__ import annotations
 import io
 import itertools
 import math
+from typing import Any
 
 import anyio
+import pytest
+from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from poller.errors import SourceError
 from poller.recovery.dead_letter_moves import (
     DeadLetter,
     Pace,
@@ -18,6 +22,7 @@ from poller.recovery.dead_letter_moves import (
     print_listing,
     print_tally,
 )
+from poller.recovery.dead_letter_sqs import redrive_sqs
 
 
 @settings(max_examples=50, deadline=None)
@@ -68,3 +73,32 @@ def test_listing_and_tally_tables() -> None:
     assert lines[1].split() == ["MOVED", "FAILED", "LEFT"]
     assert lines[2].split() == ["3", "1", "-"]
     assert lines[3] == "failed: id-9: SendMessage failed"
+
+
+class _DeniedSqs:
+    """An SQS client whose every call is refused by IAM, as AWS words it."""
+
+    def __getattr__(self, name: str) -> Any:
+        operation = "".join(part.title() for part in name.split("_"))
+
+        async def refused(**_: Any) -> Any:
+            raise ClientError(
+                {"Error": {"Code": "AccessDenied", "Message": "not authorized"}}, operation
+            )
+
+        return refused
+
+
+async def test_access_denied_names_the_action_and_the_queue() -> None:
+    arn = "arn:aws:sqs:us-east-1:123456789012:orders"
+    with pytest.raises(SourceError) as raised:
+        await redrive_sqs(
+            _DeniedSqs(),
+            arn,
+            dead_letter_queue=None,
+            rate_per_second=10,
+            max_messages=None,
+            dry_run=False,
+            out=io.StringIO(),
+        )
+    assert str(raised.value) == f"access denied: sqs:GetQueueUrl on source queue {arn}"
