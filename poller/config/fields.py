@@ -133,6 +133,9 @@ class ConfigModel(BaseModel):
         extra="forbid",
         frozen=True,
         str_strip_whitespace=True,
+        # pydantic's own message would quote the refused value (a password, say): poller's
+        # problems say what is wrong themselves (poller.config.loading).
+        hide_input_in_errors=True,
     )
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:

@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from poller.config.fields import ConfigModel, in_range
-from poller.config.redaction import LOGIN_URL, SECRET
+from poller.config.redaction import LOGIN_URL, SECRET, mask_login
 
 __all__ = [
     "DEFAULT_MEMORY_MB",
@@ -158,7 +158,7 @@ class FunctionConfig(ConfigModel):
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+            raise ValueError(f"{mask_login(value)!r} is not an http:// or https:// URL")
         return value
 
     @field_validator("headers")

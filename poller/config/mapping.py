@@ -142,7 +142,7 @@ class MappingConfig(ConfigModel):
             errors.extend(option_errors)
         if errors:
             raise ValidationError.from_exception_data(
-                cls.__name__, [error_detail(e) for e in errors]
+                cls.__name__, [error_detail(e) for e in errors], hide_input=True
             )
         assert config is not None
         if spec is None:

@@ -22,7 +22,7 @@ from pydantic_core import PydanticCustomError
 from poller.config.fields import ARN, ConfigModel, in_range
 from poller.config.functions import FunctionConfig
 from poller.config.mapping import MappingConfig
-from poller.config.redaction import LOGIN_URL, SECRET
+from poller.config.redaction import LOGIN_URL, SECRET, mask_login
 from poller.config.regions import check_region
 from poller.config.source_fields import error_detail
 
@@ -37,7 +37,13 @@ __all__ = [
 ]
 
 #: The process tables use the names as written (snake_case), not AWS's.
-_AS_WRITTEN = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid", frozen=True)
+_AS_WRITTEN = ConfigDict(
+    alias_generator=None,
+    populate_by_name=True,
+    extra="forbid",
+    frozen=True,
+    hide_input_in_errors=True,
+)
 
 
 class AwsConfig(ConfigModel):
@@ -62,7 +68,8 @@ class AwsConfig(ConfigModel):
             return value
         if not value.startswith(("http://", "https://")):
             raise ValueError(
-                f"{value!r} is not an endpoint (allowed: an http:// or https:// URL, or 'embedded')"
+                f"{mask_login(value)!r} is not an endpoint (allowed: an http:// or https:// "
+                "URL, or 'embedded')"
             )
         return value
 
@@ -119,7 +126,7 @@ class StoreConfig(ConfigModel):
             if value.startswith(scheme) and len(value) > len(scheme):
                 return value
         raise ValueError(
-            f"{value!r} is not a store URL (allowed: 'sqlite:///PATH', 'dynamodb://TABLE' or "
+            f"{mask_login(value)!r} is not a store URL (allowed: 'sqlite:///PATH', 'dynamodb://TABLE' or "
             "'memory://')"
         )
 
@@ -266,7 +273,9 @@ class PollerConfig(ConfigModel):
                     "input": None,
                 }
             )
-            raise ValidationError.from_exception_data(cls.__name__, details) from None
+            raise ValidationError.from_exception_data(
+                cls.__name__, details, hide_input=True
+            ) from None
         problems = _region_rules(config.aws, _named_arns(config.mappings))
         if problems:
             raise ValueError("\n".join(problems))

@@ -22,6 +22,7 @@ import pytest
 import structlog
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from poller.config import ConfigError, PollerConfig, parse_config
 from poller.config.loading import secret_fields
@@ -458,3 +459,19 @@ def test_a_login_in_a_bootstrap_server_is_refused_without_printing_it() -> None:
         "KAFKA_BOOTSTRAP_SERVERS[1]: '***@kafka.example:9092' holds a login (credentials go in "
         "SourceAccessConfigurations, not in a server address)"
     ) in str(caught.value)
+
+
+def test_pydantic_own_messages_do_not_quote_refused_values() -> None:
+    """A library user who validates a model directly (no parse_config) gets pydantic's message:
+    it names the fields without quoting what was refused, and URL checks show no login."""
+    data = _base()
+    marks = [_marker() for _ in range(3)]
+    data["aws"]["secret_access_key"] = [marks[0]]
+    data["mappings"][0]["SourceAccessConfigurations"][0]["Secret"] = json.dumps({"pw": marks[1]})
+    data["store"]["url"] = f"ftp://user:{marks[2]}@host/state"
+    with pytest.raises(ValidationError) as caught:
+        PollerConfig.model_validate(data)
+    shown = str(caught.value)
+    assert "aws.secret_access_key" in shown and "store.url" in shown
+    for mark in marks:
+        assert mark not in shown
