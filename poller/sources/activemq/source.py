@@ -4,7 +4,9 @@ One :class:`ActiveMqSource` reads one queue through one STOMP connection and one
 ``client-individual`` ack mode, whose ``activemq.prefetchSize`` holds a batch per poller plus one
 batch ahead. Its messages wait in a buffer that ``receive`` takes from. Settling:
 
-- ``ack`` sends ACK for each message.
+- ``ack`` sends ACK for each message, the batch's frames in one write. The mode stays
+  ``client-individual``: a cumulative ``client`` ACK would also settle messages delivered
+  before it that another poller still holds, or that a failed batch is about to give back.
 - ``give_back`` returns a failed batch in order: once no other batch is in
   flight, the subscription is replaced (UNSUBSCRIBE, then SUBSCRIBE). ActiveMQ puts every
   unacknowledged message of the old subscription back at its place and hands them out again
@@ -17,6 +19,7 @@ batch ahead. Its messages wait in a buffer that ``receive`` takes from. Settling
   ActiveMQ's dead-letter strategies discard a *non-persistent* message instead of moving it,
   unless the broker sets ``processNonPersistent="true"``: send messages persistent, or set it.
 
+Frames are read by poller's own parser (:mod:`.frames`), which makes the frames stompman's would.
 STOMP exposes no delivery count, so redeliveries are counted by message id (see
 :mod:`poller.sources.mq.buffer` for the limits). The connection runs in a task of its own; stompman
 reconnects by itself and subscribes again. Messages of a lost connection cannot be acknowledged
@@ -34,12 +37,13 @@ from typing import Any
 import anyio
 import stompman
 import structlog
-from stompman.frames import AckFrame, NackFrame
+from stompman.errors import ConnectionLostError
 
 from poller.engine.protocols import QueueInfo
 from poller.errors import SourceError
 from poller.records import Record
 from poller.sources.activemq.codec import MESSAGE_BASE_BYTES, ActiveMqCodec
+from poller.sources.activemq.frames import FastConnection, settle_frames
 from poller.sources.activemq.records import ActiveMqDelivery, ActiveMqRecord
 from poller.sources.credentials import diagnose_tls, tls_context, tls_failure
 from poller.sources.mq.base import BrokerSource
@@ -157,6 +161,9 @@ class ActiveMqSource(BrokerSource[ActiveMqRecord]):
                 max_concurrent_handlers=None,  # handlers only buffer; None keeps arrival order
                 no_message_restart_interval=None,
                 on_error_frame=self._on_error_frame,
+                # Reads frames with poller's parser (stompman's reads a byte at a time) and
+                # writes a batch's ACKs in one go: see poller.sources.activemq.frames.
+                connection_class=FastConnection,
             ) as client:
                 self._client = client
                 await self._subscribe()
@@ -285,33 +292,40 @@ class ActiveMqSource(BrokerSource[ActiveMqRecord]):
         self._settled.set()
         self._settled = anyio.Event()
 
-    async def _send(
-        self, records: Sequence[Record], frame_type: type[AckFrame | NackFrame]
-    ) -> bool:
+    async def _send(self, records: Sequence[Record], command: str) -> bool:
+        """Write an ACK or NACK frame for each record, all in one write (one system call for a
+        batch, where stompman's ``ack()`` writes and drains once per message)."""
         client = self._client
         if client is None:
             return False
         manager = client._connection_manager
-        for record in records:
-            frame = frame_type(
-                headers={"id": record.native.ack_id, "subscription": record.native.subscription_id}
-            )
-            if not await manager.maybe_write_frame(frame):
-                return False
+        state = manager._active_connection_state
+        if state is None:
+            return False
+        natives = [record.native for record in records]
+        frames = settle_frames(
+            command, [n.ack_id for n in natives], [n.subscription_id for n in natives]
+        )
+        connection = state.connection
+        assert isinstance(connection, FastConnection)
+        try:
+            await connection.write_bytes(frames)
+        except ConnectionLostError as error:
+            # As stompman does for a frame it could not write: the connection is replaced.
+            await manager._discard_failed_connection_state(state, error)
+            return False
         return True
 
     async def ack(self, records: Sequence[Record]) -> list[Record]:
         """ACK each message; return the ones that could not be acknowledged."""
-        return await self._settle_with(records, AckFrame)
+        return await self._settle_with(records, "ACK")
 
-    async def _settle_with(
-        self, records: Sequence[Record], frame: type[AckFrame | NackFrame]
-    ) -> list[Record]:
-        """Send ``frame`` (ACK or NACK) for each message of the current subscription; return
+    async def _settle_with(self, records: Sequence[Record], command: str) -> list[Record]:
+        """Send ``command`` (ACK or NACK) for each message of the current subscription; return
         the ones it could not reach (a lost connection's deliveries come back by themselves)."""
         live, stale = self._split(records)
         try:
-            if live and not await self._send(live, frame):
+            if live and not await self._send(live, command):
                 return list(records)
             for record in live:
                 self._counter.forget(record.position)
@@ -368,7 +382,7 @@ class ActiveMqSource(BrokerSource[ActiveMqRecord]):
 
     async def dead_letter(self, records: Sequence[Record]) -> list[Record]:
         """NACK: the broker's dead-letter strategy takes the messages."""
-        return await self._settle_with(records, NackFrame)
+        return await self._settle_with(records, "NACK")
 
     async def aclose(self) -> None:
         """Unsubscribe and disconnect: ActiveMQ hands unacknowledged messages out again."""
