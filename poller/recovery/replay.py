@@ -130,8 +130,8 @@ async def replay_shards(
     # Found before any lease is taken: reading a shard may take a while, and holds nothing.
     found: dict[str, tuple[Checkpoint, str]] = {}
     for info, _ in chosen:
-        checkpoint, first = await replay_checkpoint(source, info, target, clock())
-        found[info.id] = (checkpoint, _resumes(checkpoint, first.position if first else None))
+        checkpoint, _ = await replay_checkpoint(source, info, target, clock())
+        found[info.id] = (checkpoint, _resumes(checkpoint))
     if dry_run:
         for info, before in chosen:
             checkpoint, note = found[info.id]
@@ -166,7 +166,8 @@ async def replay_shards(
     return _report(mapping_id, source.kind, target, False, moves, listed)
 
 
-def _resumes(checkpoint: Checkpoint, first: str | None) -> str:
+def _resumes(checkpoint: Checkpoint) -> str:
+    """Where the partition resumes, in words."""
     if checkpoint.position:
         return f"resumes at {int(checkpoint.position) + 1}"
     if checkpoint.opened_at == 0.0:
