@@ -222,14 +222,15 @@ def shown_input(
     """How a problem may show the value it refused at ``loc``, and whether it is redacted.
 
     A secret, or a value that holds one (a list given where a table of secrets goes), shows as
-    ``'***' (what kind of value)``; a URL field's value loses its login.
+    ``'***' (what kind of value)``; a URL field's value (or one holding URL fields) loses its
+    logins.
     """
     url = False
     for path in paths:
         relation = _relation(path, loc)
-        if relation == "above" or (relation == "in" and path.kind == "secret"):
+        if relation is not None and path.kind == "secret":
             return f"{REDACTED!r} ({describe(value)})", True
-        url = url or relation == "in"
+        url = url or relation is not None
     if url:
         return redact_text(repr(_masked(value))), False
     return repr(value), False
