@@ -22,8 +22,10 @@ POLLER_TEST_ACTIVEMQ_URL name them (tests/conftest.py; README, Quick start).
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import fcntl
+import hashlib
 import importlib.util
 import json
 import os
@@ -36,7 +38,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -478,6 +480,33 @@ def _rabbitmq_tls_conf(tls: TlsFiles, port: int) -> str:
     )
 
 
+def _rabbitmq_definitions(data: Path, vhosts: Sequence[str]) -> str:
+    """A definitions file that creates ``vhosts`` at boot, with all rights for ``guest`` there,
+    and its rabbitmq.conf line. A boot that imports definitions creates no default user, so it
+    holds ``guest``/``guest`` and "/" too (the password hashed as RabbitMQ's SHA-256 scheme)."""
+    salt = os.urandom(4)
+    password_hash = base64.b64encode(salt + hashlib.sha256(salt + b"guest").digest()).decode()
+    names = ["/", *vhosts]
+    definitions = {
+        "users": [
+            {
+                "name": "guest",
+                "password_hash": password_hash,
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": ["administrator"],
+            }
+        ],
+        "vhosts": [{"name": name} for name in names],
+        "permissions": [
+            {"user": "guest", "vhost": name, "configure": ".*", "write": ".*", "read": ".*"}
+            for name in names
+        ],
+    }
+    path = data / "definitions.json"
+    path.write_text(json.dumps(definitions))
+    return f"load_definitions = {path}\n"
+
+
 def _tcp_probe(port: int) -> None:
     """The port accepts connections (a TLS listener: no handshake without a client certificate)."""
     with socket.create_connection(("127.0.0.1", port), timeout=2):
@@ -491,6 +520,7 @@ def start_rabbitmq(
     keep_data: bool = False,
     tls: TlsFiles | None = None,
     name: str = "rabbitmq",
+    vhosts: Sequence[str] = (),
 ) -> RunningServer:
     """RabbitMQ on loopback, its node, data and logs in .servers/rabbitmq-PORT.
 
@@ -498,7 +528,8 @@ def start_rabbitmq(
     left behind and no system-wide RabbitMQ or epmd is touched. ``keep_data`` starts again on
     the data of an earlier run on the same port (durable queues and persistent messages).
     ``tls`` adds an amqps listener (``tls_port``) that requires a client certificate; ``name``
-    tells a second broker's state file from the first's.
+    tells a second broker's state file from the first's; ``vhosts`` are virtual hosts created
+    at boot (``guest`` may use them).
     """
     ensure_package("rabbitmq")
     port = port or free_port()
@@ -511,6 +542,7 @@ def start_rabbitmq(
     (data / "rabbitmq.conf").write_text(
         f"loopback_users = none\nlisteners.tcp.default = 127.0.0.1:{port}\n"
         + (_rabbitmq_tls_conf(tls, tls_port) if tls else "")
+        + (_rabbitmq_definitions(data, vhosts) if vhosts else "")
     )
     (data / "rabbitmq-env.conf").write_text("")
     (data / "advanced.config").write_text("[].\n")
@@ -558,21 +590,6 @@ def start_rabbitmq(
     )
     (STATE_DIR / f"{name}.json").write_text(json.dumps(asdict(server)))
     return server
-
-
-def rabbitmq_add_vhost(server: RunningServer, vhost: str, user: str = "guest") -> None:
-    """Create a virtual host on a broker started here and give ``user`` all rights in it."""
-    env = _rabbitmq_env(Path(server.data_dir), server.port, server.helper_port)
-    ctl = str(_RABBITMQ_HOME / "rabbitmqctl")
-    for command in (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
-        result = subprocess.run(
-            [ctl, *command], env=env, capture_output=True, text=True, timeout=120, check=False
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"rabbitmqctl {' '.join(command)} failed (exit {result.returncode}): "
-                f"{(result.stdout + result.stderr).strip()[-500:]}"
-            )
 
 
 def _stop_rabbitmq(server: RunningServer) -> None:

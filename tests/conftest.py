@@ -187,11 +187,11 @@ class TlsBroker:
 
 
 @contextlib.contextmanager
-def _tls_broker(name: str, scheme: str, directory: Path) -> Iterator[tuple[Any, TlsBroker]]:
+def _tls_broker(name: str, scheme: str, directory: Path, **options: Any) -> Iterator[TlsBroker]:
     servers = _servers_module()
     tls = ServerTls.create(directory, f"{name}-tls")
     files = servers.TlsFiles(str(tls.ca_file), str(tls.certificate_file), str(tls.key_file))
-    server = getattr(servers, f"start_{name}")(tls=files, name=f"{name}-tls")
+    server = getattr(servers, f"start_{name}")(tls=files, name=f"{name}-tls", **options)
     broker = TlsBroker(
         f"{scheme}://localhost:{server.tls_port}",
         server.endpoint.replace("guest:guest@", "").replace("admin:admin@", "").rstrip("/"),
@@ -199,7 +199,7 @@ def _tls_broker(name: str, scheme: str, directory: Path) -> Iterator[tuple[Any, 
         tls,
     )
     try:
-        yield server, broker
+        yield broker
     finally:
         servers.stop(server)
 
@@ -210,10 +210,8 @@ def rabbitmq_tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tl
     host, started once per run when a test asks for it; skipped with POLLER_TEST_RABBITMQ_URL."""
     if os.environ.get("POLLER_TEST_RABBITMQ_URL"):
         pytest.skip("the TLS broker is started by the tests (POLLER_TEST_RABBITMQ_URL is set)")
-    directory = tmp_path_factory.mktemp("rabbitmq-tls")
-    with _tls_broker("rabbitmq", "amqps", directory) as (server, broker):
-        vhost = "poller-tls"
-        _servers_module().rabbitmq_add_vhost(server, vhost)
+    directory, vhost = tmp_path_factory.mktemp("rabbitmq-tls"), "poller-tls"
+    with _tls_broker("rabbitmq", "amqps", directory, vhosts=[vhost]) as broker:
         yield dataclasses.replace(broker, vhost=vhost)
 
 
@@ -224,7 +222,7 @@ def activemq_tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tl
     if os.environ.get("POLLER_TEST_ACTIVEMQ_URL"):
         pytest.skip("the TLS broker is started by the tests (POLLER_TEST_ACTIVEMQ_URL is set)")
     directory = tmp_path_factory.mktemp("activemq-tls")
-    with _tls_broker("activemq", "stomp+ssl", directory) as (_server, broker):
+    with _tls_broker("activemq", "stomp+ssl", directory) as broker:
         yield broker
 
 
