@@ -7,11 +7,12 @@ the same pace as poller's (the baseline), and the mapping poller runs.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,8 +139,9 @@ def raw_kinesis(idle_interval: float) -> Any:
     return consume
 
 
-def poller_kinesis(idle_poll: float | None) -> Any:
-    """poller on the stream; ``idle_poll`` is ``[worker] idle_poll_seconds`` (None: Lambda's 1 s)."""
+def poller_kinesis(idle_poll: float | None, *, lambda_style: bool = False) -> Any:
+    """poller on the stream; ``idle_poll`` is ``[worker] idle_poll_seconds`` (None: Lambda's 1 s);
+    ``lambda_style`` hands AWS's Kinesis event to ``handler(event, context)``."""
 
     def consume(stream: KinesisStream, probe: Probe) -> Any:
         worker = {} if idle_poll is None else {"idle_poll_seconds": idle_poll}
@@ -148,13 +150,26 @@ def poller_kinesis(idle_poll: float | None) -> Any:
             "StartingPosition": "TRIM_HORIZON" if stream.from_start else "LATEST",
             "BatchSize": 100,
         }
-        return poller_running(aws_document(stream.aws.endpoint, mapping, **worker), probe, _data)
+        return poller_running(
+            aws_document(stream.aws.endpoint, mapping, **worker),
+            probe,
+            _data,
+            _kinesis_event_payloads if lambda_style else None,
+        )
 
     return consume
 
 
 def _data(record: Record) -> bytes:
     return record.data
+
+
+def _kinesis_event_payloads(event: Mapping[str, Any]) -> list[bytes | str]:
+    return [base64.b64decode(r["kinesis"]["data"]) for r in event["Records"]]
+
+
+def _sqs_event_payloads(event: Mapping[str, Any]) -> list[bytes | str]:
+    return [str(r["body"]) for r in event["Records"]]
 
 
 # --- DynamoDB Streams -----------------------------------------------------------------------------
@@ -326,11 +341,17 @@ def raw_sqs(loops: int = 5) -> Any:
     return consume
 
 
-def poller_sqs() -> Any:
-    """poller on the queue with AWS's defaults (BatchSize 10, no batching window)."""
+def poller_sqs(*, lambda_style: bool = False) -> Any:
+    """poller on the queue with AWS's defaults (BatchSize 10, no batching window);
+    ``lambda_style`` hands AWS's SQS event to ``handler(event, context)``."""
 
     def consume(queue: SqsQueue, probe: Probe) -> Any:
         mapping = {"EventSourceArn": queue.arn, "BatchSize": 10}
-        return poller_running(aws_document(queue.aws.endpoint, mapping), probe, _data)
+        return poller_running(
+            aws_document(queue.aws.endpoint, mapping),
+            probe,
+            _data,
+            _sqs_event_payloads if lambda_style else None,
+        )
 
     return consume

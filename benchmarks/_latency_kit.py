@@ -9,6 +9,7 @@ consumers live in one process, on one clock.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import shutil
@@ -61,9 +62,9 @@ class Probe:
     _wanted: int = 0
     _all: anyio.Event = field(default_factory=anyio.Event)
 
-    def note(self, data: bytes | str) -> None:
-        """Take one payload as the handler received it."""
-        now = time.time()
+    def note(self, data: bytes | str, seen_at: float | None = None) -> None:
+        """Take one payload as the handler received it (``seen_at``: when, if not now)."""
+        now = time.time() if seen_at is None else seen_at
         text = data.decode() if isinstance(data, bytes) else data
         number, stamp = text.split()
         n = int(number)
@@ -187,12 +188,24 @@ async def backlog(resource: Resource, consumer: Consumer, count: int, what: str)
     )
 
 
+#: Takes a Lambda-style event apart into its records' payloads.
+EventPayloads = Callable[[Mapping[str, Any]], list[bytes | str]]
+
+
 @contextlib.asynccontextmanager
 async def poller_running(
-    config: Mapping[str, Any], probe: Probe, payload_of: Callable[[Record], bytes | str]
+    config: Mapping[str, Any],
+    probe: Probe,
+    payload_of: Callable[[Record], bytes | str],
+    event_payloads: EventPayloads | None = None,
 ) -> AsyncIterator[None]:
-    """A Worker for one mapping (``config``, without a UUID) with a typed handler that notes
-    every record's payload in ``probe``; stopped when the body ends."""
+    """A Worker for one mapping (``config``, without a UUID) whose handler notes every record's
+    payload in ``probe``; stopped when the body ends.
+
+    The handler is typed (``async def handle(batch)``) unless ``event_payloads`` is given: then
+    it is Lambda-style (``def handler(event, context)``, run in a worker thread with the event
+    rendered as AWS's), and hands its notes to the event loop with their time of arrival.
+    """
     mapping_id = f"latency-{uuid.uuid4().hex[:8]}"
     document = dict(config)
     document["store"] = {"url": "memory://"}
@@ -203,7 +216,19 @@ async def poller_running(
         for record in batch:
             probe.note(payload_of(record))
 
-    worker = Worker(parse_config(document), handlers={mapping_id: handle})
+    handler: Callable[..., Any] = handle
+    if event_payloads is not None:
+        loop = asyncio.get_running_loop()
+        split = event_payloads
+
+        def handle_event(event: dict[str, Any], context: Any) -> None:
+            now = time.time()
+            for data in split(event):
+                loop.call_soon_threadsafe(probe.note, data, now)
+
+        handler = handle_event
+
+    worker = Worker(parse_config(document), handlers={mapping_id: handler})
     try:
         await worker.start()
         yield

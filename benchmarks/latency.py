@@ -26,7 +26,8 @@ and ActiveMQ), all stopped at the end:
 Variants: Kinesis at Lambda's idle pace (one GetRecords a second per caught-up shard, poller's
 default) and at the Kinesis limit (5 reads a second: ``[worker] idle_poll_seconds = 0.2``);
 DynamoDB Streams at its default 4 reads a second; SQS with a 20 s long poll; Kafka and RabbitMQ
-with MaximumBatchingWindowInSeconds 0 and at AWS's default 0.5 s; ActiveMQ with window 0. The
+with MaximumBatchingWindowInSeconds 0 and at AWS's default 0.5 s; ActiveMQ with window 0;
+Kinesis at 5 reads/s and SQS once more with a Lambda-style ``handler(event, context)``. The
 raw loops: GetRecords paced as poller paces a shard; five SQS receive loops (poller's first five
 pollers); aiokafka getmany with its default 500 ms fetch wait, and once more with 10 ms to show
 what the broker's fetch wait costs; aio-pika and stompman consumers that the broker pushes to.
@@ -110,12 +111,14 @@ class Variant:
     aim_ms: float | None = None
     #: A poller row at AWS's default batching window of 0.5 s (Kafka, MQ).
     default_window: bool = False
+    #: A poller row whose handler is ``handler(event, context)`` rather than typed.
+    lambda_style: bool = False
 
     @property
     def quick(self) -> bool:
-        """Part of the ``--quick`` run: poller rows without the default window (the full run
-        has every row)."""
-        return self.variant == "poller" and not self.default_window
+        """Part of the ``--quick`` run: poller rows with a typed handler and without the
+        default window (the full run has every row)."""
+        return self.variant == "poller" and not (self.default_window or self.lambda_style)
 
 
 #: Opens a source's clients for its whole run; yields a factory of fresh resources and the list
@@ -170,6 +173,18 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     aim_ms=150,
                     short="read pace 0.2 s + GetRecords",
                 ),
+                Variant(
+                    "kinesis",
+                    "poller",
+                    "5 reads/s per shard, Lambda-style handler",
+                    poller_kinesis(0.2, lambda_style=True),
+                    "k5",
+                    f"{kinesis_5}; the handler is handler(event, context) in a worker thread, "
+                    "so the event is rendered as AWS's and the batch crosses to a thread",
+                    aim_ms=150,
+                    short="read pace 0.2 s + GetRecords",
+                    lambda_style=True,
+                ),
             ],
         ),
         "dynamodb": (
@@ -221,6 +236,19 @@ def plan() -> dict[str, tuple[Opener, list[Variant]]]:
                     "window is 0 (AWS's SQS default), so the receive is handed over at once",
                     aim_ms=50,
                     short="moto's send/receive time",
+                ),
+                Variant(
+                    "sqs",
+                    "poller",
+                    "long poll, Lambda-style handler",
+                    poller_sqs(lambda_style=True),
+                    "s",
+                    "moto's request handling, as above; the handler is handler(event, context) "
+                    "in a worker thread, so the event is rendered as AWS's and the batch "
+                    "crosses to a thread",
+                    aim_ms=50,
+                    short="moto's send/receive time",
+                    lambda_style=True,
                 ),
             ],
         ),
@@ -477,6 +505,9 @@ def result_rows(measured: Sequence[Measured]) -> list[dict[str, Any]]:
                 "variant": v.variant,
                 "regime": entry.regime,
                 "pace": v.pace,
+                "handler": None
+                if v.variant == "raw loop"
+                else ("Lambda-style" if v.lambda_style else "typed"),
                 "records": len(samples),
                 **stats,
                 "samples_ms": [round(s, 1) for s in samples],
