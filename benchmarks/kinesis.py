@@ -18,24 +18,32 @@ What runs, in one process, against one moto server started for the run and stopp
 Both sides build their own client inside the timed part and use the same client settings
 (``poller.aws.AwsClients``). Each measurement runs 3 times, alternating, and the medians are
 reported; the ratio is taken within this run, so the machine's load cancels out as far as it can.
+Besides records/s, each variant's CPU per record is reported for this process and for the moto
+server (read from ``/proc``): moto spends several times the client's CPU per record, so on a
+machine with few cores its share decides the wall time, and the client's CPU is the steadier
+figure for poller's own cost.
 
 Run ``python benchmarks/kinesis.py``; results also go to ``benchmarks/results/kinesis.json``.
+``--quick`` is a smoke run (4,000 records, 2 rounds) of well under half a minute.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
 from _common import (
     Timing,
     aws_config,
-    moto_server,
+    median,
+    moto_process,
     print_rows_against_raw,
     read_poller,
     rows_against_raw,
@@ -53,6 +61,18 @@ READ_LIMIT = 10_000
 AIM_RATIO = 0.9
 #: A measurement that has not seen every record after this long has failed.
 READ_TIMEOUT = 300.0
+#: ``--quick``: records and rounds of a smoke run.
+QUICK_RECORDS = 4_000
+QUICK_REPEATS = 2
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the server process ``pid`` so far, from /proc (0 without)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def create_stream(endpoint: str, name: str, shards: int) -> str:
@@ -137,7 +157,12 @@ async def read_raw(endpoint: str, arn: str, expected: Counter[str]) -> Timing:
 
 
 async def measure(
-    endpoint: str, shards: int, count: int, repeats: int, batch_sizes: Sequence[int]
+    endpoint: str,
+    server_pid: int,
+    shards: int,
+    count: int,
+    repeats: int,
+    batch_sizes: Sequence[int],
 ) -> dict[str, Any]:
     name = f"benchmark-{uuid.uuid4().hex[:12]}"
     arn = await create_stream(endpoint, name, shards)
@@ -148,15 +173,36 @@ async def measure(
         f"per shard: {', '.join(str(expected[s]) for s in sorted(expected))}"
     )
     samples: dict[str, list[Timing]] = {}
+    server_us: dict[str, list[float]] = {}
     for _ in range(repeats):  # alternate, so drift in machine load hits every variant
-        samples.setdefault("raw", []).append(await read_raw(endpoint, arn, expected))
+        variants: list[tuple[str, Any]] = [("raw", lambda: read_raw(endpoint, arn, expected))]
         for batch in batch_sizes:
-            timing = await read_poller(
-                endpoint, arn, count, batch, label="kinesis", time_limit=READ_TIMEOUT
+            variants.append(
+                (
+                    f"poller-{batch}",
+                    lambda batch=batch: read_poller(
+                        endpoint, arn, count, batch, label="kinesis", time_limit=READ_TIMEOUT
+                    ),
+                )
             )
-            samples.setdefault(f"poller-{batch}", []).append(timing)
+        for key, run in variants:
+            server_before = server_cpu_seconds(server_pid)
+            timing = await run()
+            server_us.setdefault(key, []).append(
+                (server_cpu_seconds(server_pid) - server_before) / count * 1e6
+            )
+            samples.setdefault(key, []).append(timing)
+            print(
+                f"  {key:>12}: {count / timing.wall:9,.0f} records/s, CPU "
+                f"{timing.cpu / count * 1e6:5.1f} us/record here, "
+                f"{server_us[key][-1]:5.1f} in moto",
+                flush=True,
+            )
 
     rows = rows_against_raw(samples, count, AIM_RATIO)
+    for row, key in zip(rows, samples, strict=True):
+        row["server_cpu_us_per_record"] = median(server_us[key])
+        row["runs_cpu_us_per_record"] = [t.cpu / count * 1e6 for t in samples[key]]
     return {
         "stream": name,
         "shards": shards,
@@ -172,15 +218,25 @@ async def measure(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--records", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--records", type=int, default=None, help="records (default 20,000)")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds (default 3)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke run: {QUICK_RECORDS:,} records, {QUICK_REPEATS} rounds (under half a "
+        "minute; --records and --repeats still win)",
+    )
     args = parser.parse_args(argv)
+    if args.records is None:
+        args.records = QUICK_RECORDS if args.quick else 20_000
+    if args.repeats is None:
+        args.repeats = QUICK_REPEATS if args.quick else 3
     configure_logging(level="warning", stream=sys.stderr)
 
-    with moto_server() as endpoint:
+    with moto_process() as (endpoint, pid):
         report = anyio.run(
-            measure, endpoint, args.shards, args.records, args.repeats, args.batch_sizes
+            measure, endpoint, pid, args.shards, args.records, args.repeats, args.batch_sizes
         )
 
     rows = report["results"]
@@ -190,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         "own), client creation and start-up included; 'CPU vs raw' is that over the raw loop's."
     )
     print_rows_against_raw("Reading Kinesis from moto over HTTP", rows)
-    path = write_results("kinesis", {**report, "aim_ratio": AIM_RATIO})
+    print("\nCPU per record of the moto server during each variant (median, us):")
+    for row in rows:
+        batch = f" BatchSize {row['batch_size']}" if row["batch_size"] else ""
+        print(f"  {row['variant']}{batch}: {row['server_cpu_us_per_record']:.1f}")
+    path = write_results("kinesis", {**report, "aim_ratio": AIM_RATIO, "quick": args.quick})
     print(f"\nwritten: {path}")
     return 0
 
