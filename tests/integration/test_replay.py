@@ -11,13 +11,14 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import pytest
+import structlog
 
 from poller import Worker
 from poller.cli import main
@@ -51,6 +52,15 @@ from tests.kit.redrive_kit import write_config
 pytestmark = pytest.mark.integration
 
 M = "replayed"
+
+
+@pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """The command configures logging for the process (to the stderr pytest captures and later
+    closes): put back what the tests after it log with."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
