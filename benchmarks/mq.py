@@ -76,13 +76,15 @@ def server_cpu_seconds(pid: int) -> float:
         current = pending.pop()
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending.extend(int(c) for c in (task / "children").read_text().split())
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
         except OSError:
-            continue
+            continue  # gone meanwhile: its time is in its parent's cutime now
         # utime, stime and the reaped children's cutime, cstime: a child's time moves into
         # its parent's when it exits, so the sum never goes backwards.
         total += sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        for task in tasks:  # threads come and go (a JVM's): one gone is no reason to skip
+            with contextlib.suppress(OSError):
+                pending.extend(int(child) for child in (task / "children").read_text().split())
     return total
 
 
