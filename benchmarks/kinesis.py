@@ -30,6 +30,7 @@ Run ``python benchmarks/kinesis.py``; results also go to ``benchmarks/results/ki
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import uuid
@@ -186,6 +187,9 @@ async def measure(
                 )
             )
         for key, run in variants:
+            # A full garbage collection costs ~10 us per record of a run it lands in: start
+            # every variant clean, so none pays for what an earlier one left behind.
+            gc.collect()
             server_before = server_cpu_seconds(server_pid)
             timing = await run()
             server_us.setdefault(key, []).append(

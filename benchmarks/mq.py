@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import gc
 import os
 import shutil
 import sys
@@ -277,6 +278,7 @@ async def measure(
         for key, _broker, _variant, url, fill, consume in plan:
             queue = f"bench-{key}-{uuid.uuid4().hex[:8]}"
             await fill(url, queue, count)
+            gc.collect()  # no variant pays for a full collection of what an earlier one left
             broker_before = server_cpu_seconds(pids[url])
             timing = await consume(url, queue, count)
             broker_us[key].append((server_cpu_seconds(pids[url]) - broker_before) / count * 1e6)
