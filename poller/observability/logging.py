@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -68,6 +68,39 @@ def _redacted(value: Any) -> Any:
     return value
 
 
+class _StandardStream:
+    """``sys.stdout`` or ``sys.stderr`` as it is at each write, not as it was when logging was
+    configured: a program (or a test runner) that swaps the standard stream later, and closes the
+    old one, must not leave the log writing to a closed file. (structlog keeps a lock per stream
+    in a weak-keyed table, hence ``__weakref__``.)"""
+
+    __slots__ = ("__weakref__", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _current(self) -> TextIO:
+        stream: TextIO = getattr(sys, self._name)
+        return stream
+
+    def write(self, text: str) -> int:
+        return self._current().write(text)
+
+    def flush(self) -> None:
+        self._current().flush()
+
+    def isatty(self) -> bool:
+        return self._current().isatty()
+
+
+def _standard(stream: TextIO) -> TextIO | _StandardStream:
+    """``stream``, or a late-bound stand-in when it is the process's stdout or stderr."""
+    for name in ("stdout", "stderr"):
+        if stream is getattr(sys, name):
+            return _StandardStream(name)
+    return stream
+
+
 def configure_logging(
     *,
     level: str = "info",
@@ -76,7 +109,7 @@ def configure_logging(
     stream: TextIO | None = None,
 ) -> None:
     """Configure structlog for the process (the CLI calls this; libraries leave it to the host)."""
-    out = stream or sys.stdout
+    out: TextIO | _StandardStream = _standard(stream or sys.stdout)
     as_json = format == "json" or (format == "auto" and not out.isatty())
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -98,6 +131,6 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.PrintLoggerFactory(cast("TextIO", out)),
         cache_logger_on_first_use=False,
     )
