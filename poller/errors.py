@@ -10,7 +10,11 @@ the whole family in one place::
     ├── SourceError              a source cannot be read (missing stream, access denied, ...)
     │   └── SourceNotFoundError  the stream, table or queue named by the ARN does not exist
     ├── DestinationError         an on-failure destination refused or could not take a record
-    └── StoreError               the state store cannot be opened or written
+    ├── StoreError               the state store cannot be opened or written
+    ├── ReplayRefused            ``poller replay`` cannot move a checkpoint as asked
+    │                            (poller.recovery.replay)
+    └── LeasesHeld               ``poller replay`` found leases a live worker holds
+                                 (poller.recovery.replay_leases)
 
 Handler failures are not exceptions of poller: a handler that raises, times out or answers
 malformed JSON produces a *failed outcome* that the retry policy handles (see ``poller.engine``).

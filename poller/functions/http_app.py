@@ -22,6 +22,7 @@ import aiohttp
 import anyio
 import structlog
 
+from poller.config.redaction import redact_text
 from poller.engine.invocation import Invocation
 from poller.functions.reply import (
     MAX_RESPONSE_BYTES,
@@ -56,6 +57,8 @@ class HttpFunction:
     ) -> None:
         self.name = name
         self.url = url
+        #: The URL as error messages show it: without a login it may carry.
+        self._shown_url = redact_text(url)
         self._arn = arn
         self._headers = dict(headers)
         self._concurrency = concurrency
@@ -130,13 +133,16 @@ class HttpFunction:
                     body=shown,
                 )
                 return FunctionError(
-                    "Function.HttpError", f"{self.url} answered HTTP {answer.status}: {shown}"
+                    "Function.HttpError",
+                    f"{self._shown_url} answered HTTP {answer.status}: {shown}",
                 )
         except TimeoutError:
             return timed_out(time_limit)
         except aiohttp.ClientError as error:
             _log.warning("HTTP function unreachable", function=self.name, error=str(error))
-            return FunctionError("Function.ConnectionError", f"{self.url}: {error}")
+            return FunctionError(
+                "Function.ConnectionError", redact_text(f"{self._shown_url}: {error}")
+            )
 
     async def aclose(self) -> None:
         """Close the connection pool."""
