@@ -148,6 +148,8 @@ _ESCAPE: Final = re.compile(rb"\\(.?)", re.DOTALL)
 
 
 def _unescape(raw: bytes) -> bytes:
+    if raw.count(b"\\") == raw.count(b"\\c"):  # only escaped colons (ActiveMQ's message ids)
+        return raw.replace(b"\\c", b":")
     return _ESCAPE.sub(lambda match: _ESCAPES.get(match[1], b""), raw)
 
 
