@@ -54,6 +54,9 @@ _SERVER_GROUPS = (
 )
 
 
+# First among the hooks: pytest-xdist reads the groups in its own hook of the same name, which
+# would otherwise run before this one and see no group.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         used = getattr(item, "fixturenames", ())

@@ -570,7 +570,9 @@ async def test_kill_9_mid_batch_then_restart_loses_nothing(
     written = await put(aws, stream, spread(stream, 40, "crash"))
     here = project(stream, BatchSize=4, Idempotency=idempotency)
 
-    first = await here.start(delay=0.4)
+    # Each batch stays a second in the handler, so the kill, sent once a shard's second batch
+    # began, lands inside a batch even when the machine is slow to deliver it.
+    first = await here.start(delay=1.0)
 
     def second_batch_in_flight() -> bool:
         begun = first.seen.begun()
