@@ -31,12 +31,10 @@ from poller.aws import AwsClients
 from poller.config.mapping import MappingConfig
 from poller.config.resolved import ResolvedMapping
 from poller.config.settings import PollerConfig
-from poller.destinations import OnFailureSink, destination_for
-from poller.destinations.base import Destination
+from poller.destinations import OnFailureSink
 from poller.engine.discard import CountingSink, DiscardSink, DroppingSink
 from poller.engine.invocation import FunctionIdentity, InvocationContext
 from poller.engine.metrics import MappingCounters
-from poller.errors import ConfigError
 from poller.filtering.records import mapping_filter
 from poller.functions import FunctionSet
 from poller.records import Record
@@ -50,7 +48,13 @@ from poller.recovery.failure_records import (
 from poller.recovery.onfailure_reader import FailureInbox
 from poller.recovery.redrive_engine import RecordingSink, in_order, run_partitions
 from poller.recovery.stream_fetch import RangeFetcher
-from poller.runtime.wiring import FunctionPlan, build_target, function_identity, plan_functions
+from poller.runtime.wiring import (
+    FunctionPlan,
+    build_target,
+    function_identity,
+    on_failure_destination,
+    plan_functions,
+)
 from poller.sources.spec import OpenedSource
 from poller.stores.memory import MemoryStore
 
@@ -135,15 +139,7 @@ def _sink(
     uri = mapping.on_failure_destination
     if not uri:
         return DroppingSink(counters)
-    destination: Destination
-    if "://" in uri:
-        if opened.destination is None:
-            raise ConfigError(
-                f"on-failure destination {uri!r}: this mapping's source cannot serve it"
-            )
-        destination = opened.destination(uri)
-    else:
-        destination = destination_for(uri, clients)
+    destination = on_failure_destination(uri, opened, clients)
     return CountingSink(OnFailureSink(opened.codec, arn, destination), counters)
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "build_target",
     "function_identity",
     "missing_extras",
+    "on_failure_destination",
     "open_source",
     "plan_functions",
     "shorthand_function",
@@ -229,7 +230,7 @@ def as_opened(given: GivenSource, mapping_id: str) -> OpenedSource:
     return OpenedSource(given, given)
 
 
-def _destination(uri: str, opened: OpenedSource, clients: AwsClients) -> Destination:
+def on_failure_destination(uri: str, opened: OpenedSource, clients: AwsClients) -> Destination:
     """The on-failure destination: an AWS one by ARN, or one the source serves (``kafka://``)."""
     if "://" in uri:
         if opened.destination is None:
@@ -286,7 +287,7 @@ def build_runner(
     """Everything one mapping needs, assembled."""
     sink: DiscardSink | None = None
     if mapping.on_failure_destination:
-        destination = _destination(mapping.on_failure_destination, opened, clients)
+        destination = on_failure_destination(mapping.on_failure_destination, opened, clients)
         sink = CountingSink(OnFailureSink(opened.codec, function.arn, destination), counters)
     if opened.checkpoints is not None:
         store = opened.checkpoints(store)

@@ -33,7 +33,7 @@ from poller.aws_calls import error_code
 from poller.config.settings import PollerConfig
 from poller.errors import StoreError
 from poller.stores.factory import open_store
-from poller.stores.sqlite import SCHEMA_VERSION
+from poller.stores.sqlite import SCHEMA_VERSION, write_probe
 
 __all__ = ["DYNAMODB_CHECK_SECONDS", "StoreVerdict", "check_store"]
 
@@ -194,12 +194,7 @@ def _probe_writing(path: Path, where: str, notes: tuple[str, ...]) -> StoreVerdi
     except sqlite3.Error as error:
         return StoreVerdict(problems=(f"{where}: cannot be opened for writing: {error}",))
     try:
-        (version,) = connection.execute("PRAGMA user_version").fetchone()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.execute(f"PRAGMA user_version = {int(version)}")
-        finally:
-            connection.execute("ROLLBACK")
+        write_probe(connection)
     except sqlite3.DatabaseError as error:
         text = str(error)
         if "locked" in text or "busy" in text:

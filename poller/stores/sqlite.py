@@ -42,7 +42,14 @@ from poller.stores.sqlite_inspection import SqliteInspection, connect_read_only
 from poller.stores.sqlite_leases import LEASES_SCHEMA, SqliteLeases
 from poller.stores.sqlite_rewrites import SqliteRewrites
 
-__all__ = ["ORDINAL_DIGITS", "SCHEMA_VERSION", "SqliteStore", "Synchronous", "ordinal_key"]
+__all__ = [
+    "ORDINAL_DIGITS",
+    "SCHEMA_VERSION",
+    "SqliteStore",
+    "Synchronous",
+    "ordinal_key",
+    "write_probe",
+]
 
 logger = structlog.get_logger(__name__)
 
@@ -364,14 +371,7 @@ def _open(path: Path, synchronous: Synchronous, busy_timeout: float) -> sqlite3.
         (journal_mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
         connection.execute(f"PRAGMA synchronous = {synchronous}")
         _migrate(connection, path)
-        # SQLite opens a file it may not write read-only, without a word; the first checkpoint
-        # would then fail. Write once (rolled back), so that shows now, at start.
-        (version,) = connection.execute("PRAGMA user_version").fetchone()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.execute(f"PRAGMA user_version = {int(version)}")
-        finally:
-            connection.execute("ROLLBACK")
+        write_probe(connection)
     except sqlite3.Error as error:
         connection.close()
         hint = ""
@@ -389,6 +389,17 @@ def _open(path: Path, synchronous: Synchronous, busy_timeout: float) -> sqlite3.
         )
     logger.info("sqlite store opened", path=str(path), synchronous=synchronous)
     return connection
+
+
+def write_probe(connection: sqlite3.Connection) -> None:
+    """Write once, rolled back. SQLite opens a file it may not write read-only, without a word,
+    and the first checkpoint would fail; this makes that show at once (sqlite3.Error)."""
+    (version,) = connection.execute("PRAGMA user_version").fetchone()
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute(f"PRAGMA user_version = {int(version)}")
+    finally:
+        connection.execute("ROLLBACK")
 
 
 def _migrate(connection: sqlite3.Connection, path: Path) -> None:
