@@ -23,7 +23,7 @@ import base64
 import binascii
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import anyio
 from botocore.exceptions import BotoCoreError, ClientError
@@ -104,7 +104,7 @@ class ShardRangeFetcher(RangeFetcher):
             return None
         try:
             raw = [_as_read(event) for event in events]
-            records = cast(Any, self._source)._records(wanted.partition, raw)
+            records = self._source.parse_records(wanted.partition, raw)
         except (KeyError, TypeError, ValueError, binascii.Error):
             return None
         return judge(wanted, [r for r in records if wanted.covers(r.ordinal)])
@@ -115,23 +115,23 @@ class ShardRangeFetcher(RangeFetcher):
         start = IteratorStart("AT_SEQUENCE_NUMBER", sequence_number=wanted.first)
         try:
             # The source's own hooks: its arguments, its error translation, its record parsing.
-            response = await source._call(
+            response = await source.call(
                 "get_shard_iterator",
                 "GetShardIterator",
                 shard=shard,
-                **source._iterator_arguments(shard, start),
+                **source.iterator_arguments(shard, start),
             )
             iterator: str | None = str(response["ShardIterator"])
             found: list[Record] = []
             empty = 0
             while iterator is not None and empty < _EMPTY_READS:
-                response = await source._call(
+                response = await source.call(
                     "get_records",
                     "GetRecords",
                     shard=shard,
-                    **source._records_arguments(iterator, source.options.read_limit),
+                    **source.records_arguments(iterator, source.options.read_limit),
                 )
-                page = source._page(shard, response)
+                page = source.parse_page(shard, response)
                 iterator = page.next_iterator
                 inside = [r for r in page.records if wanted.covers(r.ordinal)]
                 found += inside

@@ -164,4 +164,4 @@ async def _kafka_fetcher(
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **connection.client_kwargs())
     await consumer.start()
     # The source's own record builder, so the records render as the mapping's worker renders them.
-    return KafkaRangeFetcher(consumer, source._record), connection
+    return KafkaRangeFetcher(consumer, source.to_record), connection

@@ -93,7 +93,7 @@ def test_kinesis_entries_become_records_with_their_fields_and_sizes() -> None:
         ),
         _entry(str(int(seq) + 2), "k", b"", 1764635001, EncryptionType="NONE"),
     ]
-    first, second, third = source._records(SHARD, entries)
+    first, second, third = source.parse_records(SHARD, entries)
 
     assert first == KinesisRecord(
         SHARD, seq, int(seq), "plain", b"hello", 1764635000.123, first.size, PLAIN

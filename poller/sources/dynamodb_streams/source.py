@@ -119,7 +119,7 @@ class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
                 request["Limit"] = self.options.list_page_size
             if last is not None:
                 request["ExclusiveStartShardId"] = last
-            response = await self._call("describe_stream", "DescribeStream", **request)
+            response = await self.call("describe_stream", "DescribeStream", **request)
             description = response.get("StreamDescription") or {}
             fresh = 0
             for entry in description.get("Shards") or ():
@@ -137,7 +137,7 @@ class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
                 break
         return shards
 
-    def _iterator_arguments(self, shard_id: str, start: IteratorStart) -> dict[str, Any]:
+    def iterator_arguments(self, shard_id: str, start: IteratorStart) -> dict[str, Any]:
         if start.type == "AT_TIMESTAMP":
             raise ValueError("DynamoDB Streams has no AT_TIMESTAMP shard iterator")
         arguments: dict[str, Any] = {
@@ -149,14 +149,14 @@ class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
             arguments["SequenceNumber"] = start.sequence_number
         return arguments
 
-    def _records_arguments(self, iterator: str, limit: int) -> dict[str, Any]:
+    def records_arguments(self, iterator: str, limit: int) -> dict[str, Any]:
         return {"ShardIterator": iterator, "Limit": limit}
 
     def _names_shard(self, message: str) -> bool:
         return "shard" in message.lower()
 
-    def _page(self, shard_id: str, response: Mapping[str, Any]) -> Page:
-        records = self._records(shard_id, response.get("Records") or ())
+    def parse_page(self, shard_id: str, response: Mapping[str, Any]) -> Page:
+        records = self.parse_records(shard_id, response.get("Records") or ())
         # No MillisBehindLatest here: a read that returned records may have more behind it (read
         # again at once), an empty one is at the tip. The lag is the last record's age, which is
         # what Lambda reports as IteratorAge for DynamoDB streams.
@@ -165,7 +165,7 @@ class DynamoDBStreamsSource(ShardStreamSource[DynamoDBStreamsOptions]):
             behind = max(1, int((time.time() - records[-1].arrival) * 1000))
         return Page(records, response.get("NextShardIterator") or None, behind)
 
-    def _records(
+    def parse_records(
         self, shard: str, raw_records: Sequence[Mapping[str, Any]]
     ) -> list[DynamoDBRecord]:
         """GetRecords entries as DynamoDBRecords, with their share of the event payload size."""

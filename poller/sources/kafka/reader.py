@@ -47,7 +47,7 @@ class KafkaReader:
             return ReadResult((), revoked=True)
         messages = fetched.get(self.tp, ())
         source = self._source
-        records = [source._record(self.partition_id, m) for m in messages]
+        records = [source.to_record(self.partition_id, m) for m in messages]
         behind = 0
         highwater = self._consumer.highwater(self.tp)
         if highwater is not None and records:

@@ -370,7 +370,7 @@ class KafkaSource:
 
     # --- records and rendering ------------------------------------------------------------------
 
-    def _record(self, partition_id: str, message: Any) -> KafkaRecord:
+    def to_record(self, partition_id: str, message: Any) -> KafkaRecord:
         # The hot path of a busy topic: positional arguments, the client's record as ``native``.
         value: bytes | None = message.value
         key: bytes | None = message.key

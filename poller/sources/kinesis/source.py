@@ -106,7 +106,7 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
             if self.options.list_page_size is not None:
                 request["MaxResults"] = self.options.list_page_size
             try:
-                page = await self._call("list_shards", "ListShards", **request)
+                page = await self.call("list_shards", "ListShards", **request)
             except ClientError as error:
                 code = error_code(error)
                 if token is not None and code == "InvalidToken" and not self._token_needs_stream:
@@ -126,7 +126,7 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
                 break
         return [ShardDescription.from_listing(shard) for shard in shards]
 
-    def _iterator_arguments(self, shard_id: str, start: IteratorStart) -> dict[str, Any]:
+    def iterator_arguments(self, shard_id: str, start: IteratorStart) -> dict[str, Any]:
         arguments: dict[str, Any] = {
             "StreamARN": self.stream_arn,
             "ShardId": shard_id,
@@ -138,12 +138,12 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
             arguments["Timestamp"] = start.timestamp
         return arguments
 
-    def _records_arguments(self, iterator: str, limit: int) -> dict[str, Any]:
+    def records_arguments(self, iterator: str, limit: int) -> dict[str, Any]:
         # StreamARN is optional for AWS but lets emulators find the stream.
         return {"StreamARN": self.stream_arn, "ShardIterator": iterator, "Limit": limit}
 
-    def _page(self, shard_id: str, response: Mapping[str, Any]) -> Page:
-        records = self._records(shard_id, response.get("Records") or ())
+    def parse_page(self, shard_id: str, response: Mapping[str, Any]) -> Page:
+        records = self.parse_records(shard_id, response.get("Records") or ())
         next_iterator = response.get("NextShardIterator") or None
         children: tuple[PartitionInfo, ...] = ()
         if next_iterator is None:
@@ -154,7 +154,9 @@ class KinesisSource(ShardStreamSource[KinesisOptions]):
         behind = int(response.get("MillisBehindLatest") or 0)
         return Page(records, next_iterator, behind, children)
 
-    def _records(self, shard: str, raw_records: Sequence[Mapping[str, Any]]) -> list[KinesisRecord]:
+    def parse_records(
+        self, shard: str, raw_records: Sequence[Mapping[str, Any]]
+    ) -> list[KinesisRecord]:
         """GetRecords entries as KinesisRecords, with their share of the event payload size.
 
         This runs once per record read, so it is written for speed: the client hands arrival

@@ -114,22 +114,22 @@ class ShardReader:
     async def _get_iterator(self, start: IteratorStart) -> str:
         source = self._source
         try:
-            response = await source._call(
+            response = await source.call(
                 "get_shard_iterator",
                 "GetShardIterator",
                 shard=self.shard_id,
-                **source._iterator_arguments(self.shard_id, start),
+                **source.iterator_arguments(self.shard_id, start),
             )
         except ClientError as error:
             code = error_code(error)
             if code not in source.trimmed_codes or start.type == "TRIM_HORIZON":
                 raise
             self._notice_trimmed(start.sequence_number, code)
-            response = await source._call(
+            response = await source.call(
                 "get_shard_iterator",
                 "GetShardIterator",
                 shard=self.shard_id,
-                **source._iterator_arguments(self.shard_id, IteratorStart("TRIM_HORIZON")),
+                **source.iterator_arguments(self.shard_id, IteratorStart("TRIM_HORIZON")),
             )
         return str(response["ShardIterator"])
 
@@ -141,11 +141,11 @@ class ShardReader:
             if self._iterator is None:
                 raise anyio.ClosedResourceError
             try:
-                return await source._call(
+                return await source.call(
                     "get_records",
                     "GetRecords",
                     shard=self.shard_id,
-                    **source._records_arguments(self._iterator, self._options.read_limit),
+                    **source.records_arguments(self._iterator, self._options.read_limit),
                 )
             except ClientError as error:
                 code = error_code(error)
@@ -217,7 +217,7 @@ class ShardReader:
         if now < self._next_read_at:
             await anyio.sleep(self._next_read_at - now)
         started = anyio.current_time()
-        page = self._source._page(self.shard_id, await self._get_records())
+        page = self._source.parse_page(self.shard_id, await self._get_records())
         got_records = bool(page.records)
         records = page.records
         if self._gap is not None or self._cutoff.active:

@@ -34,6 +34,7 @@ from poller.aws_calls import ClientCalls, call_with_backoff, error_code
 from poller.config.resolved import ResolvedMapping
 from poller.engine.protocols import PartitionInfo, StartAt, TrimmedRange
 from poller.errors import SourceError, SourceNotFoundError
+from poller.records import Record
 from poller.sources.shards.codec import ShardCodec
 from poller.sources.shards.parts import IteratorStart, Page, ShardDescription, ShardOptions
 from poller.sources.shards.reader import ShardReader
@@ -50,7 +51,7 @@ class ShardStreamSource(Generic[OptionsT]):
     """What Kinesis and DynamoDB Streams sources share; subclasses add calls and rendering.
 
     Subclasses set the class attributes and implement the four hooks ``_list_shards``,
-    ``_iterator_arguments``, ``_records_arguments`` and ``_page``. Lost ranges are reported
+    ``iterator_arguments``, ``records_arguments`` and ``_page``. Lost ranges are reported
     through the engine's ``ReportsTrimming`` capability.
     """
 
@@ -113,16 +114,22 @@ class ShardStreamSource(Generic[OptionsT]):
         """Every shard of the stream now, following the service's pagination."""
         raise NotImplementedError
 
-    def _iterator_arguments(self, shard_id: str, start: IteratorStart) -> dict[str, Any]:
+    def iterator_arguments(self, shard_id: str, start: IteratorStart) -> dict[str, Any]:
         """GetShardIterator arguments for ``start`` on ``shard_id``."""
         raise NotImplementedError
 
-    def _records_arguments(self, iterator: str, limit: int) -> dict[str, Any]:
+    def records_arguments(self, iterator: str, limit: int) -> dict[str, Any]:
         """GetRecords arguments for one read."""
         raise NotImplementedError
 
-    def _page(self, shard_id: str, response: Mapping[str, Any]) -> Page:
+    def parse_page(self, shard_id: str, response: Mapping[str, Any]) -> Page:
         """A GetRecords response as records, next iterator, lag and named children."""
+        raise NotImplementedError
+
+    def parse_records(
+        self, shard: str, raw_records: Sequence[Mapping[str, Any]]
+    ) -> Sequence[Record]:
+        """GetRecords entries as records (also how ``poller redrive`` reads a stored payload)."""
         raise NotImplementedError
 
     def _names_shard(self, message: str) -> bool:
@@ -167,7 +174,7 @@ class ShardStreamSource(Generic[OptionsT]):
 
     # --- helpers shared with readers -------------------------------------------------------------
 
-    async def _call(
+    async def call(
         self, method: str, operation: str, *, shard: str | None = None, **arguments: Any
     ) -> dict[str, Any]:
         """One AWS call with throttling backoff; "not found" becomes a poller error."""
