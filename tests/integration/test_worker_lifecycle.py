@@ -582,9 +582,13 @@ async def test_kill_9_mid_batch_then_restart_loses_nothing(
     await wait_until(
         second_batch_in_flight, within=WAIT, what="a shard's second batch was in the handler"
     )
+    # Judged as the signal goes: the environment running the handler is a process of its own,
+    # which may still finish its invocation after the worker is gone (its result then reaches
+    # no one, and the checkpoint never moves past it).
+    in_flight_at_kill = first.seen.in_flight()
     first.process.send_signal(signal.SIGKILL)
     assert await first.wait(within=5) == -signal.SIGKILL
-    assert first.seen.in_flight(), "the kill was meant to land while a batch was in the handler"
+    assert in_flight_at_kill, "the kill was meant to land while a batch was in the handler"
 
     remembered: dict[str, frozenset[str]] = {}
     if idempotency:
